@@ -1,0 +1,99 @@
+//! One frame <-> one [`Message`], with the size cap checked before decoding.
+
+use bytes::Bytes;
+
+use crate::error::BusError;
+use crate::message::Message;
+
+/// Default cap on one frame: 4 MiB. Large enough for a 1 MiB payload with
+/// room to spare, small enough that a hostile or buggy peer cannot make the
+/// host buffer much. Configurable on the host (`max_message_bytes`).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Encodes a message as a MessagePack map with string keys.
+pub fn encode(message: &Message) -> Result<Bytes, BusError> {
+    Ok(Bytes::from(rmp_serde::to_vec_named(message)?))
+}
+
+/// Decodes one frame, refusing frames over `max` bytes before looking inside.
+pub fn decode(frame: &[u8], max: usize) -> Result<Message, BusError> {
+    if frame.len() > max {
+        return Err(BusError::TooLarge {
+            size: frame.len(),
+            max,
+        });
+    }
+    Ok(rmp_serde::from_slice(frame)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn every_kind_round_trips() {
+        let id = Uuid::new_v4();
+        let all = vec![
+            Message::Hello(Hello {
+                cookie: "c".into(),
+                versions: vec![1],
+                plugin_id: "echo".into(),
+                token: "t".into(),
+                manifest: Manifest::default(),
+                methods: vec!["echo".into()],
+            }),
+            Message::Call(Call {
+                id,
+                method: "m".into(),
+                deadline_ms: 5,
+                args: Bytes::from_static(&[0xc0]),
+            }),
+            Message::Reply(Reply {
+                id,
+                result: Bytes::from_static(&[0x01]),
+            }),
+            Message::Error(ErrorReply {
+                id: None,
+                code: crate::ErrorCode::Timeout,
+                message: "late".into(),
+            }),
+            Message::Cancel(Cancel { id }),
+            Message::Heartbeat(Heartbeat {}),
+            Message::Goodbye(Goodbye { reason: "bye".into() }),
+        ];
+        for m in all {
+            let frame = encode(&m).expect("encodes");
+            assert_eq!(decode(&frame, 1 << 20).expect("decodes"), m);
+        }
+    }
+
+    #[test]
+    fn heartbeat_is_eleven_bytes_on_the_wire() {
+        let frame = encode(&Message::Heartbeat(Heartbeat {})).expect("encodes");
+        assert_eq!(&frame[..], b"\x81\xa9heartbeat\x80");
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_decoding() {
+        let err = decode(&[0u8; 100], 99).expect_err("too large");
+        assert!(matches!(err, BusError::TooLarge { size: 100, max: 99 }));
+    }
+
+    #[test]
+    fn unknown_kind_and_garbage_are_errors_not_panics() {
+        assert!(decode(b"\x81\xa3foo\x80", 1024).is_err());
+        assert!(decode(&[0xff, 0x00, 0x13], 1024).is_err());
+        assert!(decode(&[], 1024).is_err());
+    }
+
+    #[test]
+    fn unknown_error_code_decodes_as_unknown() {
+        let frame = b"\x81\xa5error\x83\xa2id\xc0\xa4code\xa4nope\xa7message\xa1x";
+        match decode(frame, 1024).expect("decodes") {
+            Message::Error(e) => assert_eq!(e.code, crate::ErrorCode::Unknown),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

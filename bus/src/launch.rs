@@ -1,0 +1,16 @@
+//! How the host hands a managed plugin what it needs to connect.
+//!
+//! The host sets these variables on every plugin it spawns; the SDK reads
+//! them. A binary started without [`crate::handshake::COOKIE_KEY`] set to the
+//! cookie value knows it was not started by a host.
+
+/// The ZeroMQ endpoint to connect to, e.g. `ipc:///run/user/1000/iglu/plugins.sock`.
+pub const ENDPOINT: &str = "IGLU_ENDPOINT";
+/// The fresh secret token of this launch, to present in HELLO.
+pub const TOKEN: &str = "IGLU_TOKEN";
+/// The id under which the host knows this plugin.
+pub const PLUGIN_ID: &str = "IGLU_PLUGIN_ID";
+/// `managed` when the host spawned the plugin (it must exit when the host goes silent).
+pub const MODE: &str = "IGLU_MODE";
+/// Milliseconds the SDK waits for WELCOME before it gives up (optional).
+pub const HANDSHAKE_TIMEOUT_MS: &str = "IGLU_HANDSHAKE_TIMEOUT_MS";

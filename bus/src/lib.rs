@@ -1,0 +1,36 @@
+//! The Iglu wire protocol, shared by the host and by every plugin.
+//!
+//! `docs/PROTOCOL.md` is the normative description; the types here mirror it
+//! one to one. A message travels through the modules in this order:
+//!
+//! - [`transport`] moves opaque frames over ZeroMQ (host ROUTER, plugin
+//!   DEALER) and reports peers that disconnect. It is the only module that
+//!   names the `zeromq` crate, so the transport can be swapped.
+//! - [`codec`] turns one frame into one [`message::Message`] and back, and
+//!   enforces the size cap before anything is decoded.
+//! - [`message`] holds every message kind (HELLO, WELCOME, REJECT, CALL,
+//!   REPLY, ERROR, CANCEL, HEARTBEAT, GOODBYE) and its fields.
+//! - [`handshake`] holds the rules of the opening exchange: the magic
+//!   cookie, version negotiation, constant-time token comparison and
+//!   manifest validation.
+//! - [`heartbeat`] holds liveness timing, the same on both sides.
+//! - [`error`] holds the codes that cross the wire ([`error::ErrorCode`],
+//!   [`error::RejectCode`]) and the Rust errors of this crate.
+//! - [`launch`] names the environment variables through which the host
+//!   hands a managed plugin its endpoint, cookie and token.
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod handshake;
+pub mod heartbeat;
+pub mod launch;
+pub mod message;
+pub mod transport;
+
+pub use codec::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
+pub use error::{BusError, ErrorCode, RejectCode, WireError};
+pub use message::{
+    Call, Cancel, CallId, ErrorReply, Goodbye, Heartbeat, Hello, Manifest, Message, Reject, Reply,
+    Welcome,
+};

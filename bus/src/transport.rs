@@ -1,0 +1,157 @@
+//! Frames over ZeroMQ: the host's ROUTER and a plugin's DEALER.
+//!
+//! Everything above this module deals in `(peer, frame)` pairs and
+//! [`PeerEvent`]s; only this module names `zeromq`. One protocol message is
+//! one frame (the ROUTER adds the peer's routing id in front).
+
+use bytes::Bytes;
+use futures::StreamExt;
+use zeromq::{
+    DealerRecvHalf, DealerSendHalf, DealerSocket, RouterRecvHalf, RouterSendHalf, RouterSocket,
+    Socket, SocketEvent, SocketRecv, SocketSend, ZmqMessage,
+};
+
+use crate::error::BusError;
+
+/// A peer's routing id on the host's ROUTER: random, assigned by ZeroMQ,
+/// meaningful only once the handshake has bound it to a session.
+pub type PeerId = Bytes;
+
+/// Something that happened to a peer's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The peer's connection closed (process exit, kill, or network loss).
+    Disconnected(PeerId),
+}
+
+/// The host side: a bound ROUTER split into its halves, plus its monitor.
+pub struct RouterEndpoint {
+    /// Receives frames from every peer.
+    pub inbound: RouterInbound,
+    /// Sends frames to one peer; clone it freely.
+    pub outbound: RouterOutbound,
+    /// Connection events, as fast as the kernel reports them.
+    pub events: PeerEvents,
+}
+
+impl RouterEndpoint {
+    /// Binds a ROUTER on `endpoint` (`ipc://path` or `tcp://addr:port`).
+    pub async fn bind(endpoint: &str) -> Result<RouterEndpoint, BusError> {
+        let mut socket = RouterSocket::new();
+        // The monitor must be taken before split(): it lives on the backend.
+        let monitor = socket.monitor();
+        socket.bind(endpoint).await?;
+        let (send, recv) = socket.split();
+        Ok(RouterEndpoint {
+            inbound: RouterInbound(recv),
+            outbound: RouterOutbound(send),
+            events: PeerEvents(monitor),
+        })
+    }
+}
+
+/// Receiving half of the host's ROUTER.
+pub struct RouterInbound(RouterRecvHalf);
+
+impl RouterInbound {
+    /// The next `(peer, frame)`. Cancel-safe. A message with other than one
+    /// body frame is reported as [`BusError::FrameCount`] with its peer.
+    pub async fn recv(&mut self) -> Result<(PeerId, Result<Bytes, BusError>), BusError> {
+        let message = self.0.recv().await?;
+        let mut frames = message.into_vecdeque();
+        let Some(peer) = frames.pop_front() else {
+            return Err(BusError::FrameCount {
+                expected: 2,
+                got: 0,
+            });
+        };
+        if frames.len() != 1 {
+            let got = frames.len();
+            return Ok((peer, Err(BusError::FrameCount { expected: 1, got })));
+        }
+        let body = frames.pop_front().unwrap_or_default();
+        Ok((peer, Ok(body)))
+    }
+}
+
+/// Sending half of the host's ROUTER.
+#[derive(Clone)]
+pub struct RouterOutbound(RouterSendHalf);
+
+impl RouterOutbound {
+    /// Sends one frame to one peer. Waits only when that peer's socket queue is
+    /// full; not cancel-safe (a cancelled send may lose the frame).
+    pub async fn send(&mut self, peer: &PeerId, frame: Bytes) -> Result<(), BusError> {
+        let mut message = ZmqMessage::from(frame);
+        message.push_front(peer.clone());
+        self.0.send(message).await?;
+        Ok(())
+    }
+}
+
+/// The ROUTER's connection events.
+pub struct PeerEvents(futures::channel::mpsc::Receiver<SocketEvent>);
+
+impl PeerEvents {
+    /// The next event that matters to Iglu; `None` once the socket is gone.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Option<PeerEvent> {
+        loop {
+            match self.0.next().await? {
+                SocketEvent::Disconnected(peer) => {
+                    return Some(PeerEvent::Disconnected(Bytes::from(peer)))
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// The plugin side: a DEALER connected to the host.
+pub struct DealerConnection {
+    /// Receives frames from the host.
+    pub inbound: DealerInbound,
+    /// Sends frames to the host.
+    pub outbound: DealerOutbound,
+}
+
+impl DealerConnection {
+    /// Connects a DEALER to `endpoint`. Retries on "connection refused" for
+    /// a while (zeromq's own backoff); the caller bounds the wait.
+    pub async fn connect(endpoint: &str) -> Result<DealerConnection, BusError> {
+        let mut socket = DealerSocket::new();
+        socket.connect(endpoint).await?;
+        let (send, recv) = socket.split();
+        Ok(DealerConnection {
+            inbound: DealerInbound(recv),
+            outbound: DealerOutbound(send),
+        })
+    }
+}
+
+/// Receiving half of a plugin's DEALER.
+pub struct DealerInbound(DealerRecvHalf);
+
+impl DealerInbound {
+    /// The next frame from the host. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Bytes, BusError> {
+        let message = self.0.recv().await?;
+        let got = message.len();
+        let mut frames = message.into_vecdeque();
+        match (frames.pop_front(), got) {
+            (Some(body), 1) => Ok(body),
+            _ => Err(BusError::FrameCount { expected: 1, got }),
+        }
+    }
+}
+
+/// Sending half of a plugin's DEALER.
+pub struct DealerOutbound(DealerSendHalf);
+
+impl DealerOutbound {
+    /// Sends one frame to the host. Not cancel-safe.
+    pub async fn send(&mut self, frame: Bytes) -> Result<(), BusError> {
+        self.0.send(ZmqMessage::from(frame)).await?;
+        Ok(())
+    }
+}
