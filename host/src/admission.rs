@@ -1,0 +1,96 @@
+//! The host's side of the handshake: decide on a HELLO, open a session or say why not.
+//!
+//! The checks run cheapest and least revealing first: cookie and version
+//! need no host state; the token is compared in constant time before the
+//! host says anything about the plugin's session or manifest.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use iglu_bus::handshake::{check_hello_basics, tokens_match, validate_manifest, PROTOCOL_VERSIONS};
+use iglu_bus::transport::PeerId;
+use iglu_bus::{Hello, Message, Reject, RejectCode, Welcome};
+
+use crate::host::Shared;
+use crate::registry::PluginState;
+use crate::session::{Opening, Session};
+use crate::supervisor::SupervisorEvent;
+
+/// A refusal, ready to send.
+pub fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
+    Reject {
+        code,
+        message: message.into(),
+        host_versions: PROTOCOL_VERSIONS.to_vec(),
+    }
+}
+
+/// Checks a HELLO from `peer`; on success the session is open, registered,
+/// and WELCOME is the first frame in its outbox.
+pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session>, Reject> {
+    let version = check_hello_basics(&hello).map_err(|(code, msg)| reject(code, msg))?;
+    let mut plugins = shared.registry.lock();
+    let Some(entry) = plugins.get_mut(&hello.plugin_id) else {
+        return Err(reject(
+            RejectCode::UnknownPlugin,
+            format!("no plugin named {:?} is configured on this host", hello.plugin_id),
+        ));
+    };
+    let token_ok = entry
+        .token
+        .as_deref()
+        .is_some_and(|expected| tokens_match(expected, &hello.token));
+    if !token_ok {
+        return Err(reject(
+            RejectCode::BadToken,
+            format!(
+                "the token is not the one this host issued for the current launch of {}",
+                hello.plugin_id
+            ),
+        ));
+    }
+    if entry.session.as_ref().is_some_and(|s| !s.is_closed()) {
+        return Err(reject(
+            RejectCode::DuplicateId,
+            format!("plugin {} already has a live session", hello.plugin_id),
+        ));
+    }
+    validate_manifest(&hello.manifest, &hello.methods)
+        .map_err(|msg| reject(RejectCode::MalformedManifest, msg))?;
+
+    let session = Session::open(
+        Opening {
+            plugin_id: Arc::from(hello.plugin_id.as_str()),
+            launch: entry.launch,
+            peer: peer.clone(),
+            methods: hello.methods.iter().cloned().collect::<HashSet<_>>(),
+            version,
+            max_message: shared.config.max_message_bytes,
+            supervisor: entry.events.clone(),
+        },
+        shared.outbound.clone(),
+    );
+    let timing = shared.config.timing();
+    let welcome = Message::Welcome(Welcome {
+        version,
+        session: session.id,
+        heartbeat_ms: u32::try_from(timing.interval.as_millis()).unwrap_or(u32::MAX),
+        liveness: timing.liveness,
+        max_message_bytes: u32::try_from(shared.config.max_message_bytes).unwrap_or(u32::MAX),
+    });
+    let frame = iglu_bus::encode(&welcome)
+        .map_err(|e| reject(RejectCode::MalformedHello, format!("host could not encode WELCOME: {e}")))?;
+    // The outbox is empty, so WELCOME goes out before any heartbeat or call.
+    session.try_send(frame);
+    session.touch();
+    entry.session = Some(session.clone());
+    entry.manifest = Some(hello.manifest);
+    entry.methods = hello.methods;
+    entry.state = PluginState::Running;
+    entry.since = Some(Instant::now());
+    let _ = entry.events.try_send(SupervisorEvent::Connected {
+        launch: entry.launch,
+    });
+    Ok(session)
+}

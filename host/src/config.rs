@@ -1,0 +1,287 @@
+//! The host's configuration: TOML on disk, or the built-in default.
+//!
+//! Every timing default is argued for in the README ("Supervision
+//! defaults"); the numbers here must match it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// Environment variable naming the runtime directory when the config does not.
+pub const RUNTIME_DIR_ENV: &str = "IGLU_RUNTIME_DIR";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory (mode 0700) for the plugin and control sockets. Default:
+    /// `$XDG_RUNTIME_DIR/iglu`, else `/tmp/iglu-<uid>`.
+    pub runtime_dir: Option<PathBuf>,
+    /// Every executable file in this directory is started as a plugin whose
+    /// id is the file name.
+    pub plugin_dir: Option<PathBuf>,
+    /// Largest frame accepted from a plugin, in bytes (default 4 MiB).
+    pub max_message_bytes: usize,
+    /// Deadline of a call from the CLI when none is given, in ms (default 10 s).
+    pub call_timeout_ms: u64,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatConfig,
+    /// Restart policy.
+    pub restart: RestartConfig,
+    /// How long a plugin has to handshake after its process starts, in ms (default 10 s).
+    pub handshake_timeout_ms: u64,
+    /// How long a plugin has to exit after GOODBYE before SIGTERM, and after
+    /// SIGTERM before SIGKILL, in ms (default 5 s).
+    pub stop_grace_ms: u64,
+    /// Plugins named one by one.
+    #[serde(rename = "plugin")]
+    pub plugins: Vec<PluginSpec>,
+}
+
+/// Heartbeat timing, announced to plugins in WELCOME.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// Interval between heartbeats, in ms (default 1000).
+    pub interval_ms: u64,
+    /// Silent intervals before a plugin is dead (default 3).
+    pub liveness: u32,
+}
+
+/// When and how often a crashed plugin is restarted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    /// Wait before the first restart, in ms (default 250); doubles per
+    /// crash within the window.
+    pub backoff_initial_ms: u64,
+    /// Longest wait between restarts, in ms (default 30000).
+    pub backoff_max_ms: u64,
+    /// More crashes than this within `window_s` make the plugin Failed (default 5).
+    pub max_restarts: u32,
+    /// The window for `max_restarts`, in seconds (default 60).
+    pub window_s: u64,
+}
+
+/// One plugin the host starts and supervises.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// The id the host knows the plugin by (`[a-z0-9_-]`, 1-64).
+    pub id: String,
+    /// Program to run.
+    pub command: PathBuf,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Start it with the host (default true); otherwise `iglu start` does.
+    #[serde(default = "yes")]
+    pub autostart: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval_ms: 1000,
+            liveness: 3,
+        }
+    }
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            backoff_initial_ms: 250,
+            backoff_max_ms: 30_000,
+            max_restarts: 5,
+            window_s: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        // Relative paths in a config file mean relative to the file.
+        if let Some(base) = path.parent() {
+            config.resolve_relative_to(base);
+        }
+        config.fill_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The built-in configuration: the example plugins that sit beside the
+    /// `iglu` executable (as `cargo build` leaves them in `target/<profile>/`).
+    pub fn builtin() -> Config {
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let plugin = |id: &str, binary: &str| PluginSpec {
+            id: id.to_owned(),
+            command: dir.join(binary),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            autostart: true,
+        };
+        let mut config = Config {
+            plugins: vec![
+                plugin("echo", "iglu-plugin-echo"),
+                plugin("thermostat", "iglu-plugin-thermostat"),
+            ],
+            ..Config::default()
+        };
+        config.fill_defaults();
+        config
+    }
+
+    fn resolve_relative_to(&mut self, base: &Path) {
+        let absolute = |p: &mut PathBuf| {
+            if p.is_relative() && p.components().count() > 1 {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(dir) = self.plugin_dir.as_mut() {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        if let Some(dir) = self.runtime_dir.as_mut() {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for p in &mut self.plugins {
+            absolute(&mut p.command);
+        }
+    }
+
+    /// Zero means "not set" for the numbers a file may leave out.
+    fn fill_defaults(&mut self) {
+        if self.max_message_bytes == 0 {
+            self.max_message_bytes = iglu_bus::DEFAULT_MAX_MESSAGE_BYTES;
+        }
+        if self.call_timeout_ms == 0 {
+            self.call_timeout_ms = 10_000;
+        }
+        if self.handshake_timeout_ms == 0 {
+            self.handshake_timeout_ms = 10_000;
+        }
+        if self.stop_grace_ms == 0 {
+            self.stop_grace_ms = 5_000;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if self.heartbeat.interval_ms == 0 || self.heartbeat.liveness == 0 {
+            return bad("heartbeat.interval_ms and heartbeat.liveness must be at least 1");
+        }
+        if self.restart.backoff_initial_ms > self.restart.backoff_max_ms {
+            return bad("restart.backoff_initial_ms is larger than restart.backoff_max_ms");
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > u32::MAX as usize {
+            return bad("max_message_bytes must be between 1024 and 4294967295");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.plugins {
+            if !iglu_bus::handshake::valid_plugin_id(&p.id) {
+                return Err(ConfigError::Invalid(format!(
+                    "plugin id {:?} is not 1-64 characters of [a-z0-9_-]",
+                    p.id
+                )));
+            }
+            if !seen.insert(p.id.as_str()) {
+                return Err(ConfigError::Invalid(format!("plugin id {:?} appears twice", p.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every plugin to supervise: the explicit ones, then those found in
+    /// `plugin_dir` (skipping ids already taken, with a warning).
+    pub fn all_plugins(&self) -> Result<Vec<PluginSpec>, ConfigError> {
+        let mut all = self.plugins.clone();
+        if let Some(dir) = &self.plugin_dir {
+            for spec in crate::plugin_dir::scan(dir)? {
+                if all.iter().any(|p| p.id == spec.id) {
+                    tracing::warn!(plugin = %spec.id, path = %spec.command.display(), "skipping: a plugin with this id is already configured");
+                } else {
+                    all.push(spec);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Heartbeat timing as the protocol crate wants it.
+    pub fn timing(&self) -> iglu_bus::heartbeat::Timing {
+        iglu_bus::heartbeat::Timing {
+            interval: Duration::from_millis(self.heartbeat.interval_ms),
+            liveness: self.heartbeat.liveness,
+        }
+    }
+
+    /// The runtime directory in force: the config's, else `IGLU_RUNTIME_DIR`,
+    /// else the per-user default.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.runtime_dir
+            .clone()
+            .or_else(|| std::env::var_os(RUNTIME_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(crate::runtime_dir::default_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let mut c: Config = toml::from_str(
+            r#"
+            [[plugin]]
+            id = "echo"
+            command = "/bin/true"
+            "#,
+        )
+        .expect("parses");
+        c.fill_defaults();
+        c.validate().expect("valid");
+        assert_eq!(c.heartbeat.interval_ms, 1000);
+        assert_eq!(c.restart.max_restarts, 5);
+        assert_eq!(c.max_message_bytes, 4 * 1024 * 1024);
+        assert!(c.plugins[0].autostart);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ids_are_refused() {
+        assert!(toml::from_str::<Config>("heartbeet = 1").is_err());
+        let mut c: Config = toml::from_str(
+            "[[plugin]]\nid = \"Bad Id\"\ncommand = \"x\"\n",
+        )
+        .expect("parses");
+        c.fill_defaults();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! The host as a library: start it from a config, call plugins, control
+//! them, shut it down. The `iglu` binary is a thin shell around this.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iglu_bus::transport::{RouterEndpoint, RouterOutbound};
+use iglu_bus::WireError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::HostError;
+use crate::kv::KvStore;
+use crate::registry::{Entry, PluginState, Registry};
+use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
+use crate::status::PluginStatus;
+use crate::supervisor::{self, Command};
+use crate::{control, liveness, router};
+
+/// State every task of the host shares.
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Config,
+    /// Every plugin.
+    pub registry: Registry,
+    /// Plugins' key-value stores.
+    pub kv: KvStore,
+    /// The endpoint plugins connect to.
+    pub endpoint: String,
+    /// Sends to plugins; each session clones it for its writer.
+    pub outbound: RouterOutbound,
+    /// Cancelled once, when the host shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// A running host.
+pub struct Host {
+    shared: Arc<Shared>,
+    supervisors: Vec<JoinHandle<()>>,
+    services: Vec<JoinHandle<()>>,
+    sockets: Vec<PathBuf>,
+}
+
+impl Host {
+    /// Binds the plugin endpoint and the control socket, and starts every
+    /// plugin marked `autostart`.
+    pub async fn start(config: Config) -> Result<Host, HostError> {
+        let plugins = config.all_plugins()?;
+        let dir = config.runtime_dir();
+        runtime_dir::prepare(&dir)?;
+        let plugin_socket = dir.join(PLUGIN_SOCKET);
+        let control_socket = dir.join(CONTROL_SOCKET);
+        // The control socket is checked first: a live host answers there.
+        runtime_dir::clear_stale_socket(&control_socket)?;
+        runtime_dir::clear_stale_socket(&plugin_socket)?;
+        let endpoint = format!("ipc://{}", plugin_socket.display());
+        let router_socket = RouterEndpoint::bind(&endpoint)
+            .await
+            .map_err(|source| HostError::Bind {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        let listener = control::server::bind(&control_socket)?;
+        let shared = Arc::new(Shared {
+            config,
+            registry: Registry::default(),
+            kv: KvStore::default(),
+            endpoint,
+            outbound: router_socket.outbound,
+            shutdown: CancellationToken::new(),
+        });
+        let services = vec![
+            tokio::spawn(router::run(
+                shared.clone(),
+                router_socket.inbound,
+                router_socket.events,
+            )),
+            tokio::spawn(liveness::run(shared.clone())),
+            tokio::spawn(control::server::serve(shared.clone(), listener)),
+        ];
+        let mut supervisors = Vec::new();
+        for spec in plugins {
+            let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
+            let (events_tx, events_rx) = mpsc::channel(supervisor::QUEUE);
+            let id = spec.id.clone();
+            let autostart = spec.autostart;
+            shared.registry.insert(Entry {
+                spec,
+                state: if autostart {
+                    PluginState::Starting
+                } else {
+                    PluginState::Stopped
+                },
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                manifest: None,
+                methods: Vec::new(),
+                launch: 0,
+                token: None,
+                session: None,
+                since: None,
+                events: events_tx,
+                commands: commands_tx,
+            });
+            supervisors.push(tokio::spawn(supervisor::supervise(
+                shared.clone(),
+                id,
+                autostart,
+                commands_rx,
+                events_rx,
+            )));
+        }
+        tracing::info!(endpoint = %shared.endpoint, control = %control_socket.display(), plugins = supervisors.len(), "host started");
+        Ok(Host {
+            shared,
+            supervisors,
+            services,
+            sockets: vec![plugin_socket, control_socket],
+        })
+    }
+
+    /// The shared state, for embedding programs that need more than the methods below.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Every plugin's status.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.shared.registry.status()
+    }
+
+    /// Calls `method` on `plugin` with MessagePack `args`.
+    pub async fn call(
+        &self,
+        plugin: &str,
+        method: &str,
+        args: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, WireError> {
+        call(&self.shared, plugin, method, args, deadline).await
+    }
+
+    /// Starts a stopped or failed plugin.
+    pub async fn start_plugin(&self, id: &str) -> Result<(), HostError> {
+        command(&self.shared, id, Command::Start).await
+    }
+
+    /// Stops a plugin and keeps it stopped.
+    pub async fn stop_plugin(&self, id: &str) -> Result<(), HostError> {
+        command(&self.shared, id, Command::Stop).await
+    }
+
+    /// Stops a plugin and starts it again.
+    pub async fn restart_plugin(&self, id: &str) -> Result<(), HostError> {
+        command(&self.shared, id, Command::Restart).await
+    }
+
+    /// Resolves when something asked the host to shut down (the control socket cannot, yet; this is for embedders).
+    pub async fn stopped(&self) {
+        self.shared.shutdown.cancelled().await
+    }
+
+    /// Stops every plugin in order (GOODBYE, grace, SIGTERM, SIGKILL), then
+    /// the host's own tasks, and removes its sockets. Bounded in time.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.shared.shutdown.cancel();
+        let grace = Duration::from_millis(self.shared.config.stop_grace_ms);
+        // A supervisor needs at most two grace periods to stop its plugin.
+        let bound = grace * 2 + Duration::from_secs(1);
+        for task in self.supervisors {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(bound, task).await.is_err() {
+                // Dropping its process handle SIGKILLs the plugin (kill_on_drop).
+                abort.abort();
+            }
+        }
+        for task in self.services {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), task).await.is_err() {
+                abort.abort();
+            }
+        }
+        for socket in &self.sockets {
+            let _ = std::fs::remove_file(socket);
+        }
+        tracing::info!("host stopped");
+    }
+}
+
+/// Calls a plugin through its live session.
+pub async fn call(
+    shared: &Shared,
+    plugin: &str,
+    method: &str,
+    args: Bytes,
+    deadline: Duration,
+) -> Result<Bytes, WireError> {
+    let session = shared.registry.session(plugin)?;
+    session.call(method, args, deadline).await
+}
+
+/// Sends a command to a plugin's supervisor and waits until it is carried out.
+pub async fn command(
+    shared: &Shared,
+    id: &str,
+    make: fn(oneshot::Sender<()>) -> Command,
+) -> Result<(), HostError> {
+    let tx = shared
+        .registry
+        .commands(id)
+        .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))?;
+    let (done, wait) = oneshot::channel();
+    tx.send(make(done))
+        .await
+        .map_err(|_| HostError::Supervisor(id.to_owned()))?;
+    wait.await.map_err(|_| HostError::Supervisor(id.to_owned()))
+}

@@ -1,0 +1,44 @@
+//! The Iglu host: supervises plugin processes and serves calls to them over ZeroMQ.
+//!
+//! Map of the crate, following a call from the CLI to a plugin and back:
+//!
+//! - [`config`] (+ [`plugin_dir`]): what to run, and every timing knob.
+//! - [`host`]: [`Host::start`] wires everything below together; the
+//!   library API for embedding (call, status, start/stop/restart, shutdown).
+//! - [`runtime_dir`]: the private 0700 directory for the sockets, and safe
+//!   removal of stale ones.
+//! - [`control`]: the CLI's Unix socket (JSON lines) -> [`host::call`].
+//! - [`registry`]: every plugin's state; [`status`] renders it.
+//! - [`session`]: one authenticated plugin connection: outbox, calls in
+//!   flight by correlation id, liveness; closing it fails every waiting call.
+//! - [`router`]: the ROUTER loop; HELLOs go to [`admission`], host-API calls
+//!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`].
+//! - [`liveness`]: heartbeats out, silence detection in.
+//! - [`supervisor`]: one task per plugin: start via [`runner`], watch for
+//!   exit, disconnect or silence, restart per [`restart_policy`], stop.
+//! - [`json_msgpack`]: CLI JSON <-> plugin MessagePack.
+
+pub mod admission;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod host;
+pub mod host_api;
+pub mod json_msgpack;
+pub mod kv;
+pub mod liveness;
+pub mod plugin_dir;
+pub mod registry;
+pub mod restart_policy;
+pub mod router;
+pub mod runner;
+pub mod runtime_dir;
+pub mod session;
+pub mod status;
+pub mod supervisor;
+
+pub use config::Config;
+pub use error::HostError;
+pub use host::Host;
+pub use registry::PluginState;
+pub use status::PluginStatus;

@@ -1,0 +1,45 @@
+//! The host's heartbeat: send one to every plugin each interval, and declare
+//! dead any plugin silent for `liveness` intervals.
+//!
+//! Silence is checked four times per interval so detection lands within a
+//! quarter interval of the deadline rather than a whole one.
+
+use std::sync::Arc;
+
+use iglu_bus::{Heartbeat, Message};
+
+use crate::host::Shared;
+use crate::session::Loss;
+
+/// Checks per heartbeat interval.
+const CHECKS_PER_INTERVAL: u32 = 4;
+
+/// Runs until the host shuts down.
+pub async fn run(shared: Arc<Shared>) {
+    let timing = shared.config.timing();
+    let Ok(frame) = iglu_bus::encode(&Message::Heartbeat(Heartbeat {})) else {
+        return;
+    };
+    let period = (timing.interval / CHECKS_PER_INTERVAL).max(std::time::Duration::from_millis(5));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        n = n.wrapping_add(1);
+        let beat = n % CHECKS_PER_INTERVAL == 0;
+        for session in shared.registry.sessions() {
+            let silent = session.silent_for();
+            if silent > timing.timeout() {
+                session.close(Loss::HeartbeatTimeout(silent));
+            } else if beat {
+                // A full outbox means the plugin is not reading: skipping a
+                // heartbeat is right, its own silence check will tell.
+                session.try_send(frame.clone());
+            }
+        }
+    }
+}

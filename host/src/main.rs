@@ -1,0 +1,207 @@
+//! `iglu`: run the plugin host, or talk to a running one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use iglu_host::control::client;
+use iglu_host::control::{Request, Response};
+use iglu_host::runtime_dir::CONTROL_SOCKET;
+use iglu_host::{status, Config, Host, PluginStatus};
+
+/// Iglu: a plugin host that a plugin cannot take down.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Host configuration (TOML). Without it, `run` uses the built-in config
+    /// (the example plugins beside this executable) and the other commands
+    /// reach the host in $IGLU_RUNTIME_DIR or the default runtime directory.
+    #[arg(long, global = true, env = "IGLU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the host in the foreground until Ctrl-C or SIGTERM.
+    Run,
+    /// Show every plugin's state.
+    Status {
+        /// Print JSON (stable field names) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a plugin's method with JSON arguments; prints the JSON result.
+    Call {
+        /// Plugin id.
+        plugin: String,
+        /// Method name.
+        method: String,
+        /// Arguments as JSON (default: null).
+        #[arg(default_value = "null")]
+        args: String,
+        /// Deadline in ms (default: the host's call_timeout_ms).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Start a stopped or failed plugin.
+    Start {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// Stop a plugin (GOODBYE, grace period, SIGTERM, SIGKILL).
+    Stop {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// Stop a plugin and start it again.
+    Restart {
+        /// Plugin id.
+        plugin: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("iglu: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::builtin(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Cmd::Run => {
+            init_logging();
+            runtime.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { json } => {
+            let result = runtime.block_on(ask(&config, Request::Status, Duration::from_secs(10)))?;
+            let plugins: Vec<PluginStatus> = serde_json::from_value(result)
+                .context("the host's status is not understood")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plugins)?);
+            } else {
+                print!("{}", status::table(&plugins));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Call {
+            plugin,
+            method,
+            args,
+            timeout_ms,
+        } => {
+            let args: serde_json::Value = serde_json::from_str(&args)
+                .with_context(|| format!("the arguments are not valid JSON: {args}"))?;
+            let deadline = timeout_ms.unwrap_or(config.call_timeout_ms);
+            let request = Request::Call {
+                plugin,
+                method,
+                args,
+                timeout_ms: Some(deadline),
+            };
+            // Leave the host time to answer "timeout" itself before giving up.
+            let wait = Duration::from_millis(deadline) + Duration::from_secs(5);
+            match runtime.block_on(exchange(&config, request, wait))? {
+                Response {
+                    ok: true, result, ..
+                } => {
+                    println!("{}", serde_json::to_string_pretty(&result.unwrap_or_default())?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Response { code, message, .. } => {
+                    eprintln!(
+                        "error {}: {}",
+                        code.unwrap_or_default(),
+                        message.unwrap_or_default()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Cmd::Start { plugin } => lifecycle(&runtime, &config, Request::Start { plugin }),
+        Cmd::Stop { plugin } => lifecycle(&runtime, &config, Request::Stop { plugin }),
+        Cmd::Restart { plugin } => lifecycle(&runtime, &config, Request::Restart { plugin }),
+    }
+}
+
+fn lifecycle(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    request: Request,
+) -> anyhow::Result<ExitCode> {
+    // Stopping may take two grace periods (GOODBYE, then SIGTERM).
+    let wait = Duration::from_millis(config.stop_grace_ms * 2) + Duration::from_secs(10);
+    let result = runtime.block_on(ask(config, request, wait))?;
+    println!("{}", result.as_str().unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exchange(config: &Config, request: Request, wait: Duration) -> anyhow::Result<Response> {
+    let socket = config.runtime_dir().join(CONTROL_SOCKET);
+    Ok(client::request(&socket, &request, wait).await?)
+}
+
+async fn ask(config: &Config, request: Request, wait: Duration) -> anyhow::Result<serde_json::Value> {
+    let response = exchange(config, request, wait).await?;
+    if !response.ok {
+        bail!(
+            "{}: {}",
+            response.code.unwrap_or_default(),
+            response.message.unwrap_or_default()
+        );
+    }
+    Ok(response.result.unwrap_or_default())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let host = Host::start(config).await?;
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "stopping on signal");
+    host.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without handlers the default action (exit) applies; plugins then
+        // die by their parent-death signal.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    // zeromq warns when it finds its ipc socket already removed at shutdown; the host removes it on purpose.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

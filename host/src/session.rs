@@ -1,0 +1,341 @@
+//! One authenticated connection to a plugin: its outbox, its calls in flight, its liveness.
+//!
+//! A session exists only after the handshake bound a routing id to a plugin.
+//! Every call to the plugin is registered here by correlation id; when the
+//! session closes, for whatever reason, every waiting caller is answered at
+//! once, so no caller ever waits for its deadline on a dead plugin.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iglu_bus::transport::{PeerId, RouterOutbound};
+use iglu_bus::{Call, CallId, Cancel, ErrorCode, Message, WireError};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::supervisor::SupervisorEvent;
+
+/// Frames waiting for the socket, per plugin. The bound keeps a plugin that
+/// does not read from growing the host's memory; callers wait (within their
+/// deadline) and heartbeats are skipped when it is full.
+const OUTBOX: usize = 1024;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loss {
+    /// The socket reported the peer gone.
+    Disconnected,
+    /// Nothing heard for `liveness` intervals.
+    HeartbeatTimeout(Duration),
+    /// The process exited (description of the exit).
+    Exited(String),
+    /// The plugin said GOODBYE.
+    Goodbye(String),
+    /// The host is stopping the plugin.
+    Stopping,
+    /// The host could not send to the plugin.
+    SendFailed(String),
+}
+
+impl Loss {
+    /// The error given to calls that were in flight.
+    fn to_call_error(&self, plugin: &str) -> WireError {
+        match self {
+            Loss::Goodbye(_) | Loss::Stopping => WireError::new(
+                ErrorCode::NotRunning,
+                format!("plugin {plugin} stopped ({self}) before answering"),
+            ),
+            _ => WireError::new(
+                ErrorCode::PluginCrashed,
+                format!("plugin {plugin} crashed before answering: {self}"),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loss::Disconnected => write!(f, "connection lost"),
+            Loss::HeartbeatTimeout(d) => write!(f, "no heartbeat for {} ms", d.as_millis()),
+            Loss::Exited(how) => write!(f, "process {how}"),
+            Loss::Goodbye(reason) => write!(f, "said goodbye: {reason}"),
+            Loss::Stopping => write!(f, "stopped by the host"),
+            Loss::SendFailed(e) => write!(f, "send failed: {e}"),
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<Bytes, WireError>>;
+
+struct Calls {
+    /// Set once; after that nothing new is accepted.
+    closed: Option<Loss>,
+    inflight: HashMap<CallId, Waiter>,
+}
+
+/// A plugin's live connection.
+pub struct Session {
+    /// The plugin's id.
+    pub plugin_id: Arc<str>,
+    /// Announced in WELCOME; appears in logs on both sides.
+    pub id: Uuid,
+    /// Which launch of the plugin this is, so late events of an old launch are ignored.
+    pub launch: u64,
+    /// The routing id the handshake bound to this session.
+    pub peer: PeerId,
+    /// Methods the plugin declared; calls to others fail fast without a round trip.
+    pub methods: HashSet<String>,
+    /// The negotiated protocol version.
+    pub version: u32,
+    outbox: mpsc::Sender<Bytes>,
+    calls: Mutex<Calls>,
+    /// Milliseconds since `epoch` when the plugin last sent anything.
+    last_seen_ms: AtomicU64,
+    epoch: Instant,
+    max_message: usize,
+    supervisor: mpsc::Sender<SupervisorEvent>,
+    closed: CancellationToken,
+    /// Set when the host asked the plugin to stop: its exit is then expected, not a crash.
+    stopping: AtomicBool,
+}
+
+/// What the handshake learned, to open a session with.
+pub struct Opening {
+    /// The plugin.
+    pub plugin_id: Arc<str>,
+    /// Its launch number.
+    pub launch: u64,
+    /// Its routing id.
+    pub peer: PeerId,
+    /// Its declared methods.
+    pub methods: HashSet<String>,
+    /// The negotiated protocol version.
+    pub version: u32,
+    /// The frame size cap.
+    pub max_message: usize,
+    /// Where to report the session's end.
+    pub supervisor: mpsc::Sender<SupervisorEvent>,
+}
+
+impl Session {
+    /// Opens a session and starts its writer task on `outbound`.
+    pub fn open(opening: Opening, outbound: RouterOutbound) -> Arc<Session> {
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let session = Arc::new(Session {
+            plugin_id: opening.plugin_id,
+            id: Uuid::new_v4(),
+            launch: opening.launch,
+            peer: opening.peer,
+            methods: opening.methods,
+            version: opening.version,
+            outbox: tx,
+            calls: Mutex::new(Calls {
+                closed: None,
+                inflight: HashMap::new(),
+            }),
+            last_seen_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            max_message: opening.max_message,
+            supervisor: opening.supervisor,
+            closed: CancellationToken::new(),
+            stopping: AtomicBool::new(false),
+        });
+        tokio::spawn(write_loop(Arc::downgrade(&session), rx, outbound));
+        session
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Calls> {
+        // The table stays consistent even if a holder panicked: take it back.
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a sign of life.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the plugin last sent anything.
+    pub fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Ends the session: every call in flight is answered with an error now,
+    /// the supervisor is told, the writer stops. Idempotent: the first reason wins.
+    pub fn close(&self, loss: Loss) {
+        let loss = match loss {
+            Loss::Disconnected | Loss::Exited(_) | Loss::Goodbye(_)
+                if self.stopping.load(Ordering::Relaxed) =>
+            {
+                Loss::Stopping
+            }
+            other => other,
+        };
+        let waiters = {
+            let mut calls = self.lock();
+            if calls.closed.is_some() {
+                return;
+            }
+            calls.closed = Some(loss.clone());
+            std::mem::take(&mut calls.inflight)
+        };
+        self.closed.cancel();
+        let error = loss.to_call_error(&self.plugin_id);
+        let failed = waiters.len();
+        for (_, waiter) in waiters {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        tracing::warn!(plugin = %self.plugin_id, session = %self.id, reason = %loss, failed_calls = failed, "session ended");
+        let event = SupervisorEvent::Lost {
+            launch: self.launch,
+            loss,
+        };
+        if self.supervisor.try_send(event).is_err() {
+            tracing::error!(plugin = %self.plugin_id, "could not tell the supervisor that the session ended");
+        }
+    }
+
+    /// Marks the session as being stopped by the host, so that the plugin's
+    /// exit that follows is not taken for a crash.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Queues a frame without waiting; false if the outbox is full or closed.
+    pub fn try_send(&self, frame: Bytes) -> bool {
+        !self.is_closed() && self.outbox.try_send(frame).is_ok()
+    }
+
+    /// Delivers the answer to a call; false if nobody waits for it any more.
+    pub fn resolve(&self, id: CallId, answer: Result<Bytes, WireError>) -> bool {
+        let waiter = self.lock().inflight.remove(&id);
+        match waiter {
+            Some(w) => w.send(answer).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Calls a method on the plugin. Fails at once if the method is not
+    /// declared or the session is closed; otherwise waits at most `deadline`.
+    /// Dropping the future cancels the call on the plugin side.
+    pub async fn call(
+        self: &Arc<Self>,
+        method: &str,
+        args: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, WireError> {
+        if !self.methods.contains(method) {
+            return Err(WireError::new(
+                ErrorCode::MethodNotFound,
+                format!("plugin {} has no method {method:?}", self.plugin_id),
+            ));
+        }
+        let id = CallId::new_v4();
+        let frame = iglu_bus::encode(&Message::Call(Call {
+            id,
+            method: method.to_owned(),
+            deadline_ms: u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX),
+            args,
+        }))
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+        if frame.len() > self.max_message {
+            return Err(WireError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the call is {} bytes, over the cap of {} bytes",
+                    frame.len(),
+                    self.max_message
+                ),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut calls = self.lock();
+            if let Some(loss) = &calls.closed {
+                return Err(loss.to_call_error(&self.plugin_id));
+            }
+            calls.inflight.insert(id, tx);
+        }
+        let guard = InFlight { session: self, id };
+        let result = tokio::time::timeout(deadline, async {
+            self.outbox.send(frame).await.map_err(|_| {
+                WireError::new(ErrorCode::NotRunning, format!("plugin {} is gone", self.plugin_id))
+            })?;
+            match rx.await {
+                Ok(answer) => answer,
+                Err(_) => Err(WireError::new(
+                    ErrorCode::PluginCrashed,
+                    format!("plugin {} went away before answering", self.plugin_id),
+                )),
+            }
+        })
+        .await;
+        drop(guard);
+        result.unwrap_or_else(|_| {
+            Err(WireError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "plugin {} did not answer {method:?} within {} ms",
+                    self.plugin_id,
+                    deadline.as_millis()
+                ),
+            ))
+        })
+    }
+}
+
+/// Removes an unanswered call from the table and tells the plugin to stop
+/// working on it, however the caller stopped waiting (deadline or dropped future).
+struct InFlight<'a> {
+    session: &'a Arc<Session>,
+    id: CallId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let unanswered = self.session.lock().inflight.remove(&self.id).is_some();
+        if unanswered {
+            if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id: self.id })) {
+                let _ = self.session.try_send(frame);
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    session: std::sync::Weak<Session>,
+    mut rx: mpsc::Receiver<Bytes>,
+    mut outbound: RouterOutbound,
+) {
+    let Some((peer, closed, plugin)) = session
+        .upgrade()
+        .map(|s| (s.peer.clone(), s.closed.clone(), s.plugin_id.clone()))
+    else {
+        return;
+    };
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = rx.recv() => match frame { Some(f) => f, None => break },
+            _ = closed.cancelled() => break,
+        };
+        if let Err(e) = outbound.send(&peer, frame).await {
+            tracing::debug!(%plugin, error = %e, "send failed");
+            if let Some(s) = session.upgrade() {
+                s.close(Loss::SendFailed(e.to_string()));
+            }
+            break;
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! What `iglu status` shows, as JSON and as a table.
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::{Entry, PluginState};
+
+/// One plugin as the CLI shows it. Field names are stable: scripts read `--json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginStatus {
+    /// The plugin's id.
+    pub id: String,
+    /// From its manifest (the id until it has handshaken once).
+    pub name: String,
+    /// From its manifest; empty until it has handshaken once.
+    pub version: String,
+    /// From its manifest.
+    pub author: String,
+    /// From its manifest.
+    pub description: String,
+    /// Lifecycle state.
+    pub state: PluginState,
+    /// Process id, while a process exists.
+    pub pid: Option<u32>,
+    /// Restarts after crashes.
+    pub restarts: u32,
+    /// How the last process ended.
+    pub last_exit: Option<String>,
+    /// Milliseconds since the plugin last sent anything; `null` without a session.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Milliseconds since the session opened; `null` without a session.
+    pub uptime_ms: Option<u64>,
+    /// `managed` (a child process of the host).
+    pub kind: String,
+    /// Methods declared in its last handshake.
+    pub methods: Vec<String>,
+}
+
+impl PluginStatus {
+    /// The status of one registry entry.
+    pub fn of(e: &Entry) -> PluginStatus {
+        let live = e.session.as_ref().filter(|s| !s.is_closed());
+        let manifest = e.manifest.clone().unwrap_or_default();
+        PluginStatus {
+            id: e.spec.id.clone(),
+            name: if manifest.name.is_empty() {
+                e.spec.id.clone()
+            } else {
+                manifest.name
+            },
+            version: manifest.version,
+            author: manifest.author,
+            description: manifest.description,
+            state: e.state,
+            pid: e.pid,
+            restarts: e.restarts,
+            last_exit: e.last_exit.clone(),
+            last_heartbeat_ms_ago: live.map(|s| millis(s.silent_for())),
+            uptime_ms: live.and(e.since).map(|t| millis(t.elapsed())),
+            kind: "managed".to_owned(),
+            methods: e.methods.clone(),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A table for people.
+pub fn table(plugins: &[PluginStatus]) -> String {
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "NAME".to_owned(),
+        "VERSION".to_owned(),
+        "STATE".to_owned(),
+        "PID".to_owned(),
+        "RESTARTS".to_owned(),
+        "HEARTBEAT".to_owned(),
+        "LAST EXIT".to_owned(),
+    ]];
+    for p in plugins {
+        rows.push([
+            p.id.clone(),
+            p.name.clone(),
+            p.version.clone(),
+            p.state.as_str().to_owned(),
+            p.pid.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            p.restarts.to_string(),
+            p.last_heartbeat_ms_ago
+                .map(|x| format!("{x} ms ago"))
+                .unwrap_or_else(|| "-".into()),
+            p.last_exit.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! The echo plugin: every behaviour the host must survive, on demand.
+//!
+//! Each method plays one thing a real plugin might do — answer, take its
+//! time, panic, exit, hang, send a lot, burn CPU, keep state on the host —
+//! so tests and the bench drive real failure modes through a real process.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Millis {
+    ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: i32,
+}
+
+#[derive(Deserialize)]
+struct Size {
+    bytes: usize,
+}
+
+#[derive(Serialize)]
+struct Payload {
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct Burn {
+    ms: u64,
+    #[serde(default = "one")]
+    threads: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Deserialize)]
+struct Key {
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct KeyValue {
+    key: String,
+    value: rmpv::Value,
+}
+
+#[derive(Serialize)]
+struct Whoami {
+    pid: u32,
+    plugin_id: String,
+}
+
+fn main() -> ExitCode {
+    Plugin::new(Manifest {
+        id: "echo".into(),
+        name: "Echo".into(),
+        author: "Iglu developers".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "Echoes, sleeps, panics, exits, hangs and stores on demand".into(),
+    })
+    .method("echo", |_ctx: Context, args: rmpv::Value| async move {
+        Ok::<_, HandlerError>(args)
+    })
+    .method("whoami", |ctx: Context, _: IgnoredAny| async move {
+        Ok::<_, HandlerError>(Whoami {
+            pid: std::process::id(),
+            plugin_id: ctx.plugin_id().to_owned(),
+        })
+    })
+    .method("sleep", |_ctx: Context, args: Millis| async move {
+        tokio::time::sleep(Duration::from_millis(args.ms)).await;
+        Ok::<_, HandlerError>(args.ms)
+    })
+    .method("fail", |_ctx: Context, args: Message| async move {
+        Err::<(), _>(HandlerError::msg(args.message))
+    })
+    .method("panic", |_ctx: Context, args: Message| async move {
+        panic!("asked to panic: {}", args.message);
+        #[allow(unreachable_code)]
+        Ok::<(), HandlerError>(())
+    })
+    .method("exit", |_ctx: Context, args: Code| async move {
+        std::process::exit(args.code);
+        #[allow(unreachable_code)]
+        Ok::<(), HandlerError>(())
+    })
+    .method("hang", |_ctx: Context, _: IgnoredAny| async move {
+        // The whole process freezes, heartbeats included, as a deadlocked or
+        // swapped-out plugin would: only the host's liveness check can tell.
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP)?;
+        Ok::<(), HandlerError>(())
+    })
+    .method("payload", |_ctx: Context, args: Size| async move {
+        Ok::<_, HandlerError>(Payload {
+            data: vec![0x5a; args.bytes],
+        })
+    })
+    .method("burn", |_ctx: Context, args: Burn| async move {
+        // Spin real threads so the handler runtime's cores are all busy.
+        let until = Instant::now() + Duration::from_millis(args.ms);
+        let threads: Vec<_> = (0..args.threads.clamp(1, 64))
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut x: u64 = 0;
+                    while Instant::now() < until {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    x
+                })
+            })
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok::<_, HandlerError>(args.ms)
+    })
+    .method("kv_get", |ctx: Context, args: Key| async move {
+        Ok::<_, HandlerError>(ctx.host().kv_get::<rmpv::Value>(&args.key).await?)
+    })
+    .method("kv_set", |ctx: Context, args: KeyValue| async move {
+        ctx.host().kv_set(&args.key, &args.value).await?;
+        Ok::<_, HandlerError>(true)
+    })
+    .method("kv_delete", |ctx: Context, args: Key| async move {
+        Ok::<_, HandlerError>(ctx.host().kv_delete(&args.key).await?)
+    })
+    .method("host_info", |ctx: Context, _: IgnoredAny| async move {
+        Ok::<_, HandlerError>(ctx.host().info().await?)
+    })
+    .serve()
+}

@@ -1,0 +1,358 @@
+//! The I/O loop: one connection to the host, run on its own thread.
+//!
+//! It owns the DEALER socket. Incoming CALLs are spawned on the handler
+//! runtime; finished calls come back through `Outgoing`. Because this loop
+//! runs on a thread of its own, handlers that keep every core busy delay a
+//! heartbeat by a scheduler slice at most, never by the length of a handler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iglu_bus::heartbeat::{Liveness, Timing};
+use iglu_bus::transport::{DealerConnection, DealerInbound, DealerOutbound};
+use iglu_bus::{
+    handshake, CallId, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome,
+    WireError,
+};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::context::Context;
+use crate::error::SdkError;
+use crate::handler::{run_guarded, ErasedHandler};
+use crate::host::{HostClient, Pending};
+use crate::launch::Launch;
+
+/// Frames queued for the host from handlers and host calls. The bound makes
+/// a flood of finished calls wait for the socket instead of growing memory.
+const OUTGOING_QUEUE: usize = 1024;
+
+/// After GOODBYE is queued, how long to let the socket flush before exit
+/// (ZeroMQ's LINGER idea); the host does not depend on it arriving.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// What flows from handlers and host calls to the I/O loop.
+pub(crate) enum Outgoing {
+    /// A frame to send as is (a call to the host).
+    Frame(Bytes),
+    /// A call finished; its answer is `frame`.
+    Done { id: CallId, frame: Bytes },
+}
+
+/// Everything the loop needs that does not change between connections.
+pub(crate) struct Service {
+    pub hello: Hello,
+    pub handlers: HashMap<String, ErasedHandler>,
+    pub handler_runtime: Handle,
+    /// How long in-flight calls may run after SIGTERM/SIGINT or the host's GOODBYE.
+    pub grace: Duration,
+}
+
+/// Why the loop ended cleanly.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// A signal asked us to stop.
+    Signal(&'static str),
+    /// The host said goodbye.
+    HostGoodbye(String),
+}
+
+/// Connects, handshakes, and serves until told to stop.
+pub(crate) async fn run(launch: &Launch, service: Arc<Service>) -> Result<Ended, SdkError> {
+    let (conn, welcome) = tokio::time::timeout(launch.handshake_timeout, handshake(launch, &service))
+        .await
+        .map_err(|_| SdkError::HandshakeTimeout {
+            endpoint: launch.endpoint.clone(),
+            waited: launch.handshake_timeout,
+        })??;
+    tracing::info!(
+        plugin = %launch.plugin_id,
+        session = %welcome.session,
+        version = welcome.version,
+        "connected to the host"
+    );
+    Session::new(launch, service, conn, welcome).serve().await
+}
+
+async fn handshake(
+    launch: &Launch,
+    service: &Service,
+) -> Result<(DealerConnection, Welcome), SdkError> {
+    let mut conn = DealerConnection::connect(&launch.endpoint).await?;
+    let hello = iglu_bus::encode(&Message::Hello(service.hello.clone()))?;
+    conn.outbound.send(hello).await?;
+    loop {
+        let frame = conn.inbound.recv().await?;
+        match iglu_bus::decode(&frame, iglu_bus::DEFAULT_MAX_MESSAGE_BYTES) {
+            Ok(Message::Welcome(w)) => return Ok((conn, w)),
+            Ok(Message::Reject(r)) => {
+                return Err(SdkError::Rejected {
+                    code: r.code,
+                    message: r.message,
+                })
+            }
+            Ok(other) => tracing::warn!(?other, "ignoring a message that came before WELCOME"),
+            Err(e) => tracing::warn!(error = %e, "ignoring an undecodable frame before WELCOME"),
+        }
+    }
+}
+
+struct Session {
+    plugin_id: Arc<str>,
+    service: Arc<Service>,
+    inbound: DealerInbound,
+    outbound: DealerOutbound,
+    max_message: usize,
+    timing: Timing,
+    host_liveness: Liveness,
+    /// Calls being served, so CANCEL and the drain deadline can abort them.
+    running: HashMap<CallId, AbortHandle>,
+    pending: Pending,
+    outgoing_tx: mpsc::Sender<Outgoing>,
+    outgoing_rx: mpsc::Receiver<Outgoing>,
+    /// Set once we stop taking calls: the reason and the drain deadline.
+    draining: Option<(Ended, tokio::time::Instant)>,
+}
+
+impl Session {
+    fn new(
+        launch: &Launch,
+        service: Arc<Service>,
+        conn: DealerConnection,
+        welcome: Welcome,
+    ) -> Session {
+        let timing = Timing {
+            interval: Duration::from_millis(u64::from(welcome.heartbeat_ms.max(1))),
+            liveness: welcome.liveness.max(1),
+        };
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        Session {
+            plugin_id: Arc::from(launch.plugin_id.as_str()),
+            service,
+            inbound: conn.inbound,
+            outbound: conn.outbound,
+            max_message: welcome.max_message_bytes as usize,
+            timing,
+            host_liveness: Liveness::new(timing, Instant::now()),
+            running: HashMap::new(),
+            pending: Default::default(),
+            outgoing_tx,
+            outgoing_rx,
+            draining: None,
+        }
+    }
+
+    async fn serve(mut self) -> Result<Ended, SdkError> {
+        let mut ticker = tokio::time::interval(self.timing.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let signal = crate::signals::terminated();
+        tokio::pin!(signal);
+        let result = loop {
+            let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
+            tokio::select! {
+                frame = self.inbound.recv() => {
+                    let frame = frame?;
+                    self.host_liveness.seen(Instant::now());
+                    self.on_frame(frame).await?;
+                }
+                Some(out) = self.outgoing_rx.recv() => {
+                    self.on_outgoing(out).await?;
+                }
+                _ = ticker.tick() => {
+                    self.send(iglu_bus::encode(&Message::Heartbeat(Heartbeat {}))?).await?;
+                    let now = Instant::now();
+                    if self.host_liveness.expired(now) {
+                        break Err(SdkError::HostSilent(self.host_liveness.silent_for(now)));
+                    }
+                }
+                name = &mut signal, if self.draining.is_none() => {
+                    tracing::info!(plugin = %self.plugin_id, signal = name, "stopping: finishing calls in flight");
+                    self.start_draining(Ended::Signal(name));
+                }
+                _ = sleep_until_opt(drain_deadline) => {
+                    tracing::warn!(plugin = %self.plugin_id, calls = self.running.len(), "grace period over: abandoning calls in flight");
+                    for (_, call) in self.running.drain() {
+                        call.abort();
+                    }
+                }
+            }
+            if self.draining.is_some() && self.running.is_empty() {
+                if let Some((ended, _)) = self.draining.take() {
+                    break Ok(ended);
+                }
+            }
+        };
+        self.fail_pending();
+        if let Ok(ended) = &result {
+            let reason = match ended {
+                Ended::Signal(name) => format!("plugin received {name}"),
+                Ended::HostGoodbye(_) => "host said goodbye".to_owned(),
+            };
+            let goodbye = iglu_bus::encode(&Message::Goodbye(Goodbye { reason }))?;
+            // Best effort: the host also learns of the exit from the process.
+            let _ = self.outbound.send(goodbye).await;
+            tokio::time::sleep(LINGER).await;
+        }
+        result
+    }
+
+    fn start_draining(&mut self, why: Ended) {
+        self.draining = Some((why, tokio::time::Instant::now() + self.service.grace));
+    }
+
+    async fn on_frame(&mut self, frame: Bytes) -> Result<(), SdkError> {
+        let message = match iglu_bus::decode(&frame, self.max_message) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin_id, error = %e, "dropping a frame from the host");
+                return Ok(());
+            }
+        };
+        match message {
+            Message::Call(call) => self.on_call(call).await?,
+            Message::Cancel(c) => {
+                if let Some(call) = self.running.remove(&c.id) {
+                    call.abort();
+                }
+            }
+            Message::Reply(r) => self.resolve(r.id, Ok(r.result)),
+            Message::Error(e) => match e.id {
+                Some(id) => self.resolve(id, Err(e.into_wire_error())),
+                None => {
+                    tracing::warn!(plugin = %self.plugin_id, code = %e.code, message = %e.message, "the host reported a problem")
+                }
+            },
+            Message::Heartbeat(_) => {}
+            Message::Goodbye(g) => {
+                tracing::info!(plugin = %self.plugin_id, reason = %g.reason, "the host said goodbye");
+                if self.draining.is_none() {
+                    self.start_draining(Ended::HostGoodbye(g.reason));
+                }
+            }
+            Message::Hello(_) | Message::Welcome(_) | Message::Reject(_) => {
+                tracing::warn!(plugin = %self.plugin_id, "ignoring a handshake message after the handshake")
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_call(&mut self, call: iglu_bus::Call) -> Result<(), SdkError> {
+        let id = call.id;
+        if self.draining.is_some() {
+            let err = WireError::new(ErrorCode::NotRunning, "the plugin is shutting down");
+            return self.send(error_frame(id, err)?).await;
+        }
+        let Some(handler) = self.service.handlers.get(&call.method).cloned() else {
+            let err = WireError::new(
+                ErrorCode::MethodNotFound,
+                format!("no method named {:?}", call.method),
+            );
+            return self.send(error_frame(id, err)?).await;
+        };
+        let ctx = Context {
+            plugin_id: self.plugin_id.clone(),
+            host: HostClient {
+                outgoing: self.outgoing_tx.clone(),
+                pending: self.pending.clone(),
+            },
+        };
+        let deadline = Duration::from_millis(u64::from(call.deadline_ms));
+        let max = self.max_message;
+        let out = self.outgoing_tx.clone();
+        let task = self.service.handler_runtime.spawn(async move {
+            let result = match tokio::time::timeout(deadline, run_guarded(handler, ctx, call.args)).await {
+                Ok(r) => r,
+                Err(_) => Err(WireError::new(ErrorCode::Timeout, format!("the handler ran past its deadline of {deadline:?}"))),
+            };
+            let frame = answer_frame(id, result, max);
+            // The loop is gone only when the process is exiting; nothing to tell.
+            let _ = out.send(Outgoing::Done { id, frame }).await;
+        });
+        self.running.insert(id, task.abort_handle());
+        Ok(())
+    }
+
+    async fn on_outgoing(&mut self, out: Outgoing) -> Result<(), SdkError> {
+        match out {
+            Outgoing::Frame(frame) => self.send(frame).await,
+            Outgoing::Done { id, frame } => {
+                // A call cancelled meanwhile has no entry left: its answer is not wanted.
+                if self.running.remove(&id).is_some() {
+                    self.send(frame).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn resolve(&self, id: CallId, answer: Result<Bytes, WireError>) {
+        let waiter = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(answer);
+            }
+            None => tracing::debug!(plugin = %self.plugin_id, %id, "answer to a call nobody waits for"),
+        }
+    }
+
+    /// Wakes every caller of the host with "disconnected".
+    fn fail_pending(&self) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    async fn send(&mut self, frame: Bytes) -> Result<(), SdkError> {
+        self.outbound.send(frame).await?;
+        Ok(())
+    }
+}
+
+/// The frame answering a call, replaced by `too_large` if it would break the host's cap.
+fn answer_frame(id: CallId, result: Result<Bytes, WireError>, max: usize) -> Bytes {
+    let message = match result {
+        Ok(result) => Message::Reply(Reply { id, result }),
+        Err(e) => Message::Error(ErrorReply {
+            id: Some(id),
+            code: e.code,
+            message: e.message,
+        }),
+    };
+    match iglu_bus::encode(&message) {
+        Ok(frame) if frame.len() <= max => frame,
+        Ok(frame) => fallback(id, WireError::new(ErrorCode::TooLarge, format!("the result is {} bytes, over the host's cap of {max}", frame.len()))),
+        Err(e) => fallback(id, WireError::new(ErrorCode::HandlerError, format!("could not encode the answer: {e}"))),
+    }
+}
+
+fn fallback(id: CallId, err: WireError) -> Bytes {
+    error_frame(id, err).unwrap_or_default()
+}
+
+fn error_frame(id: CallId, err: WireError) -> Result<Bytes, iglu_bus::BusError> {
+    iglu_bus::encode(&Message::Error(ErrorReply {
+        id: Some(id),
+        code: err.code,
+        message: err.message,
+    }))
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The HELLO this build sends.
+pub(crate) fn hello(launch: &Launch, manifest: iglu_bus::Manifest, methods: Vec<String>) -> Hello {
+    Hello {
+        cookie: handshake::COOKIE_VALUE.to_owned(),
+        versions: handshake::PROTOCOL_VERSIONS.to_vec(),
+        plugin_id: launch.plugin_id.clone(),
+        token: launch.token.clone(),
+        manifest,
+        methods,
+    }
+}

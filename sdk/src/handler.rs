@@ -1,0 +1,87 @@
+//! Typed methods, erased to bytes in and bytes out.
+//!
+//! A plugin author registers `async fn(Context, Args) -> Result<Out, HandlerError>`;
+//! this module decodes the MessagePack arguments, runs the method, catches a
+//! panic, and encodes the result, so that every failure becomes a wire error
+//! with the right code and the plugin keeps running.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use iglu_bus::{ErrorCode, WireError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::HandlerError;
+
+/// A boxed future, as handlers are stored.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A method with its types erased: MessagePack in, MessagePack out.
+pub type ErasedHandler =
+    Arc<dyn Fn(Context, Bytes) -> BoxFuture<Result<Bytes, WireError>> + Send + Sync>;
+
+/// Wraps a typed method into an [`ErasedHandler`].
+pub fn erase<A, R, F, Fut>(method: F) -> ErasedHandler
+where
+    A: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+{
+    let method = Arc::new(method);
+    Arc::new(move |ctx: Context, args: Bytes| {
+        let method = method.clone();
+        Box::pin(async move {
+            let args: A = rmp_serde::from_slice(&args).map_err(|e| {
+                WireError::new(
+                    ErrorCode::BadArguments,
+                    format!("arguments do not match the method: {e}"),
+                )
+            })?;
+            let result = method(ctx, args)
+                .await
+                .map_err(|e| WireError::new(ErrorCode::HandlerError, e.message()))?;
+            rmp_serde::to_vec_named(&result)
+                .map(Bytes::from)
+                .map_err(|e| {
+                    WireError::new(
+                        ErrorCode::HandlerError,
+                        format!("could not encode the result: {e}"),
+                    )
+                })
+        })
+    })
+}
+
+/// Runs a handler to completion, turning a panic into `handler_panicked`.
+pub(crate) async fn run_guarded(
+    handler: ErasedHandler,
+    ctx: Context,
+    args: Bytes,
+) -> Result<Bytes, WireError> {
+    // AssertUnwindSafe: the handler's state is its own; after a panic we
+    // only report it and drop the future, never touch its state again.
+    match AssertUnwindSafe(async move { handler(ctx, args).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            Err(WireError::new(
+                ErrorCode::HandlerPanicked,
+                format!("the handler panicked: {what}"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Calls from the plugin to the host: `host.info` and the plugin's key-value store.
+//!
+//! Calls are correlated by id in `pending`; the I/O loop resolves them when a
+//! REPLY or ERROR arrives and fails them all when the connection ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use iglu_bus::{Call, CallId, Message, WireError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::Outgoing;
+use crate::error::CallError;
+
+/// Deadline of a call to the host unless the caller picks one.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+pub(crate) type Pending = Arc<Mutex<HashMap<CallId, oneshot::Sender<Result<Bytes, WireError>>>>>;
+
+/// A handle for calling the host. Cheap to clone.
+#[derive(Clone)]
+pub struct HostClient {
+    pub(crate) outgoing: mpsc::Sender<Outgoing>,
+    pub(crate) pending: Pending,
+}
+
+/// What `host.info` returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host program name.
+    pub name: String,
+    /// Host program version.
+    pub version: String,
+    /// Negotiated protocol version.
+    pub protocol: u32,
+    /// This plugin's id.
+    pub plugin_id: String,
+}
+
+#[derive(Serialize)]
+struct Key<'a> {
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct KeyValue<'a, V: Serialize> {
+    key: &'a str,
+    value: &'a V,
+}
+
+#[derive(Deserialize)]
+struct MaybeValue<V> {
+    value: Option<V>,
+}
+
+#[derive(Deserialize)]
+struct Existed {
+    existed: bool,
+}
+
+impl HostClient {
+    /// Calls a host method with a deadline of 10 s.
+    pub async fn call<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, CallError> {
+        self.call_with_deadline(method, args, DEFAULT_DEADLINE)
+            .await
+    }
+
+    /// Calls a host method with the given deadline.
+    pub async fn call_with_deadline<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        deadline: Duration,
+    ) -> Result<R, CallError> {
+        let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
+        let id = CallId::new_v4();
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(id, tx);
+        let call = Message::Call(Call {
+            id,
+            method: method.to_owned(),
+            deadline_ms: u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX),
+            args: Bytes::from(args),
+        });
+        let result = async {
+            let frame = iglu_bus::encode(&call).map_err(|e| CallError::Encode(e.to_string()))?;
+            self.outgoing
+                .send(Outgoing::Frame(frame))
+                .await
+                .map_err(|_| CallError::Disconnected)?;
+            match tokio::time::timeout(deadline, rx).await {
+                Ok(Ok(answer)) => answer.map_err(CallError::Remote),
+                Ok(Err(_)) => Err(CallError::Disconnected),
+                Err(_) => Err(CallError::Timeout(deadline)),
+            }
+        }
+        .await;
+        // Whatever happened, the id must not linger in the map.
+        self.lock_pending().remove(&id);
+        let bytes = result?;
+        rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
+    }
+
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<CallId, oneshot::Sender<Result<Bytes, WireError>>>>
+    {
+        // A poisoned map only means another thread panicked mid-insert; the map itself is fine.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The host's name, version and the negotiated protocol.
+    pub async fn info(&self) -> Result<HostInfo, CallError> {
+        self.call("host.info", &()).await
+    }
+
+    /// Reads a value from this plugin's store on the host; `None` if unset.
+    pub async fn kv_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, CallError> {
+        let answer: MaybeValue<V> = self.call("kv.get", &Key { key }).await?;
+        Ok(answer.value)
+    }
+
+    /// Stores a value in this plugin's store on the host. It survives the
+    /// plugin's crashes and restarts (not the host's).
+    pub async fn kv_set<V: Serialize>(&self, key: &str, value: &V) -> Result<(), CallError> {
+        let _: serde::de::IgnoredAny = self.call("kv.set", &KeyValue { key, value }).await?;
+        Ok(())
+    }
+
+    /// Removes a key; returns whether it existed.
+    pub async fn kv_delete(&self, key: &str) -> Result<bool, CallError> {
+        let answer: Existed = self.call("kv.delete", &Key { key }).await?;
+        Ok(answer.existed)
+    }
+}

@@ -1,0 +1,51 @@
+//! What the host put in the environment when it started this plugin.
+
+use std::time::Duration;
+
+use iglu_bus::handshake::{COOKIE_KEY, COOKIE_VALUE};
+use iglu_bus::launch;
+
+use crate::error::SdkError;
+
+/// Default wait for WELCOME. A DEALER that connects to a stale ipc socket
+/// file waits forever without an error, so this bound is what turns that
+/// into a message.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The launch parameters read from the environment.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Where to connect.
+    pub endpoint: String,
+    /// The per-launch secret.
+    pub token: String,
+    /// The id the host knows this plugin by.
+    pub plugin_id: String,
+    /// How long to wait for WELCOME.
+    pub handshake_timeout: Duration,
+}
+
+impl Launch {
+    /// Reads the environment; fails when the binary was not started by a host.
+    pub fn from_env(manifest_id: &str) -> Result<Launch, SdkError> {
+        if std::env::var(COOKIE_KEY).ok().as_deref() != Some(COOKIE_VALUE) {
+            return Err(SdkError::NotLaunchedByHost { key: COOKIE_KEY });
+        }
+        let endpoint =
+            std::env::var(launch::ENDPOINT).map_err(|_| SdkError::MissingEnv(launch::ENDPOINT))?;
+        let token =
+            std::env::var(launch::TOKEN).map_err(|_| SdkError::MissingEnv(launch::TOKEN))?;
+        let plugin_id = std::env::var(launch::PLUGIN_ID).unwrap_or_else(|_| manifest_id.to_owned());
+        let handshake_timeout = std::env::var(launch::HANDSHAKE_TIMEOUT_MS)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
+        Ok(Launch {
+            endpoint,
+            token,
+            plugin_id,
+            handshake_timeout,
+        })
+    }
+}

@@ -1,0 +1,57 @@
+//! Write an Iglu plugin in Rust.
+//!
+//! ```no_run
+//! use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Greet { name: String }
+//! #[derive(Serialize)]
+//! struct Greeting { text: String }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     Plugin::new(Manifest {
+//!         id: "greeter".into(),
+//!         name: "Greeter".into(),
+//!         author: "you".into(),
+//!         version: "0.1.0".into(),
+//!         description: "Says hello".into(),
+//!     })
+//!     .method("greet", |_ctx: Context, args: Greet| async move {
+//!         Ok::<_, HandlerError>(Greeting { text: format!("hello, {}", args.name) })
+//!     })
+//!     .serve()
+//! }
+//! ```
+//!
+//! How the crate is laid out, in the order a call flows through it:
+//!
+//! - [`plugin`]: the builder a plugin author uses, and [`Plugin::serve`],
+//!   which reads the launch environment and runs everything.
+//! - [`launch`]: what the host put in the environment; a binary run by hand
+//!   says it is a plugin and exits 1.
+//! - `connection`: the I/O loop, on its own thread and runtime so that busy
+//!   handlers never delay a heartbeat: connect, handshake, receive CALLs and
+//!   hand them to the handler runtime, send replies and heartbeats, notice a
+//!   silent host, drain on SIGTERM/SIGINT or GOODBYE.
+//! - [`handler`]: typed methods turned into byte-in/byte-out handlers that
+//!   catch panics and honour deadlines.
+//! - [`context`] and [`host`]: what a handler gets: its plugin id and a
+//!   client for the host API (`host.info`, `kv.*`).
+//! - [`error`]: the errors a plugin author sees.
+#![deny(missing_docs)]
+
+mod connection;
+pub mod context;
+pub mod error;
+pub mod handler;
+pub mod host;
+pub mod launch;
+pub mod plugin;
+mod signals;
+
+pub use context::Context;
+pub use error::{CallError, HandlerError, SdkError};
+pub use host::HostClient;
+pub use iglu_bus::{ErrorCode, Manifest, WireError};
+pub use plugin::Plugin;

@@ -1,0 +1,134 @@
+//! The builder a plugin author uses, and `serve`, which runs everything.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iglu_bus::Manifest;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::connection::{self, Ended, Service};
+use crate::context::Context;
+use crate::error::{HandlerError, SdkError};
+use crate::handler::{erase, ErasedHandler};
+use crate::launch::Launch;
+
+/// Default time in-flight calls get to finish after SIGTERM/SIGINT or GOODBYE.
+/// Below the host's own stop grace, so a plugin normally exits by itself.
+const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+
+/// A plugin under construction: its manifest and its methods.
+pub struct Plugin {
+    manifest: Manifest,
+    handlers: HashMap<String, ErasedHandler>,
+    grace: Duration,
+    handler_threads: Option<usize>,
+}
+
+impl Plugin {
+    /// Starts a plugin with this manifest and no methods.
+    pub fn new(manifest: Manifest) -> Plugin {
+        Plugin {
+            manifest,
+            handlers: HashMap::new(),
+            grace: DEFAULT_GRACE,
+            handler_threads: None,
+        }
+    }
+
+    /// Serves `name` with a typed async method. Arguments arrive as
+    /// MessagePack and are decoded into `A`; a mismatch answers
+    /// `bad_arguments` without calling the method. Registering a name twice
+    /// keeps the last one.
+    pub fn method<A, R, F, Fut>(mut self, name: &str, method: F) -> Plugin
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.handlers.insert(name.to_owned(), erase(method));
+        self
+    }
+
+    /// How long calls in flight may run after SIGTERM, SIGINT or the host's
+    /// GOODBYE before they are abandoned (default 3 s).
+    pub fn grace_period(mut self, grace: Duration) -> Plugin {
+        self.grace = grace;
+        self
+    }
+
+    /// Threads that run handlers (default: one per core).
+    pub fn handler_threads(mut self, threads: usize) -> Plugin {
+        self.handler_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Serves until stopped and returns the exit code to end `main` with:
+    /// 0 after a clean stop; otherwise the error is printed to stderr and the
+    /// code says what happened (see `docs/PROTOCOL.md`, "Exit codes").
+    pub fn serve(self) -> ExitCode {
+        let id = self.manifest.id.clone();
+        match self.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("iglu plugin {id}: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        }
+    }
+
+    /// Like [`Plugin::serve`], but hands the error back instead of printing it.
+    pub fn run(self) -> Result<(), SdkError> {
+        let launch = Launch::from_env(&self.manifest.id)?;
+        init_logging();
+        let mut methods: Vec<String> = self.handlers.keys().cloned().collect();
+        methods.sort();
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all().thread_name("iglu-handler");
+        if let Some(n) = self.handler_threads {
+            builder.worker_threads(n);
+        }
+        let handler_runtime = builder.build()?;
+        let service = Arc::new(Service {
+            hello: connection::hello(&launch, self.manifest, methods),
+            handlers: self.handlers,
+            handler_runtime: handler_runtime.handle().clone(),
+            grace: self.grace,
+        });
+        // The I/O loop gets a thread and a single-threaded runtime of its own:
+        // heartbeats must never wait behind a busy handler.
+        let io_runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let io = std::thread::Builder::new()
+            .name("iglu-io".into())
+            .spawn(move || io_runtime.block_on(connection::run(&launch, service)))?;
+        let outcome = io
+            .join()
+            .unwrap_or_else(|_| Err(SdkError::Runtime(std::io::Error::other("the I/O thread panicked"))));
+        handler_runtime.shutdown_timeout(Duration::from_millis(100));
+        match outcome? {
+            Ended::Signal(name) => tracing::info!(signal = name, "stopped cleanly"),
+            Ended::HostGoodbye(reason) => tracing::info!(%reason, "stopped at the host's request"),
+        }
+        Ok(())
+    }
+}
+
+/// Logs go to stderr, which the host reads line by line and re-logs under
+/// the plugin's id. `RUST_LOG` works as usual; the default is `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
