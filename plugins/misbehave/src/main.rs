@@ -1,0 +1,146 @@
+//! A plugin that misbehaves on purpose, one mode per run (go-plugin's
+//! helper-process idea): it speaks the protocol through `iglu-bus` directly,
+//! not through the SDK, so it can say what the SDK never would.
+//!
+//! Usage: `iglu-plugin-misbehave <mode>`, with the usual launch variables
+//! (`IGLU_ENDPOINT`, `IGLU_TOKEN`, `IGLU_PLUGIN_ID`). Every answer from the
+//! host is printed to stdout as one JSON line, and appended to the file in
+//! `IGLU_TEST_REPORT` when set. Modes:
+//!
+//! - `bad-cookie`, `bad-version`, `bad-token`, `bad-manifest`, `unknown-plugin`:
+//!   a HELLO wrong in that one way; prints the REJECT and exits 3.
+//! - `garbage-hello`: a first frame that is not MessagePack; prints the REJECT, exits 3.
+//! - `call-before-hello`: a CALL before any HELLO (the host must drop it),
+//!   then a valid HELLO; then serves like `garbage`.
+//! - `hello`: a valid HELLO, then serves `echo` and heartbeats.
+//! - `garbage`: a valid HELLO, then an undecodable frame, an unknown message
+//!   kind, a frame over the size cap and a second HELLO; prints each ERROR
+//!   the host answers; then serves `echo` and heartbeats.
+//! - `silent`: connects and never says anything.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iglu_bus::handshake::{COOKIE_VALUE, PROTOCOL_VERSIONS};
+use iglu_bus::transport::DealerConnection;
+use iglu_bus::{Call, Heartbeat, Hello, Manifest, Message, Reply};
+use serde_json::json;
+
+fn report(line: serde_json::Value) {
+    println!("{line}");
+    if let Ok(path) = std::env::var("IGLU_TEST_REPORT") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn hello(mode: &str) -> Hello {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let mut hello = Hello {
+        cookie: COOKIE_VALUE.to_owned(),
+        versions: PROTOCOL_VERSIONS.to_vec(),
+        plugin_id: env(iglu_bus::launch::PLUGIN_ID),
+        token: env(iglu_bus::launch::TOKEN),
+        manifest: Manifest {
+            id: "misbehave".into(),
+            name: "Misbehave".into(),
+            author: "Iglu tests".into(),
+            version: "0.0.0".into(),
+            description: "breaks the protocol on purpose".into(),
+        },
+        methods: vec!["echo".into()],
+    };
+    match mode {
+        "bad-cookie" => hello.cookie = "not-the-cookie".into(),
+        "bad-version" => hello.versions = vec![99, 100],
+        "bad-token" => hello.token = "0".repeat(64),
+        "bad-manifest" => hello.manifest.name = String::new(),
+        "unknown-plugin" => hello.plugin_id = "no-such-plugin".into(),
+        _ => {}
+    }
+    hello
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let endpoint = std::env::var(iglu_bus::launch::ENDPOINT).unwrap_or_default();
+    let conn = match tokio::time::timeout(Duration::from_secs(10), DealerConnection::connect(&endpoint)).await {
+        Ok(Ok(c)) => c,
+        other => {
+            report(json!({"event": "connect_failed", "detail": format!("{:?}", other.err())}));
+            return ExitCode::from(2);
+        }
+    };
+    match run(&mode, conn).await {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(json!({"event": "failed", "detail": e}));
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
+    let send = |m: &Message| iglu_bus::encode(m).map_err(|e| e.to_string());
+    match mode {
+        "silent" => std::future::pending::<()>().await,
+        "garbage-hello" => {
+            conn.outbound.send(Bytes::from_static(&[0xc1, 0xff, 0x00])).await.map_err(|e| e.to_string())?
+        }
+        "call-before-hello" => {
+            let call = Message::Call(Call { id: iglu_bus::CallId::new_v4(), method: "x".into(), deadline_ms: 100, args: Bytes::from_static(&[0xc0]) });
+            conn.outbound.send(send(&call)?).await.map_err(|e| e.to_string())?;
+            conn.outbound.send(send(&Message::Hello(hello(mode)))?).await.map_err(|e| e.to_string())?;
+        }
+        _ => conn.outbound.send(send(&Message::Hello(hello(mode)))?).await.map_err(|e| e.to_string())?,
+    }
+    let max = loop {
+        let frame = conn.inbound.recv().await.map_err(|e| e.to_string())?;
+        match iglu_bus::decode(&frame, usize::MAX) {
+            Ok(Message::Reject(r)) => {
+                report(json!({"event": "reject", "code": r.code.as_str(), "message": r.message, "host_versions": r.host_versions}));
+                return Ok(3);
+            }
+            Ok(Message::Welcome(w)) => {
+                report(json!({"event": "welcome", "session": w.session.to_string()}));
+                break w.max_message_bytes as usize;
+            }
+            other => report(json!({"event": "unexpected", "detail": format!("{other:?}")})),
+        }
+    };
+    if mode == "garbage" {
+        let unknown_kind = Bytes::from_static(b"\x81\xaafrobnicate\x80");
+        for frame in [
+            Bytes::from_static(&[0xc1, 0xff]),
+            unknown_kind,
+            Bytes::from(vec![0x90u8; max + 1]),
+            send(&Message::Hello(hello(mode)))?,
+        ] {
+            conn.outbound.send(frame).await.map_err(|e| e.to_string())?;
+        }
+    }
+    // Serve `echo` and heartbeat until the host says goodbye or goes away.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                conn.outbound.send(send(&Message::Heartbeat(Heartbeat {}))?).await.map_err(|e| e.to_string())?;
+            }
+            frame = conn.inbound.recv() => {
+                let frame = frame.map_err(|e| e.to_string())?;
+                match iglu_bus::decode(&frame, max) {
+                    Ok(Message::Error(e)) => report(json!({"event": "error", "code": e.code.as_str(), "message": e.message})),
+                    Ok(Message::Call(c)) => {
+                        conn.outbound.send(send(&Message::Reply(Reply { id: c.id, result: c.args }))?).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok(Message::Goodbye(_)) => return Ok(0),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
