@@ -61,7 +61,9 @@ mod tests {
             }),
             Message::Cancel(Cancel { id }),
             Message::Heartbeat(Heartbeat {}),
-            Message::Goodbye(Goodbye { reason: "bye".into() }),
+            Message::Goodbye(Goodbye {
+                reason: "bye".into(),
+            }),
         ];
         for m in all {
             let frame = encode(&m).expect("encodes");
@@ -70,7 +72,7 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_is_eleven_bytes_on_the_wire() {
+    fn heartbeat_bytes_are_fixed() {
         let frame = encode(&Message::Heartbeat(Heartbeat {})).expect("encodes");
         assert_eq!(&frame[..], b"\x81\xa9heartbeat\x80");
     }
@@ -95,5 +97,30 @@ mod tests {
             Message::Error(e) => assert_eq!(e.code, crate::ErrorCode::Unknown),
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod protocol_doc {
+    //! Keeps `docs/PROTOCOL.md` true: every hex example in it must decode,
+    //! and re-encode to exactly the same bytes.
+
+    #[test]
+    fn every_example_in_protocol_md_round_trips() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+        let doc = std::fs::read_to_string(path).expect("docs/PROTOCOL.md is readable");
+        let mut examples = 0;
+        for block in doc.split("```hex\n").skip(1) {
+            let hex = block.split("```").next().unwrap_or_default();
+            let bytes: Vec<u8> = hex
+                .split_whitespace()
+                .map(|h| u8::from_str_radix(h, 16).expect("hex byte"))
+                .collect();
+            let message = super::decode(&bytes, usize::MAX).expect("example decodes");
+            let again = super::encode(&message).expect("example encodes");
+            assert_eq!(&again[..], &bytes[..], "example {message:?} re-encodes differently");
+            examples += 1;
+        }
+        assert_eq!(examples, 9, "one example per message kind");
     }
 }

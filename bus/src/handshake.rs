@@ -69,7 +69,9 @@ pub fn validate_manifest(manifest: &Manifest, methods: &[String]) -> Result<(), 
         }
     }
     if manifest.description.len() > MAX_FIELD {
-        return Err(format!("manifest description is longer than {MAX_FIELD} bytes"));
+        return Err(format!(
+            "manifest description is longer than {MAX_FIELD} bytes"
+        ));
     }
     if methods.len() > MAX_METHODS {
         return Err(format!("more than {MAX_METHODS} methods declared"));

@@ -31,6 +31,6 @@ pub mod transport;
 pub use codec::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use message::{
-    Call, Cancel, CallId, ErrorReply, Goodbye, Heartbeat, Hello, Manifest, Message, Reject, Reply,
+    Call, CallId, Cancel, ErrorReply, Goodbye, Heartbeat, Hello, Manifest, Message, Reject, Reply,
     Welcome,
 };

@@ -34,7 +34,10 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
     let Some(entry) = plugins.get_mut(&hello.plugin_id) else {
         return Err(reject(
             RejectCode::UnknownPlugin,
-            format!("no plugin named {:?} is configured on this host", hello.plugin_id),
+            format!(
+                "no plugin named {:?} is configured on this host",
+                hello.plugin_id
+            ),
         ));
     };
     let token_ok = entry
@@ -79,8 +82,12 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
         liveness: timing.liveness,
         max_message_bytes: u32::try_from(shared.config.max_message_bytes).unwrap_or(u32::MAX),
     });
-    let frame = iglu_bus::encode(&welcome)
-        .map_err(|e| reject(RejectCode::MalformedHello, format!("host could not encode WELCOME: {e}")))?;
+    let frame = iglu_bus::encode(&welcome).map_err(|e| {
+        reject(
+            RejectCode::MalformedHello,
+            format!("host could not encode WELCOME: {e}"),
+        )
+    })?;
     // The outbox is empty, so WELCOME goes out before any heartbeat or call.
     session.try_send(frame);
     session.touch();

@@ -212,7 +212,10 @@ impl Config {
                 )));
             }
             if !seen.insert(p.id.as_str()) {
-                return Err(ConfigError::Invalid(format!("plugin id {:?} appears twice", p.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "plugin id {:?} appears twice",
+                    p.id
+                )));
             }
         }
         Ok(())
@@ -247,7 +250,11 @@ impl Config {
     pub fn runtime_dir(&self) -> PathBuf {
         self.runtime_dir
             .clone()
-            .or_else(|| std::env::var_os(RUNTIME_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os(RUNTIME_DIR_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(crate::runtime_dir::default_path)
     }
 }
@@ -277,10 +284,8 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_ids_are_refused() {
         assert!(toml::from_str::<Config>("heartbeet = 1").is_err());
-        let mut c: Config = toml::from_str(
-            "[[plugin]]\nid = \"Bad Id\"\ncommand = \"x\"\n",
-        )
-        .expect("parses");
+        let mut c: Config =
+            toml::from_str("[[plugin]]\nid = \"Bad Id\"\ncommand = \"x\"\n").expect("parses");
         c.fill_defaults();
         assert!(c.validate().is_err());
     }

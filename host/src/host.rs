@@ -58,12 +58,13 @@ impl Host {
         runtime_dir::clear_stale_socket(&control_socket)?;
         runtime_dir::clear_stale_socket(&plugin_socket)?;
         let endpoint = format!("ipc://{}", plugin_socket.display());
-        let router_socket = RouterEndpoint::bind(&endpoint)
-            .await
-            .map_err(|source| HostError::Bind {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+        let router_socket =
+            RouterEndpoint::bind(&endpoint)
+                .await
+                .map_err(|source| HostError::Bind {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
         let listener = control::server::bind(&control_socket)?;
         let shared = Arc::new(Shared {
             config,
@@ -182,7 +183,10 @@ impl Host {
         }
         for task in self.services {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(1), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

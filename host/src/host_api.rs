@@ -88,7 +88,9 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
         }
         other => Err(WireError::new(
             ErrorCode::MethodNotFound,
-            format!("the host has no method {other:?} (it serves host.info, kv.get, kv.set, kv.delete)"),
+            format!(
+                "the host has no method {other:?} (it serves host.info, kv.get, kv.set, kv.delete)"
+            ),
         )),
     }
 }
@@ -111,7 +113,11 @@ mod tests {
     #[test]
     fn kv_round_trip_through_the_api() {
         let kv = KvStore::default();
-        let api = HostApi { plugin: "p", protocol: 1, kv: &kv };
+        let api = HostApi {
+            plugin: "p",
+            protocol: 1,
+            kv: &kv,
+        };
         let set = rmp_serde::to_vec_named(&serde_json::json!({"key": "k", "value": [1, "x"]}))
             .expect("encodes");
         handle(&api, "kv.set", &set).expect("set");

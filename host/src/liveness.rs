@@ -30,7 +30,7 @@ pub async fn run(shared: Arc<Shared>) {
             _ = tick.tick() => {}
         }
         n = n.wrapping_add(1);
-        let beat = n % CHECKS_PER_INTERVAL == 0;
+        let beat = n.is_multiple_of(CHECKS_PER_INTERVAL);
         for session in shared.registry.sessions() {
             let silent = session.silent_for();
             if silent > timing.timeout() {

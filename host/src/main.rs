@@ -91,9 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status { json } => {
-            let result = runtime.block_on(ask(&config, Request::Status, Duration::from_secs(10)))?;
-            let plugins: Vec<PluginStatus> = serde_json::from_value(result)
-                .context("the host's status is not understood")?;
+            let result =
+                runtime.block_on(ask(&config, Request::Status, Duration::from_secs(10)))?;
+            let plugins: Vec<PluginStatus> =
+                serde_json::from_value(result).context("the host's status is not understood")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&plugins)?);
             } else {
@@ -122,7 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Response {
                     ok: true, result, ..
                 } => {
-                    println!("{}", serde_json::to_string_pretty(&result.unwrap_or_default())?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&result.unwrap_or_default())?
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Response { code, message, .. } => {
@@ -158,7 +162,11 @@ async fn exchange(config: &Config, request: Request, wait: Duration) -> anyhow::
     Ok(client::request(&socket, &request, wait).await?)
 }
 
-async fn ask(config: &Config, request: Request, wait: Duration) -> anyhow::Result<serde_json::Value> {
+async fn ask(
+    config: &Config,
+    request: Request,
+    wait: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let response = exchange(config, request, wait).await?;
     if !response.ok {
         bail!(

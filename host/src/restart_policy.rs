@@ -86,13 +86,21 @@ mod tests {
     fn backoff_doubles_caps_then_gives_up() {
         let mut p = policy();
         let t = Instant::now();
-        let delays: Vec<_> = (0..5).map(|i| p.on_crash(t + Duration::from_secs(i))).collect();
+        let delays: Vec<_> = (0..5)
+            .map(|i| p.on_crash(t + Duration::from_secs(i)))
+            .collect();
         let ms = |v: &Verdict| match v {
             Verdict::RestartAfter(d) => d.as_millis(),
             Verdict::GiveUp { .. } => 0,
         };
-        assert_eq!(delays.iter().map(ms).collect::<Vec<_>>(), vec![100, 200, 400, 800, 1000]);
-        assert_eq!(p.on_crash(t + Duration::from_secs(6)), Verdict::GiveUp { crashes: 6 });
+        assert_eq!(
+            delays.iter().map(ms).collect::<Vec<_>>(),
+            vec![100, 200, 400, 800, 1000]
+        );
+        assert_eq!(
+            p.on_crash(t + Duration::from_secs(6)),
+            Verdict::GiveUp { crashes: 6 }
+        );
     }
 
     #[test]

@@ -87,11 +87,17 @@ async fn on_frame(
             }
         }
         (None, Ok(other)) => {
-            tracing::warn!(kind = kind(&other), "dropped a message from a peer that has not completed the handshake");
+            tracing::warn!(
+                kind = kind(&other),
+                "dropped a message from a peer that has not completed the handshake"
+            );
         }
         (None, Err(e)) => {
             tracing::warn!(error = %e, "undecodable first message from a new peer");
-            let r = reject(RejectCode::MalformedHello, format!("the first message must be a HELLO: {e}"));
+            let r = reject(
+                RejectCode::MalformedHello,
+                format!("the first message must be a HELLO: {e}"),
+            );
             send_reject(shared, &peer, r).await;
         }
     }
@@ -108,7 +114,9 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
             Some(id) => {
                 session.resolve(id, Err(e.into_wire_error()));
             }
-            None => tracing::warn!(plugin = %session.plugin_id, code = %e.code, message = %e.message, "plugin reported a problem"),
+            None => {
+                tracing::warn!(plugin = %session.plugin_id, code = %e.code, message = %e.message, "plugin reported a problem")
+            }
         },
         Message::Call(call) => {
             let api = HostApi {
@@ -118,7 +126,10 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
             };
             let answer = host_api::handle(&api, &call.method, &call.args);
             let message = match answer {
-                Ok(result) => Message::Reply(iglu_bus::Reply { id: call.id, result }),
+                Ok(result) => Message::Reply(iglu_bus::Reply {
+                    id: call.id,
+                    result,
+                }),
                 Err(e) => Message::Error(ErrorReply {
                     id: Some(call.id),
                     code: e.code,
@@ -131,7 +142,9 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
                         tracing::warn!(plugin = %session.plugin_id, method = %call.method, "outbox full: dropped the answer to a host call");
                     }
                 }
-                Err(e) => tracing::error!(plugin = %session.plugin_id, error = %e, "could not encode an answer"),
+                Err(e) => {
+                    tracing::error!(plugin = %session.plugin_id, error = %e, "could not encode an answer")
+                }
             }
         }
         // Host-API calls are answered inline, so there is never one to cancel.
@@ -144,7 +157,12 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
         other @ (Message::Hello(_) | Message::Welcome(_) | Message::Reject(_)) => {
             let k = kind(&other);
             tracing::warn!(plugin = %session.plugin_id, kind = k, "handshake message after the handshake");
-            send_error(session, None, ErrorCode::BadMessage, format!("{k} is not accepted after the handshake"));
+            send_error(
+                session,
+                None,
+                ErrorCode::BadMessage,
+                format!("{k} is not accepted after the handshake"),
+            );
         }
     }
 }

@@ -147,11 +147,7 @@ pub fn describe_exit(status: ExitStatus) -> String {
 async fn forward_lines<R: AsyncRead + Unpin>(plugin: Arc<str>, stream: &'static str, reader: R) {
     let mut reader = BufReader::with_capacity(MAX_LOG_LINE, reader);
     let mut line: Vec<u8> = Vec::with_capacity(256);
-    loop {
-        let buf = match reader.fill_buf().await {
-            Ok(buf) => buf,
-            Err(_) => break,
-        };
+    while let Ok(buf) = reader.fill_buf().await {
         if buf.is_empty() {
             break;
         }
@@ -182,7 +178,13 @@ mod tests {
 
     #[test]
     fn exits_are_described() {
-        assert_eq!(describe_exit(ExitStatus::from_raw(3 << 8)), "exited with code 3");
-        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "killed by signal SIGKILL");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(3 << 8)),
+            "exited with code 3"
+        );
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(9)),
+            "killed by signal SIGKILL"
+        );
     }
 }

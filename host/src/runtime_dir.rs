@@ -98,7 +98,11 @@ mod tests {
     fn creates_private_dir_and_refuses_open_one() {
         let dir = temp_dir("mode");
         prepare(&dir).expect("creates");
-        let mode = std::fs::metadata(&dir).expect("exists").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&dir)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         assert!(prepare(&dir).is_err());
@@ -111,7 +115,10 @@ mod tests {
         prepare(&dir).expect("creates");
         let path = dir.join("s.sock");
         let live = std::os::unix::net::UnixListener::bind(&path).expect("binds");
-        assert!(matches!(clear_stale_socket(&path), Err(HostError::AlreadyRunning { .. })));
+        assert!(matches!(
+            clear_stale_socket(&path),
+            Err(HostError::AlreadyRunning { .. })
+        ));
         drop(live);
         clear_stale_socket(&path).expect("stale socket removed");
         assert!(!path.exists());

@@ -270,7 +270,10 @@ impl Session {
         let guard = InFlight { session: self, id };
         let result = tokio::time::timeout(deadline, async {
             self.outbox.send(frame).await.map_err(|_| {
-                WireError::new(ErrorCode::NotRunning, format!("plugin {} is gone", self.plugin_id))
+                WireError::new(
+                    ErrorCode::NotRunning,
+                    format!("plugin {} is gone", self.plugin_id),
+                )
             })?;
             match rx.await {
                 Ok(answer) => answer,

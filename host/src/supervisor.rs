@@ -98,7 +98,15 @@ pub async fn supervise(
         }
         let outcome = match launch_once(&shared, &id).await {
             Ok((mut process, launch)) => {
-                let outcome = watch(&shared, &id, &mut process, launch, &mut commands, &mut events).await;
+                let outcome = watch(
+                    &shared,
+                    &id,
+                    &mut process,
+                    launch,
+                    &mut commands,
+                    &mut events,
+                )
+                .await;
                 if !matches!(outcome, Outcome::Crashed(_)) {
                     stop(&shared, &id, &mut process).await;
                 }
@@ -180,10 +188,7 @@ async fn launch_once(shared: &Shared, id: &str) -> Result<(PluginProcess, u64), 
             shared.registry.with(id, |e| e.pid = process.pid());
             Ok((process, launch))
         }
-        Err(e) => Err(format!(
-            "could not start {}: {e}",
-            spec.command.display()
-        )),
+        Err(e) => Err(format!("could not start {}: {e}", spec.command.display())),
     }
 }
 
@@ -196,8 +201,8 @@ async fn watch(
     commands: &mut mpsc::Receiver<Command>,
     events: &mut mpsc::Receiver<SupervisorEvent>,
 ) -> Outcome {
-    let handshake_deadline = tokio::time::Instant::now()
-        + Duration::from_millis(shared.config.handshake_timeout_ms);
+    let handshake_deadline =
+        tokio::time::Instant::now() + Duration::from_millis(shared.config.handshake_timeout_ms);
     let mut connected = false;
     loop {
         tokio::select! {
@@ -252,7 +257,9 @@ async fn reap_after_loss(process: &mut PluginProcess, loss: Loss) -> String {
 /// Stops a launch on request: GOODBYE, a grace period to drain and exit,
 /// then SIGTERM and, after another grace period, SIGKILL.
 async fn stop(shared: &Shared, id: &str, process: &mut PluginProcess) {
-    shared.registry.with(id, |e| e.state = PluginState::Stopping);
+    shared
+        .registry
+        .with(id, |e| e.state = PluginState::Stopping);
     let grace = Duration::from_millis(shared.config.stop_grace_ms);
     let session = shared.registry.with(id, |e| e.session.clone()).flatten();
     if let Some(session) = &session {

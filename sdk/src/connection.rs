@@ -62,12 +62,13 @@ pub(crate) enum Ended {
 
 /// Connects, handshakes, and serves until told to stop.
 pub(crate) async fn run(launch: &Launch, service: Arc<Service>) -> Result<Ended, SdkError> {
-    let (conn, welcome) = tokio::time::timeout(launch.handshake_timeout, handshake(launch, &service))
-        .await
-        .map_err(|_| SdkError::HandshakeTimeout {
-            endpoint: launch.endpoint.clone(),
-            waited: launch.handshake_timeout,
-        })??;
+    let (conn, welcome) =
+        tokio::time::timeout(launch.handshake_timeout, handshake(launch, &service))
+            .await
+            .map_err(|_| SdkError::HandshakeTimeout {
+                endpoint: launch.endpoint.clone(),
+                waited: launch.handshake_timeout,
+            })??;
     tracing::info!(
         plugin = %launch.plugin_id,
         session = %welcome.session,
@@ -263,10 +264,14 @@ impl Session {
         let max = self.max_message;
         let out = self.outgoing_tx.clone();
         let task = self.service.handler_runtime.spawn(async move {
-            let result = match tokio::time::timeout(deadline, run_guarded(handler, ctx, call.args)).await {
-                Ok(r) => r,
-                Err(_) => Err(WireError::new(ErrorCode::Timeout, format!("the handler ran past its deadline of {deadline:?}"))),
-            };
+            let result =
+                match tokio::time::timeout(deadline, run_guarded(handler, ctx, call.args)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(WireError::new(
+                        ErrorCode::Timeout,
+                        format!("the handler ran past its deadline of {deadline:?}"),
+                    )),
+                };
             let frame = answer_frame(id, result, max);
             // The loop is gone only when the process is exiting; nothing to tell.
             let _ = out.send(Outgoing::Done { id, frame }).await;
@@ -289,18 +294,27 @@ impl Session {
     }
 
     fn resolve(&self, id: CallId, answer: Result<Bytes, WireError>) {
-        let waiter = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let waiter = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         match waiter {
             Some(tx) => {
                 let _ = tx.send(answer);
             }
-            None => tracing::debug!(plugin = %self.plugin_id, %id, "answer to a call nobody waits for"),
+            None => {
+                tracing::debug!(plugin = %self.plugin_id, %id, "answer to a call nobody waits for")
+            }
         }
     }
 
     /// Wakes every caller of the host with "disconnected".
     fn fail_pending(&self) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     async fn send(&mut self, frame: Bytes) -> Result<(), SdkError> {
@@ -321,8 +335,23 @@ fn answer_frame(id: CallId, result: Result<Bytes, WireError>, max: usize) -> Byt
     };
     match iglu_bus::encode(&message) {
         Ok(frame) if frame.len() <= max => frame,
-        Ok(frame) => fallback(id, WireError::new(ErrorCode::TooLarge, format!("the result is {} bytes, over the host's cap of {max}", frame.len()))),
-        Err(e) => fallback(id, WireError::new(ErrorCode::HandlerError, format!("could not encode the answer: {e}"))),
+        Ok(frame) => fallback(
+            id,
+            WireError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the result is {} bytes, over the host's cap of {max}",
+                    frame.len()
+                ),
+            ),
+        ),
+        Err(e) => fallback(
+            id,
+            WireError::new(
+                ErrorCode::HandlerError,
+                format!("could not encode the answer: {e}"),
+            ),
+        ),
     }
 }
 

@@ -111,8 +111,7 @@ impl HostClient {
 
     fn lock_pending(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<CallId, oneshot::Sender<Result<Bytes, WireError>>>>
-    {
+    ) -> std::sync::MutexGuard<'_, HashMap<CallId, oneshot::Sender<Result<Bytes, WireError>>>> {
         // A poisoned map only means another thread panicked mid-insert; the map itself is fine.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -107,9 +107,11 @@ impl Plugin {
         let io = std::thread::Builder::new()
             .name("iglu-io".into())
             .spawn(move || io_runtime.block_on(connection::run(&launch, service)))?;
-        let outcome = io
-            .join()
-            .unwrap_or_else(|_| Err(SdkError::Runtime(std::io::Error::other("the I/O thread panicked"))));
+        let outcome = io.join().unwrap_or_else(|_| {
+            Err(SdkError::Runtime(std::io::Error::other(
+                "the I/O thread panicked",
+            )))
+        });
         handler_runtime.shutdown_timeout(Duration::from_millis(100));
         match outcome? {
             Ended::Signal(name) => tracing::info!(signal = name, "stopped cleanly"),

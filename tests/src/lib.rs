@@ -136,7 +136,10 @@ impl TestHost {
 
     /// The plugins' ZeroMQ endpoint.
     pub fn endpoint(&self) -> String {
-        format!("ipc://{}", self.dir.join("rt").join("plugins.sock").display())
+        format!(
+            "ipc://{}",
+            self.dir.join("rt").join("plugins.sock").display()
+        )
     }
 
     /// Everything the host has logged so far.
@@ -155,8 +158,12 @@ impl TestHost {
 
     /// One control request; panics if the host does not answer.
     pub fn request(&self, request: &Value) -> Value {
-        self.try_request(request)
-            .unwrap_or_else(|e| panic!("control request {request} failed: {e}\n--- host log ---\n{}", self.log()))
+        self.try_request(request).unwrap_or_else(|e| {
+            panic!(
+                "control request {request} failed: {e}\n--- host log ---\n{}",
+                self.log()
+            )
+        })
     }
 
     /// Calls a plugin through the control socket.
@@ -205,7 +212,10 @@ impl TestHost {
                 return v;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}\n--- host log ---\n{}", self.log());
+                panic!(
+                    "timed out waiting for {what}\n--- host log ---\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -221,7 +231,9 @@ impl TestHost {
 
     /// Waits until `id` is in `state`; returns its status.
     pub fn wait_state(&self, id: &str, state: &str) -> Value {
-        self.wait_plugin(id, &format!("state {state}"), |p| p["state"] == json!(state))
+        self.wait_plugin(id, &format!("state {state}"), |p| {
+            p["state"] == json!(state)
+        })
     }
 
     /// Waits until `id` is running with a process id other than `old`.
@@ -292,7 +304,10 @@ pub fn alive(pid: u64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state letter follows the parenthesised command name.
-            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
             state != Some("Z") && state != Some("X")
         }
         Err(_) => false,

@@ -16,10 +16,23 @@ fn echo_host(settings: &str) -> TestHost {
 fn cli_status_json_and_call() {
     let host = echo_host("");
     let out = host.cli(&["status", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let echo = &status[0];
-    for field in ["id", "name", "version", "state", "pid", "restarts", "last_exit", "last_heartbeat_ms_ago"] {
+    for field in [
+        "id",
+        "name",
+        "version",
+        "state",
+        "pid",
+        "restarts",
+        "last_exit",
+        "last_heartbeat_ms_ago",
+    ] {
         assert!(echo.get(field).is_some(), "missing {field} in {echo}");
     }
     assert_eq!(echo["id"], json!("echo"));
@@ -33,15 +46,27 @@ fn cli_status_json_and_call() {
     assert!(text.starts_with("ID"), "{text}");
     assert!(text.contains("echo") && text.contains("running"), "{text}");
 
-    let out = host.cli(&["call", "echo", "echo", r#"{"rooms":["kitchen",1,2.5,null,true]}"#]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = host.cli(&[
+        "call",
+        "echo",
+        "echo",
+        r#"{"rooms":["kitchen",1,2.5,null,true]}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v, json!({"rooms": ["kitchen", 1, 2.5, null, true]}));
 
     let out = host.cli(&["call", "echo", "fail", r#"{"message":"the boiler is off"}"#]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("handler_error") && err.contains("the boiler is off"), "{err}");
+    assert!(
+        err.contains("handler_error") && err.contains("the boiler is off"),
+        "{err}"
+    );
 
     let out = host.cli(&["call", "echo", "no_such_method"]);
     assert!(!out.status.success());
@@ -73,14 +98,20 @@ fn sixty_four_concurrent_calls_on_one_plugin() {
     }
     // Served one at a time they would take 32 s; concurrently about 0.5 s.
     // The bound is loose on purpose: it checks concurrency, not speed.
-    assert!(started.elapsed() < Duration::from_secs(16), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(16),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn a_panicking_handler_is_an_error_and_the_plugin_lives_on() {
     let host = echo_host("");
     let pid = host.plugin("echo")["pid"].clone();
-    let err = host.call("echo", "panic", json!({"message": "oh no"})).unwrap_err();
+    let err = host
+        .call("echo", "panic", json!({"message": "oh no"}))
+        .unwrap_err();
     assert_eq!(err.code, "handler_panicked");
     assert!(err.message.contains("oh no"), "{err:?}");
     assert_eq!(host.call("echo", "echo", json!(1)).unwrap(), json!(1));
@@ -92,7 +123,9 @@ fn a_panicking_handler_is_an_error_and_the_plugin_lives_on() {
 #[test]
 fn bad_arguments_are_refused_without_calling_the_method() {
     let host = echo_host("");
-    let err = host.call("echo", "sleep", json!({"milliseconds": "soon"})).unwrap_err();
+    let err = host
+        .call("echo", "sleep", json!({"milliseconds": "soon"}))
+        .unwrap_err();
     assert_eq!(err.code, "bad_arguments");
     assert!(err.message.contains("ms"), "{err:?}");
 }
@@ -106,16 +139,23 @@ fn deadline_exceeded_is_a_timeout_and_the_plugin_stays() {
         .unwrap_err();
     assert_eq!(err.code, "timeout");
     assert!(err.message.contains("300 ms"), "{err:?}");
-    assert_eq!(host.call("echo", "echo", json!("after")).unwrap(), json!("after"));
+    assert_eq!(
+        host.call("echo", "echo", json!("after")).unwrap(),
+        json!("after")
+    );
     assert_eq!(host.plugin("echo")["pid"], pid);
 }
 
 #[test]
 fn oversized_results_and_arguments_are_too_large() {
     let host = echo_host("max_message_bytes = 65536");
-    let ok = host.call("echo", "payload", json!({"bytes": 60_000})).unwrap();
+    let ok = host
+        .call("echo", "payload", json!({"bytes": 60_000}))
+        .unwrap();
     assert_eq!(ok["data"].as_array().unwrap().len(), 60_000);
-    let err = host.call("echo", "payload", json!({"bytes": 70_000})).unwrap_err();
+    let err = host
+        .call("echo", "payload", json!({"bytes": 70_000}))
+        .unwrap_err();
     assert_eq!(err.code, "too_large", "{err:?}");
     let big = "x".repeat(70_000);
     let err = host.call("echo", "echo", json!(big)).unwrap_err();
@@ -126,19 +166,32 @@ fn oversized_results_and_arguments_are_too_large() {
 #[test]
 fn key_value_state_survives_a_plugin_crash() {
     let host = echo_host("");
-    host.call("echo", "kv_set", json!({"key": "scene", "value": {"living": "movie", "dim": 30}}))
-        .unwrap();
+    host.call(
+        "echo",
+        "kv_set",
+        json!({"key": "scene", "value": {"living": "movie", "dim": 30}}),
+    )
+    .unwrap();
     let pid = host.plugin("echo")["pid"].as_u64().unwrap();
     let err = host.call("echo", "exit", json!({"code": 7})).unwrap_err();
     assert_eq!(err.code, "plugin_crashed", "{err:?}");
     let p = host.wait_new_pid("echo", pid);
     assert_eq!(p["last_exit"], json!("exited with code 7"));
     assert_eq!(
-        host.call("echo", "kv_get", json!({"key": "scene"})).unwrap(),
+        host.call("echo", "kv_get", json!({"key": "scene"}))
+            .unwrap(),
         json!({"living": "movie", "dim": 30})
     );
-    assert_eq!(host.call("echo", "kv_delete", json!({"key": "scene"})).unwrap(), json!(true));
-    assert_eq!(host.call("echo", "kv_get", json!({"key": "scene"})).unwrap(), json!(null));
+    assert_eq!(
+        host.call("echo", "kv_delete", json!({"key": "scene"}))
+            .unwrap(),
+        json!(true)
+    );
+    assert_eq!(
+        host.call("echo", "kv_get", json!({"key": "scene"}))
+            .unwrap(),
+        json!(null)
+    );
     let info = host.call("echo", "host_info", json!(null)).unwrap();
     assert_eq!(info["name"], json!("iglu"));
     assert_eq!(info["plugin_id"], json!("echo"));
@@ -149,12 +202,16 @@ fn busy_handlers_do_not_make_a_false_crash() {
     // 300 ms x 3 = 0.9 s of silence would be a crash; burn every core for 3 s.
     let host = echo_host("[heartbeat]\ninterval_ms = 300\nliveness = 3");
     let pid = host.plugin("echo")["pid"].clone();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let results: Vec<_> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
             .map(|_| {
                 let host = &host;
-                s.spawn(move || host.call("echo", "burn", json!({"ms": 3000, "threads": cores + 1})))
+                s.spawn(move || {
+                    host.call("echo", "burn", json!({"ms": 3000, "threads": cores + 1}))
+                })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -177,7 +234,12 @@ fn garbage_from_a_plugin_gets_errors_and_nobody_else_is_hurt() {
         "max_message_bytes = 65536",
         &[
             plugin("echo", "iglu-plugin-echo", &[]),
-            plugin_with_env("rude", "iglu-plugin-misbehave", &["garbage"], &[("IGLU_TEST_REPORT", &r)]),
+            plugin_with_env(
+                "rude",
+                "iglu-plugin-misbehave",
+                &["garbage"],
+                &[("IGLU_TEST_REPORT", &r)],
+            ),
         ],
     );
     let codes = host.eventually("four ERRORs to the rude plugin", || {
@@ -190,11 +252,17 @@ fn garbage_from_a_plugin_gets_errors_and_nobody_else_is_hurt() {
             .collect();
         (codes.len() >= 4).then_some(codes)
     });
-    assert_eq!(codes, vec!["bad_message", "bad_message", "too_large", "bad_message"]);
+    assert_eq!(
+        codes,
+        vec!["bad_message", "bad_message", "too_large", "bad_message"]
+    );
     // The rude plugin keeps its session; the other plugin is untouched.
     assert_eq!(host.call("rude", "echo", json!("ok")).unwrap(), json!("ok"));
     host.wait_state("echo", "running");
-    assert_eq!(host.call("echo", "echo", json!("fine")).unwrap(), json!("fine"));
+    assert_eq!(
+        host.call("echo", "echo", json!("fine")).unwrap(),
+        json!("fine")
+    );
     assert_eq!(host.plugin("rude")["restarts"], json!(0));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -203,25 +271,47 @@ fn garbage_from_a_plugin_gets_errors_and_nobody_else_is_hurt() {
 fn thermostat_keeps_its_rooms_across_a_restart() {
     let host = TestHost::start("", &[plugin("thermostat", "iglu-plugin-thermostat", &[])]);
     host.wait_state("thermostat", "running");
-    host.call("thermostat", "set_target", json!({"room": "kitchen", "celsius": 21.0}))
-        .unwrap();
+    host.call(
+        "thermostat",
+        "set_target",
+        json!({"room": "kitchen", "celsius": 21.0}),
+    )
+    .unwrap();
     let cold = host
-        .call("thermostat", "reading", json!({"room": "kitchen", "celsius": 19.0}))
+        .call(
+            "thermostat",
+            "reading",
+            json!({"room": "kitchen", "celsius": 19.0}),
+        )
         .unwrap();
     assert_eq!(cold["heating"], json!(true));
     // Inside the hysteresis band the decision holds.
     let band = host
-        .call("thermostat", "reading", json!({"room": "kitchen", "celsius": 21.2}))
+        .call(
+            "thermostat",
+            "reading",
+            json!({"room": "kitchen", "celsius": 21.2}),
+        )
         .unwrap();
     assert_eq!(band["heating"], json!(true));
     let out = host.cli(&["restart", "thermostat"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     host.wait_state("thermostat", "running");
-    let room = host.call("thermostat", "room", json!({"room": "kitchen"})).unwrap();
+    let room = host
+        .call("thermostat", "room", json!({"room": "kitchen"}))
+        .unwrap();
     assert_eq!(room["target"], json!(21.0));
     assert_eq!(room["heating"], json!(true));
     let err = host
-        .call("thermostat", "set_target", json!({"room": "kitchen", "celsius": 80.0}))
+        .call(
+            "thermostat",
+            "set_target",
+            json!({"room": "kitchen", "celsius": 80.0}),
+        )
         .unwrap_err();
     assert_eq!(err.code, "handler_error");
 }

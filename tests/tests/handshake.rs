@@ -1,9 +1,9 @@
 //! Every way a handshake can fail, seen from a real plugin process.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use iglu_tests::{bin, environ, fresh_dir, plugin, plugin_with_env, TestHost};
 use serde_json::{json, Value};
+use std::process::Command;
 
 /// Runs the misbehaving plugin by hand against `host`, as plugin `id` with `token`.
 fn misbehave(host: &TestHost, mode: &str, id: &str, token: &str) -> (Option<i32>, Vec<Value>) {
@@ -45,17 +45,24 @@ fn every_reject_path_has_its_code_and_the_host_keeps_serving() {
     for (mode, id, tok, code) in cases {
         let (exit, lines) = misbehave(&host, mode, id, tok);
         let reject = lines.iter().find(|l| l["event"] == json!("reject"));
-        let reject = reject.unwrap_or_else(|| panic!("{mode}: no REJECT, got {lines:?}\n{}", host.log()));
+        let reject =
+            reject.unwrap_or_else(|| panic!("{mode}: no REJECT, got {lines:?}\n{}", host.log()));
         assert_eq!(reject["code"], json!(code), "{mode}: {reject}");
         assert!(!reject["message"].as_str().unwrap().is_empty());
         assert_eq!(exit, Some(3), "{mode}");
         if mode == "bad-version" {
-            assert!(reject["message"].as_str().unwrap().contains("[99, 100]"), "{reject}");
+            assert!(
+                reject["message"].as_str().unwrap().contains("[99, 100]"),
+                "{reject}"
+            );
             assert_eq!(reject["host_versions"], json!([1]));
         }
     }
     // The legitimate plugin never noticed.
-    assert_eq!(host.call("echo", "echo", json!("still here")).unwrap(), json!("still here"));
+    assert_eq!(
+        host.call("echo", "echo", json!("still here")).unwrap(),
+        json!("still here")
+    );
     assert_eq!(host.plugin("echo")["restarts"], json!(0));
     assert!(host.log().contains("handshake rejected"));
 }
@@ -67,7 +74,12 @@ fn malformed_manifest_is_rejected_for_a_managed_plugin() {
     let r = report.display().to_string();
     let host = TestHost::start(
         "",
-        &[plugin_with_env("bad", "iglu-plugin-misbehave", &["bad-manifest"], &[("IGLU_TEST_REPORT", &r)])],
+        &[plugin_with_env(
+            "bad",
+            "iglu-plugin-misbehave",
+            &["bad-manifest"],
+            &[("IGLU_TEST_REPORT", &r)],
+        )],
     );
     let line = host.eventually("the misbehaving plugin's report", || {
         let text = std::fs::read_to_string(&report).ok()?;
@@ -78,7 +90,9 @@ fn malformed_manifest_is_rejected_for_a_managed_plugin() {
     assert!(v["message"].as_str().unwrap().contains("name"), "{v}");
     // Its exit counts as a crash, with the exit code recorded.
     host.wait_plugin("bad", "a recorded exit", |p| {
-        p["last_exit"].as_str().is_some_and(|e| e.contains("exited with code 3"))
+        p["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("exited with code 3"))
     });
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -90,11 +104,21 @@ fn messages_before_hello_are_dropped_and_the_handshake_still_works() {
     let r = report.display().to_string();
     let host = TestHost::start(
         "",
-        &[plugin_with_env("early", "iglu-plugin-misbehave", &["call-before-hello"], &[("IGLU_TEST_REPORT", &r)])],
+        &[plugin_with_env(
+            "early",
+            "iglu-plugin-misbehave",
+            &["call-before-hello"],
+            &[("IGLU_TEST_REPORT", &r)],
+        )],
     );
     host.wait_state("early", "running");
-    assert_eq!(host.call("early", "echo", json!({"x": 1})).unwrap(), json!({"x": 1}));
-    assert!(host.log().contains("dropped a message from a peer that has not completed the handshake"));
+    assert_eq!(
+        host.call("early", "echo", json!({"x": 1})).unwrap(),
+        json!({"x": 1})
+    );
+    assert!(host
+        .log()
+        .contains("dropped a message from a peer that has not completed the handshake"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -111,7 +135,10 @@ fn sdk_prints_the_reject_and_exits_non_zero() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("rejected the handshake (bad_token)"), "{stderr}");
+    assert!(
+        stderr.contains("rejected the handshake (bad_token)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -152,7 +179,9 @@ fn silent_plugin_is_killed_after_the_handshake_timeout() {
         &[plugin("mute", "iglu-plugin-misbehave", &["silent"])],
     );
     let p = host.wait_plugin("mute", "a handshake timeout", |p| {
-        p["last_exit"].as_str().is_some_and(|e| e.contains("no handshake within 1000 ms"))
+        p["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("no handshake within 1000 ms"))
     });
     assert!(p["restarts"].as_u64().is_some());
 }

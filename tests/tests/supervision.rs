@@ -18,7 +18,9 @@ fn sigkill_fails_calls_in_flight_at_once_and_restarts() {
             .map(|_| {
                 let host = &host;
                 // Deadlines far beyond the test's patience: only crash detection can end these.
-                s.spawn(move || host.call_with_timeout("echo", "sleep", json!({"ms": 600_000}), 600_000))
+                s.spawn(move || {
+                    host.call_with_timeout("echo", "sleep", json!({"ms": 600_000}), 600_000)
+                })
             })
             .collect();
         // Kill once the calls are surely in flight.
@@ -34,7 +36,10 @@ fn sigkill_fails_calls_in_flight_at_once_and_restarts() {
     let p = host.wait_new_pid("echo", pid);
     assert_eq!(p["restarts"], json!(1));
     assert_eq!(p["last_exit"], json!("killed by signal SIGKILL"));
-    assert_eq!(host.call("echo", "echo", json!("back")).unwrap(), json!("back"));
+    assert_eq!(
+        host.call("echo", "echo", json!("back")).unwrap(),
+        json!("back")
+    );
 }
 
 #[test]
@@ -50,7 +55,9 @@ fn sigstop_is_caught_by_heartbeats_and_the_plugin_restarted() {
     assert!(exit.contains("no heartbeat for"), "{exit}");
     assert!(exit.contains("killed by the host"), "{exit}");
     assert_eq!(p["restarts"], json!(1));
-    host.eventually("the frozen process to be gone", || (!alive(pid)).then_some(()));
+    host.eventually("the frozen process to be gone", || {
+        (!alive(pid)).then_some(())
+    });
     assert_eq!(host.call("echo", "echo", json!(1)).unwrap(), json!(1));
 }
 
@@ -61,7 +68,9 @@ fn a_plugin_that_hangs_itself_is_caught_too() {
         &[plugin("echo", "iglu-plugin-echo", &[])],
     );
     let pid = host.wait_state("echo", "running")["pid"].as_u64().unwrap();
-    let err = host.call_with_timeout("echo", "hang", json!(null), 600_000).unwrap_err();
+    let err = host
+        .call_with_timeout("echo", "hang", json!(null), 600_000)
+        .unwrap_err();
     assert_eq!(err.code, "plugin_crashed", "{err:?}");
     assert!(err.message.contains("no heartbeat"), "{err:?}");
     host.wait_new_pid("echo", pid);
@@ -88,7 +97,11 @@ fn crash_loop_goes_failed_until_started_by_hand() {
     assert!(err.message.contains("failed"), "{err:?}");
 
     let out = host.cli(&["start", "echo"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     host.wait_state("echo", "running");
     assert_eq!(host.call("echo", "echo", json!(2)).unwrap(), json!(2));
 }
@@ -99,19 +112,33 @@ fn stop_start_restart_through_the_cli() {
     let pid = host.wait_state("echo", "running")["pid"].as_u64().unwrap();
 
     let out = host.cli(&["stop", "echo"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let p = host.plugin("echo");
     assert_eq!(p["state"], json!("stopped"));
     // It left by itself after GOODBYE: exit code 0, no signal needed.
-    assert_eq!(p["last_exit"], json!("stopped by the host; exited with code 0"));
+    assert_eq!(
+        p["last_exit"],
+        json!("stopped by the host; exited with code 0")
+    );
     assert!(!alive(pid));
-    assert_eq!(host.call("echo", "echo", json!(1)).unwrap_err().code, "not_running");
+    assert_eq!(
+        host.call("echo", "echo", json!(1)).unwrap_err().code,
+        "not_running"
+    );
 
     assert!(host.cli(&["start", "echo"]).status.success());
     let pid2 = host.wait_state("echo", "running")["pid"].as_u64().unwrap();
     assert!(host.cli(&["restart", "echo"]).status.success());
     let p = host.wait_new_pid("echo", pid2);
-    assert_eq!(p["restarts"], json!(0), "a requested restart is not a crash");
+    assert_eq!(
+        p["restarts"],
+        json!(0),
+        "a requested restart is not a crash"
+    );
 
     let out = host.cli(&["stop", "nobody"]);
     assert!(!out.status.success());
@@ -122,13 +149,18 @@ fn stop_start_restart_through_the_cli() {
 fn host_sigkill_leaves_no_plugin_behind() {
     let mut host = TestHost::start(
         "",
-        &[plugin("a", "iglu-plugin-echo", &[]), plugin("b", "iglu-plugin-thermostat", &[])],
+        &[
+            plugin("a", "iglu-plugin-echo", &[]),
+            plugin("b", "iglu-plugin-thermostat", &[]),
+        ],
     );
     let a = host.wait_state("a", "running")["pid"].as_u64().unwrap();
     let b = host.wait_state("b", "running")["pid"].as_u64().unwrap();
     host.signal(Signal::SIGKILL);
     host.wait_exit(PATIENCE).unwrap();
-    host.eventually("every plugin process to exit", || (!alive(a) && !alive(b)).then_some(()));
+    host.eventually("every plugin process to exit", || {
+        (!alive(a) && !alive(b)).then_some(())
+    });
 }
 
 #[test]
@@ -140,7 +172,10 @@ fn host_sigterm_stops_plugins_cleanly() {
     assert!(status.success(), "{status:?}");
     assert!(!alive(pid));
     let log = host.log();
-    assert!(log.contains("stopped by the host; exited with code 0"), "{log}");
+    assert!(
+        log.contains("stopped by the host; exited with code 0"),
+        "{log}"
+    );
     assert!(log.contains("host stopped"));
     assert!(!host.control_socket().exists());
 }
@@ -154,7 +189,10 @@ fn every_executable_in_the_plugin_dir_is_started() {
     // Not executable, so not a plugin.
     std::fs::write(dir.join("README"), "notes").unwrap();
     std::fs::set_permissions(dir.join("README"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let host = TestHost::start(&format!("plugin_dir = {:?}", dir.display().to_string()), &[]);
+    let host = TestHost::start(
+        &format!("plugin_dir = {:?}", dir.display().to_string()),
+        &[],
+    );
     host.wait_state("echo-one", "running");
     host.wait_state("echo-two", "running");
     assert_eq!(host.status().len(), 2);
@@ -171,7 +209,11 @@ fn plugin_output_is_logged_under_its_id() {
     host.eventually("the panic message in the host log", || {
         let log = host.log();
         log.lines()
-            .any(|l| l.contains("marker-7731") && l.contains("plugin=\"echo\"") && l.contains("stream=\"stderr\""))
+            .any(|l| {
+                l.contains("marker-7731")
+                    && l.contains("plugin=\"echo\"")
+                    && l.contains("stream=\"stderr\"")
+            })
             .then_some(())
     });
 }

@@ -45,13 +45,14 @@ pub async fn request(
     };
     let exchange = async {
         let (read, mut write) = stream.into_split();
-        let mut line = serde_json::to_vec(request)
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| ClientError::BadResponse(e.to_string()))?;
         line.push(b'\n');
         write.write_all(&line).await?;
         let mut answer = String::new();
         BufReader::new(read).read_line(&mut answer).await?;
-        serde_json::from_str::<Response>(&answer).map_err(|e| ClientError::BadResponse(e.to_string()))
+        serde_json::from_str::<Response>(&answer)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))
     };
     tokio::time::timeout(timeout, exchange)
         .await

@@ -49,7 +49,11 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
             }
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            reply(stream, Response::err("busy", "too many control requests at once")).await;
+            reply(
+                stream,
+                Response::err("busy", "too many control requests at once"),
+            )
+            .await;
             continue;
         };
         let shared = shared.clone();

@@ -31,7 +31,11 @@ use serde_json::json;
 fn report(line: serde_json::Value) {
     println!("{line}");
     if let Ok(path) = std::env::var("IGLU_TEST_REPORT") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -68,7 +72,12 @@ fn hello(mode: &str) -> Hello {
 async fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let endpoint = std::env::var(iglu_bus::launch::ENDPOINT).unwrap_or_default();
-    let conn = match tokio::time::timeout(Duration::from_secs(10), DealerConnection::connect(&endpoint)).await {
+    let conn = match tokio::time::timeout(
+        Duration::from_secs(10),
+        DealerConnection::connect(&endpoint),
+    )
+    .await
+    {
         Ok(Ok(c)) => c,
         other => {
             report(json!({"event": "connect_failed", "detail": format!("{:?}", other.err())}));
@@ -88,21 +97,40 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
     let send = |m: &Message| iglu_bus::encode(m).map_err(|e| e.to_string());
     match mode {
         "silent" => std::future::pending::<()>().await,
-        "garbage-hello" => {
-            conn.outbound.send(Bytes::from_static(&[0xc1, 0xff, 0x00])).await.map_err(|e| e.to_string())?
-        }
+        "garbage-hello" => conn
+            .outbound
+            .send(Bytes::from_static(&[0xc1, 0xff, 0x00]))
+            .await
+            .map_err(|e| e.to_string())?,
         "call-before-hello" => {
-            let call = Message::Call(Call { id: iglu_bus::CallId::new_v4(), method: "x".into(), deadline_ms: 100, args: Bytes::from_static(&[0xc0]) });
-            conn.outbound.send(send(&call)?).await.map_err(|e| e.to_string())?;
-            conn.outbound.send(send(&Message::Hello(hello(mode)))?).await.map_err(|e| e.to_string())?;
+            let call = Message::Call(Call {
+                id: iglu_bus::CallId::new_v4(),
+                method: "x".into(),
+                deadline_ms: 100,
+                args: Bytes::from_static(&[0xc0]),
+            });
+            conn.outbound
+                .send(send(&call)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.outbound
+                .send(send(&Message::Hello(hello(mode)))?)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        _ => conn.outbound.send(send(&Message::Hello(hello(mode)))?).await.map_err(|e| e.to_string())?,
+        _ => conn
+            .outbound
+            .send(send(&Message::Hello(hello(mode)))?)
+            .await
+            .map_err(|e| e.to_string())?,
     }
     let max = loop {
         let frame = conn.inbound.recv().await.map_err(|e| e.to_string())?;
         match iglu_bus::decode(&frame, usize::MAX) {
             Ok(Message::Reject(r)) => {
-                report(json!({"event": "reject", "code": r.code.as_str(), "message": r.message, "host_versions": r.host_versions}));
+                report(
+                    json!({"event": "reject", "code": r.code.as_str(), "message": r.message, "host_versions": r.host_versions}),
+                );
                 return Ok(3);
             }
             Ok(Message::Welcome(w)) => {
