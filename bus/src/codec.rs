@@ -118,7 +118,11 @@ mod protocol_doc {
                 .collect();
             let message = super::decode(&bytes, usize::MAX).expect("example decodes");
             let again = super::encode(&message).expect("example encodes");
-            assert_eq!(&again[..], &bytes[..], "example {message:?} re-encodes differently");
+            assert_eq!(
+                &again[..],
+                &bytes[..],
+                "example {message:?} re-encodes differently"
+            );
             examples += 1;
         }
         assert_eq!(examples, 9, "one example per message kind");

@@ -196,7 +196,14 @@ impl Session {
         for (_, waiter) in waiters {
             let _ = waiter.send(Err(error.clone()));
         }
-        tracing::warn!(plugin = %self.plugin_id, session = %self.id, reason = %loss, failed_calls = failed, "session ended");
+        match loss {
+            Loss::Stopping | Loss::Goodbye(_) => {
+                tracing::info!(plugin = %self.plugin_id, session = %self.id, reason = %loss, failed_calls = failed, "session ended")
+            }
+            _ => {
+                tracing::warn!(plugin = %self.plugin_id, session = %self.id, reason = %loss, failed_calls = failed, "session ended")
+            }
+        }
         let event = SupervisorEvent::Lost {
             launch: self.launch,
             loss,
