@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::error::BusError;
-use crate::message::Message;
+use crate::message::{EventBody, Message};
 
 /// Default cap on one frame: 4 MiB. Large enough for a 1 MiB payload with
 /// room to spare, small enough that a hostile or buggy peer cannot make the
@@ -17,6 +17,22 @@ pub fn encode(message: &Message) -> Result<Bytes, BusError> {
 
 /// Decodes one frame, refusing frames over `max` bytes before looking inside.
 pub fn decode(frame: &[u8], max: usize) -> Result<Message, BusError> {
+    if frame.len() > max {
+        return Err(BusError::TooLarge {
+            size: frame.len(),
+            max,
+        });
+    }
+    Ok(rmp_serde::from_slice(frame)?)
+}
+
+/// Encodes the shared second frame of an EVENT (once per publication).
+pub fn encode_event_body(body: &EventBody) -> Result<Bytes, BusError> {
+    Ok(Bytes::from(rmp_serde::to_vec_named(body)?))
+}
+
+/// Decodes the second frame of an EVENT.
+pub fn decode_event_body(frame: &[u8], max: usize) -> Result<EventBody, BusError> {
     if frame.len() > max {
         return Err(BusError::TooLarge {
             size: frame.len(),
@@ -43,7 +59,14 @@ mod tests {
                 token: "t".into(),
                 manifest: Manifest::default(),
                 methods: vec!["echo".into()],
+                subscriptions: vec!["home/#".into()],
+                receive_own: false,
             }),
+            Message::Event(EventHeader {
+                seq: 7,
+                retained: true,
+            }),
+            Message::Credit(Credit { events: 64 }),
             Message::Call(Call {
                 id,
                 method: "m".into(),

@@ -16,6 +16,7 @@
 //! - [`heartbeat`] holds liveness timing, the same on both sides.
 //! - [`error`] holds the codes that cross the wire ([`error::ErrorCode`],
 //!   [`error::RejectCode`]) and the Rust errors of this crate.
+//! - [`topic`] holds the MQTT-style topic and filter rules of events.
 //! - [`launch`] names the environment variables through which the host
 //!   hands a managed plugin its endpoint, cookie and token.
 #![deny(missing_docs)]
@@ -26,11 +27,12 @@ pub mod handshake;
 pub mod heartbeat;
 pub mod launch;
 pub mod message;
+pub mod topic;
 pub mod transport;
 
 pub use codec::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use message::{
-    Call, CallId, Cancel, ErrorReply, Goodbye, Heartbeat, Hello, Manifest, Message, Reject, Reply,
-    Welcome,
+    Call, CallId, Cancel, Credit, ErrorReply, EventBody, EventHeader, Goodbye, Heartbeat, Hello,
+    Manifest, Message, Reject, Reply, Welcome,
 };

@@ -36,6 +36,10 @@ pub enum Message {
     Heartbeat(Heartbeat),
     /// Either way: a clean end of the session.
     Goodbye(Goodbye),
+    /// Host -> plugin: an event; the only two-frame message (header, then [`EventBody`]).
+    Event(EventHeader),
+    /// Plugin -> host: the plugin finished `events` more events and can take that many more.
+    Credit(Credit),
 }
 
 /// What a plugin says about itself. Cached by the host and shown by `iglu status`.
@@ -68,6 +72,12 @@ pub struct Hello {
     pub manifest: Manifest,
     /// Names of the methods the plugin serves.
     pub methods: Vec<String>,
+    /// Event filters to subscribe to from the start (optional, default none).
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Whether to receive events this plugin published itself (optional, default false).
+    #[serde(default)]
+    pub receive_own: bool,
 }
 
 /// The host accepted the handshake.
@@ -155,4 +165,36 @@ pub struct Heartbeat {}
 pub struct Goodbye {
     /// Why, for the other side's log.
     pub reason: String,
+}
+
+/// The per-subscriber part of an EVENT (frame 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHeader {
+    /// This subscriber's sequence number: +1 per event queued for it, so a
+    /// gap shows events dropped from its queue.
+    pub seq: u64,
+    /// Whether this is the retained state of the topic, sent on subscribe,
+    /// rather than a live publication.
+    pub retained: bool,
+}
+
+/// The shared part of an EVENT (frame 2): encoded once per publication and
+/// sent as is to every subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventBody {
+    /// Where it was published.
+    pub topic: String,
+    /// The event's data: one MessagePack document.
+    pub payload: Bytes,
+    /// When the host accepted it, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// `host`, or the id of the plugin that published it.
+    pub source: String,
+}
+
+/// Credit for events (flow control): finished events, each of which frees a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credit {
+    /// How many more events the plugin can take.
+    pub events: u32,
 }

@@ -87,6 +87,15 @@ impl RouterOutbound {
         self.0.send(message).await?;
         Ok(())
     }
+
+    /// Sends a two-frame message (an EVENT: header, then the shared body).
+    pub async fn send_pair(&mut self, peer: &PeerId, head: Bytes, body: Bytes) -> Result<(), BusError> {
+        let mut message = ZmqMessage::from(head);
+        message.push_front(peer.clone());
+        message.push_back(body);
+        self.0.send(message).await?;
+        Ok(())
+    }
 }
 
 /// The ROUTER's connection events.
@@ -133,14 +142,15 @@ impl DealerConnection {
 pub struct DealerInbound(DealerRecvHalf);
 
 impl DealerInbound {
-    /// The next frame from the host. Cancel-safe.
-    pub async fn recv(&mut self) -> Result<Bytes, BusError> {
+    /// The next message from the host: its first frame, and the second if
+    /// there is one (only EVENT has two). Cancel-safe.
+    pub async fn recv(&mut self) -> Result<(Bytes, Option<Bytes>), BusError> {
         let message = self.0.recv().await?;
         let got = message.len();
         let mut frames = message.into_vecdeque();
-        match (frames.pop_front(), got) {
-            (Some(body), 1) => Ok(body),
-            _ => Err(BusError::FrameCount { expected: 1, got }),
+        match (frames.pop_front(), frames.pop_front(), got) {
+            (Some(head), body, 1 | 2) => Ok((head, body)),
+            _ => Err(BusError::FrameCount { expected: 2, got }),
         }
     }
 }

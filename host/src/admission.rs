@@ -12,6 +12,7 @@ use iglu_bus::handshake::{check_hello_basics, tokens_match, validate_manifest, P
 use iglu_bus::transport::PeerId;
 use iglu_bus::{Hello, Message, Reject, RejectCode, Welcome};
 
+use crate::events::{delivery, lifecycle};
 use crate::host::Shared;
 use crate::registry::PluginState;
 use crate::session::{Opening, Session};
@@ -61,6 +62,13 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
     }
     validate_manifest(&hello.manifest, &hello.methods)
         .map_err(|msg| reject(RejectCode::MalformedManifest, msg))?;
+    if let Some(bad) = hello
+        .subscriptions
+        .iter()
+        .find_map(|f| iglu_bus::topic::validate_filter(f).err())
+    {
+        return Err(reject(RejectCode::MalformedManifest, format!("subscription: {bad}")));
+    }
 
     let session = Session::open(
         Opening {
@@ -71,6 +79,7 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
             version,
             max_message: shared.config.max_message_bytes,
             supervisor: entry.events.clone(),
+            events: entry.queue.clone(),
         },
         shared.outbound.clone(),
     );
@@ -96,8 +105,19 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
     entry.methods = hello.methods;
     entry.state = PluginState::Running;
     entry.since = Some(Instant::now());
+    entry.subscriptions = hello.subscriptions;
+    entry.receive_own = hello.receive_own;
     let _ = entry.events.try_send(SupervisorEvent::Connected {
         launch: entry.launch,
     });
+    let queue = entry.queue.clone();
+    let filters = entry.subscriptions.clone();
+    drop(plugins);
+    // Events that waited while it was down stay first; then the current
+    // state of every topic it subscribes to; then the live stream.
+    queue.attach(session.id);
+    queue.push_retained(shared.events.retained_matching(&filters));
+    tokio::spawn(delivery::run(session.clone(), queue));
+    lifecycle::announce(shared, &hello.plugin_id, None);
     Ok(session)
 }

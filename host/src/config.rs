@@ -37,6 +37,10 @@ pub struct Config {
     /// How long a plugin has to exit after GOODBYE before SIGTERM, and after
     /// SIGTERM before SIGKILL, in ms (default 5 s).
     pub stop_grace_ms: u64,
+    /// Events that may wait in one plugin's queue; beyond it the oldest are dropped (default 1024).
+    pub event_queue: usize,
+    /// The simulated devices of the demo home.
+    pub simulator: SimulatorConfig,
     /// Plugins named one by one.
     #[serde(rename = "plugin")]
     pub plugins: Vec<PluginSpec>,
@@ -65,6 +69,30 @@ pub struct RestartConfig {
     pub max_restarts: u32,
     /// The window for `max_restarts`, in seconds (default 60).
     pub window_s: u64,
+}
+
+/// The demo's simulated home: motion, temperature and lights in a few rooms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Run it (default false in a config file; the built-in config turns it on).
+    pub enabled: bool,
+    /// Milliseconds between simulated readings (default 2000).
+    pub interval_ms: u64,
+    /// The rooms (default kitchen, living_room, bedroom, hallway).
+    pub rooms: Vec<String>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            enabled: false,
+            interval_ms: 2000,
+            rooms: ["kitchen", "living_room", "bedroom", "hallway"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
 }
 
 /// One plugin the host starts and supervises.
@@ -148,7 +176,13 @@ impl Config {
             plugins: vec![
                 plugin("echo", "iglu-plugin-echo"),
                 plugin("thermostat", "iglu-plugin-thermostat"),
+                plugin("automation", "iglu-plugin-automation"),
+                plugin("history", "iglu-plugin-history"),
             ],
+            simulator: SimulatorConfig {
+                enabled: true,
+                ..SimulatorConfig::default()
+            },
             ..Config::default()
         };
         config.fill_defaults();
@@ -189,6 +223,12 @@ impl Config {
         }
         if self.stop_grace_ms == 0 {
             self.stop_grace_ms = 5_000;
+        }
+        if self.event_queue == 0 {
+            self.event_queue = 1024;
+        }
+        if self.simulator.interval_ms == 0 {
+            self.simulator.interval_ms = 2000;
         }
     }
 

@@ -8,18 +8,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use iglu_bus::transport::{RouterEndpoint, RouterOutbound};
 use iglu_bus::WireError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::HostError;
+use crate::events::lifecycle::{self, LifecycleEvent};
+use crate::events::queue::EventQueue;
+use crate::events::{Event, EventHub, Source};
 use crate::kv::KvStore;
 use crate::registry::{Entry, PluginState, Registry};
 use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
 use crate::status::PluginStatus;
 use crate::supervisor::{self, Command};
-use crate::{control, liveness, router};
+use crate::{control, events, liveness, router, simulator};
 
 /// State every task of the host shares.
 pub struct Shared {
@@ -29,6 +32,10 @@ pub struct Shared {
     pub registry: Registry,
     /// Plugins' key-value stores.
     pub kv: KvStore,
+    /// Retained events and in-process subscribers.
+    pub events: EventHub,
+    /// Lifecycle changes, for embedding programs.
+    pub lifecycle: broadcast::Sender<LifecycleEvent>,
     /// The endpoint plugins connect to.
     pub endpoint: String,
     /// Sends to plugins; each session clones it for its writer.
@@ -70,11 +77,13 @@ impl Host {
             config,
             registry: Registry::default(),
             kv: KvStore::default(),
+            events: EventHub::default(),
+            lifecycle: broadcast::channel(lifecycle::BROADCAST).0,
             endpoint,
             outbound: router_socket.outbound,
             shutdown: CancellationToken::new(),
         });
-        let services = vec![
+        let mut services = vec![
             tokio::spawn(router::run(
                 shared.clone(),
                 router_socket.inbound,
@@ -83,6 +92,9 @@ impl Host {
             tokio::spawn(liveness::run(shared.clone())),
             tokio::spawn(control::server::serve(shared.clone(), listener)),
         ];
+        if shared.config.simulator.enabled {
+            services.push(tokio::spawn(simulator::run(shared.clone())));
+        }
         let mut supervisors = Vec::new();
         for spec in plugins {
             let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
@@ -105,6 +117,9 @@ impl Host {
                 token: None,
                 session: None,
                 since: None,
+                subscriptions: Vec::new(),
+                receive_own: false,
+                queue: Arc::new(EventQueue::new(shared.config.event_queue)),
                 events: events_tx,
                 commands: commands_tx,
             });
@@ -144,6 +159,27 @@ impl Host {
         deadline: Duration,
     ) -> Result<Bytes, WireError> {
         call(&self.shared, plugin, method, args, deadline).await
+    }
+
+    /// Publishes an event from the host (`source` = `host`).
+    pub fn publish(&self, topic: &str, payload: Bytes, retain: bool) -> Result<(), WireError> {
+        events::publish(&self.shared, Source::Host, topic, payload, retain)
+    }
+
+    /// Subscribes in process: retained states first, then live events
+    /// matching `filters`. When the channel (of `capacity`) is full, events
+    /// are dropped for this subscriber only.
+    pub fn subscribe(
+        &self,
+        filters: Vec<String>,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<Event>, WireError> {
+        self.shared.events.tap(filters, capacity)
+    }
+
+    /// A stream of plugin lifecycle changes (Starting, Running, Crashed, ...).
+    pub fn lifecycle(&self) -> broadcast::Receiver<LifecycleEvent> {
+        self.shared.lifecycle.subscribe()
     }
 
     /// Starts a stopped or failed plugin.

@@ -1,24 +1,38 @@
 //! Methods a plugin can call on the host.
 //!
 //! Adding one means one arm in [`handle`] and, if it takes arguments, one
-//! argument type. All of them are quick in-memory operations, so the router
-//! answers them inline.
+//! argument type. All of them are quick in-memory operations (publishing
+//! only queues), so the router answers them inline.
 
 use bytes::Bytes;
 use iglu_bus::{ErrorCode, WireError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::kv::KvStore;
+use crate::events::{self, Source};
+use crate::host::Shared;
 
 /// What a host-API call may touch.
 pub struct HostApi<'a> {
+    /// The host's state.
+    pub shared: &'a Shared,
     /// The calling plugin: every call acts on its own data only.
     pub plugin: &'a str,
     /// The protocol version of its session.
     pub protocol: u32,
-    /// The key-value stores.
-    pub kv: &'a KvStore,
+}
+
+#[derive(Deserialize)]
+struct Publish {
+    topic: String,
+    payload: serde_bytes::ByteBuf,
+    #[serde(default)]
+    retain: bool,
+}
+
+#[derive(Deserialize)]
+struct Filters {
+    filters: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -61,7 +75,7 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
         }),
         "kv.get" => {
             let Key { key } = decode(args)?;
-            let value = match api.kv.get(api.plugin, &key) {
+            let value = match api.shared.kv.get(api.plugin, &key) {
                 Some(bytes) => Some(
                     rmpv::decode::read_value(&mut &bytes[..])
                         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?,
@@ -75,7 +89,8 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
             let mut bytes = Vec::new();
             rmpv::encode::write_value(&mut bytes, &value)
                 .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-            api.kv
+            api.shared
+                .kv
                 .set(api.plugin, &key, Bytes::from(bytes))
                 .map_err(|e| WireError::new(ErrorCode::BadArguments, e.to_string()))?;
             encode(&true)
@@ -83,13 +98,28 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
         "kv.delete" => {
             let Key { key } = decode(args)?;
             encode(&Existed {
-                existed: api.kv.delete(api.plugin, &key),
+                existed: api.shared.kv.delete(api.plugin, &key),
             })
+        }
+        "events.publish" => {
+            let p: Publish = decode(args)?;
+            let source = Source::Plugin(api.plugin.to_owned());
+            events::publish(api.shared, source, &p.topic, Bytes::from(p.payload.into_vec()), p.retain)?;
+            encode(&true)
+        }
+        "events.subscribe" => {
+            let Filters { filters } = decode(args)?;
+            events::subscribe(api.shared, api.plugin, &filters)?;
+            encode(&true)
+        }
+        "events.unsubscribe" => {
+            let Filters { filters } = decode(args)?;
+            encode(&events::unsubscribe(api.shared, api.plugin, &filters))
         }
         other => Err(WireError::new(
             ErrorCode::MethodNotFound,
             format!(
-                "the host has no method {other:?} (it serves host.info, kv.get, kv.set, kv.delete)"
+                "the host has no method {other:?} (it serves host.info, kv.get, kv.set, kv.delete, events.publish, events.subscribe, events.unsubscribe)"
             ),
         )),
     }
@@ -104,34 +134,4 @@ fn encode<T: Serialize>(value: &T) -> Result<Bytes, WireError> {
     rmp_serde::to_vec_named(value)
         .map(Bytes::from)
         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kv_round_trip_through_the_api() {
-        let kv = KvStore::default();
-        let api = HostApi {
-            plugin: "p",
-            protocol: 1,
-            kv: &kv,
-        };
-        let set = rmp_serde::to_vec_named(&serde_json::json!({"key": "k", "value": [1, "x"]}))
-            .expect("encodes");
-        handle(&api, "kv.set", &set).expect("set");
-        let get = rmp_serde::to_vec_named(&serde_json::json!({"key": "k"})).expect("encodes");
-        let out = handle(&api, "kv.get", &get).expect("get");
-        let v: serde_json::Value = rmp_serde::from_slice(&out).expect("decodes");
-        assert_eq!(v, serde_json::json!({"value": [1, "x"]}));
-        assert_eq!(
-            handle(&api, "nope", &[]).expect_err("unknown").code,
-            ErrorCode::MethodNotFound
-        );
-        assert_eq!(
-            handle(&api, "kv.get", &[0xc1]).expect_err("garbage").code,
-            ErrorCode::BadArguments
-        );
-    }
 }

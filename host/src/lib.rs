@@ -16,12 +16,16 @@
 //! - [`liveness`]: heartbeats out, silence detection in.
 //! - [`supervisor`]: one task per plugin: start via [`runner`], watch for
 //!   exit, disconnect or silence, restart per [`restart_policy`], stop.
+//! - [`events`]: publish -> encode once -> every matching plugin's bounded
+//!   queue -> delivery paced by credit; retained state; lifecycle events.
+//! - [`simulator`]: the demo home's devices.
 //! - [`json_msgpack`]: CLI JSON <-> plugin MessagePack.
 
 pub mod admission;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod events;
 pub mod host;
 pub mod host_api;
 pub mod json_msgpack;
@@ -34,6 +38,7 @@ pub mod router;
 pub mod runner;
 pub mod runtime_dir;
 pub mod session;
+pub mod simulator;
 pub mod status;
 pub mod supervisor;
 

@@ -47,6 +47,17 @@ enum Cmd {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
+    /// Publish an event (JSON payload) on a topic, as the host.
+    Publish {
+        /// Topic, e.g. home/kitchen/motion.
+        topic: String,
+        /// Payload as JSON (default: null).
+        #[arg(default_value = "null")]
+        payload: String,
+        /// Keep it as the topic's retained state, given to every new subscriber.
+        #[arg(long)]
+        retain: bool,
+    },
     /// Start a stopped or failed plugin.
     Start {
         /// Plugin id.
@@ -138,6 +149,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Cmd::Publish {
+            topic,
+            payload,
+            retain,
+        } => {
+            let payload: serde_json::Value = serde_json::from_str(&payload)
+                .with_context(|| format!("the payload is not valid JSON: {payload}"))?;
+            let request = Request::Publish {
+                topic,
+                payload,
+                retain,
+            };
+            let result = runtime.block_on(ask(&config, request, Duration::from_secs(10)))?;
+            println!("{}", result.as_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Start { plugin } => lifecycle(&runtime, &config, Request::Start { plugin }),
         Cmd::Stop { plugin } => lifecycle(&runtime, &config, Request::Stop { plugin }),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::PluginSpec;
+use crate::events::queue::EventQueue;
 use crate::session::Session;
 use crate::status::PluginStatus;
 use crate::supervisor::{Command, SupervisorEvent};
@@ -77,6 +78,12 @@ pub struct Entry {
     pub session: Option<Arc<Session>>,
     /// When the current session was opened, for uptime.
     pub since: Option<Instant>,
+    /// Event filters it subscribes to (kept while it is down, so events wait for it).
+    pub subscriptions: Vec<String>,
+    /// Whether it receives the events it publishes itself.
+    pub receive_own: bool,
+    /// Its event queue.
+    pub queue: Arc<EventQueue>,
     /// Events for the supervisor (session opened or lost).
     pub events: mpsc::Sender<SupervisorEvent>,
     /// Commands for the supervisor (start, stop, restart).

@@ -120,9 +120,9 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
         },
         Message::Call(call) => {
             let api = HostApi {
+                shared,
                 plugin: &session.plugin_id,
                 protocol: session.version,
-                kv: &shared.kv,
             };
             let answer = host_api::handle(&api, &call.method, &call.args);
             let message = match answer {
@@ -150,18 +150,19 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
         // Host-API calls are answered inline, so there is never one to cancel.
         Message::Cancel(_) => {}
         Message::Heartbeat(_) => {}
+        Message::Credit(c) => session.events.credit(session.id, c.events),
         Message::Goodbye(g) => {
             tracing::info!(plugin = %session.plugin_id, reason = %g.reason, "plugin said goodbye");
             session.close(Loss::Goodbye(g.reason));
         }
-        other @ (Message::Hello(_) | Message::Welcome(_) | Message::Reject(_)) => {
+        other @ (Message::Hello(_) | Message::Welcome(_) | Message::Reject(_) | Message::Event(_)) => {
             let k = kind(&other);
-            tracing::warn!(plugin = %session.plugin_id, kind = k, "handshake message after the handshake");
+            tracing::warn!(plugin = %session.plugin_id, kind = k, "message a plugin may not send");
             send_error(
                 session,
                 None,
                 ErrorCode::BadMessage,
-                format!("{k} is not accepted after the handshake"),
+                format!("a plugin may not send {k} after the handshake"),
             );
         }
     }
@@ -197,5 +198,7 @@ fn kind(m: &Message) -> &'static str {
         Message::Cancel(_) => "CANCEL",
         Message::Heartbeat(_) => "HEARTBEAT",
         Message::Goodbye(_) => "GOODBYE",
+        Message::Event(_) => "EVENT",
+        Message::Credit(_) => "CREDIT",
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::events::queue::EventQueue;
 use crate::supervisor::SupervisorEvent;
 
 /// Frames waiting for the socket, per plugin. The bound keeps a plugin that
@@ -72,6 +73,12 @@ impl std::fmt::Display for Loss {
 
 type Waiter = oneshot::Sender<Result<Bytes, WireError>>;
 
+/// One message for the socket: a frame, or an EVENT's header and shared body.
+pub struct Outgoing {
+    head: Bytes,
+    body: Option<Bytes>,
+}
+
 struct Calls {
     /// Set once; after that nothing new is accepted.
     closed: Option<Loss>,
@@ -92,7 +99,9 @@ pub struct Session {
     pub methods: HashSet<String>,
     /// The negotiated protocol version.
     pub version: u32,
-    outbox: mpsc::Sender<Bytes>,
+    /// The plugin's event queue (it outlives the session).
+    pub events: Arc<EventQueue>,
+    outbox: mpsc::Sender<Outgoing>,
     calls: Mutex<Calls>,
     /// Milliseconds since `epoch` when the plugin last sent anything.
     last_seen_ms: AtomicU64,
@@ -116,6 +125,8 @@ pub struct Opening {
     pub methods: HashSet<String>,
     /// The negotiated protocol version.
     pub version: u32,
+    /// The plugin's event queue.
+    pub events: Arc<EventQueue>,
     /// The frame size cap.
     pub max_message: usize,
     /// Where to report the session's end.
@@ -133,6 +144,7 @@ impl Session {
             peer: opening.peer,
             methods: opening.methods,
             version: opening.version,
+            events: opening.events,
             outbox: tx,
             calls: Mutex::new(Calls {
                 closed: None,
@@ -169,6 +181,11 @@ impl Session {
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
+    }
+
+    /// Resolves when the session ends.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
     }
 
     /// Ends the session: every call in flight is answered with an error now,
@@ -221,7 +238,27 @@ impl Session {
 
     /// Queues a frame without waiting; false if the outbox is full or closed.
     pub fn try_send(&self, frame: Bytes) -> bool {
-        !self.is_closed() && self.outbox.try_send(frame).is_ok()
+        !self.is_closed()
+            && self
+                .outbox
+                .try_send(Outgoing {
+                    head: frame,
+                    body: None,
+                })
+                .is_ok()
+    }
+
+    /// Queues an EVENT (header and shared body), waiting for room in the
+    /// outbox; false once the session is closed.
+    pub async fn send_pair(&self, head: Bytes, body: Bytes) -> bool {
+        let item = Outgoing {
+            head,
+            body: Some(body),
+        };
+        tokio::select! {
+            sent = self.outbox.send(item) => sent.is_ok(),
+            _ = self.closed.cancelled() => false,
+        }
     }
 
     /// Delivers the answer to a call; false if nobody waits for it any more.
@@ -276,7 +313,11 @@ impl Session {
         }
         let guard = InFlight { session: self, id };
         let result = tokio::time::timeout(deadline, async {
-            self.outbox.send(frame).await.map_err(|_| {
+            let item = Outgoing {
+                head: frame,
+                body: None,
+            };
+            self.outbox.send(item).await.map_err(|_| {
                 WireError::new(
                     ErrorCode::NotRunning,
                     format!("plugin {} is gone", self.plugin_id),
@@ -325,7 +366,7 @@ impl Drop for InFlight<'_> {
 
 async fn write_loop(
     session: std::sync::Weak<Session>,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Outgoing>,
     mut outbound: RouterOutbound,
 ) {
     let Some((peer, closed, plugin)) = session
@@ -335,12 +376,16 @@ async fn write_loop(
         return;
     };
     loop {
-        let frame = tokio::select! {
+        let item = tokio::select! {
             biased;
-            frame = rx.recv() => match frame { Some(f) => f, None => break },
+            item = rx.recv() => match item { Some(i) => i, None => break },
             _ = closed.cancelled() => break,
         };
-        if let Err(e) = outbound.send(&peer, frame).await {
+        let sent = match item.body {
+            None => outbound.send(&peer, item.head).await,
+            Some(body) => outbound.send_pair(&peer, item.head, body).await,
+        };
+        if let Err(e) = sent {
             tracing::debug!(%plugin, error = %e, "send failed");
             if let Some(s) = session.upgrade() {
                 s.close(Loss::SendFailed(e.to_string()));

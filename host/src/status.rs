@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::queue::QueueStats;
 use crate::registry::{Entry, PluginState};
 
 /// One plugin as the CLI shows it. Field names are stable: scripts read `--json`.
@@ -33,6 +34,10 @@ pub struct PluginStatus {
     pub kind: String,
     /// Methods declared in its last handshake.
     pub methods: Vec<String>,
+    /// Its event subscriptions.
+    pub subscriptions: Vec<String>,
+    /// Its event queue's counters.
+    pub events: QueueStats,
 }
 
 impl PluginStatus {
@@ -58,6 +63,8 @@ impl PluginStatus {
             uptime_ms: live.and(e.since).map(|t| millis(t.elapsed())),
             kind: "managed".to_owned(),
             methods: e.methods.clone(),
+            subscriptions: e.subscriptions.clone(),
+            events: e.queue.stats(),
         }
     }
 }

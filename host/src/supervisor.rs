@@ -13,6 +13,7 @@ use iglu_bus::handshake::{COOKIE_KEY, COOKIE_VALUE};
 use iglu_bus::{launch, Goodbye, Message};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::events::lifecycle;
 use crate::host::Shared;
 use crate::registry::PluginState;
 use crate::restart_policy::{RestartPolicy, Verdict};
@@ -186,6 +187,7 @@ async fn launch_once(shared: &Shared, id: &str) -> Result<(PluginProcess, u64), 
         Ok(process) => {
             tracing::info!(plugin = %id, pid = process.pid(), launch, "started");
             shared.registry.with(id, |e| e.pid = process.pid());
+            lifecycle::announce(shared, id, None);
             Ok((process, launch))
         }
         Err(e) => Err(format!("could not start {}: {e}", spec.command.display())),
@@ -260,6 +262,7 @@ async fn stop(shared: &Shared, id: &str, process: &mut PluginProcess) {
     shared
         .registry
         .with(id, |e| e.state = PluginState::Stopping);
+    lifecycle::announce(shared, id, None);
     let grace = Duration::from_millis(shared.config.stop_grace_ms);
     let session = shared.registry.with(id, |e| e.session.clone()).flatten();
     if let Some(session) = &session {
@@ -294,15 +297,21 @@ fn close_session(shared: &Shared, id: &str, loss: Loss) {
 }
 
 /// Records that no process runs, with a new state and optionally how the last one ended.
+/// Announces the change as a lifecycle event, with the last exit as its reason.
 fn set_down(shared: &Shared, id: &str, state: PluginState, last_exit: Option<String>) {
-    shared.registry.with(id, |e| {
-        e.state = state;
-        e.pid = None;
-        e.token = None;
-        e.session = None;
-        e.since = None;
-        if let Some(how) = last_exit {
-            e.last_exit = Some(how);
-        }
-    });
+    let reason = shared
+        .registry
+        .with(id, |e| {
+            e.state = state;
+            e.pid = None;
+            e.token = None;
+            e.session = None;
+            e.since = None;
+            if let Some(how) = last_exit {
+                e.last_exit = Some(how);
+            }
+            e.last_exit.clone()
+        })
+        .flatten();
+    lifecycle::announce(shared, id, reason);
 }

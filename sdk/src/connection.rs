@@ -22,6 +22,7 @@ use tokio::task::AbortHandle;
 
 use crate::context::Context;
 use crate::error::SdkError;
+use crate::events::{self, Event, EventHandler};
 use crate::handler::{run_guarded, ErasedHandler};
 use crate::host::{HostClient, Pending};
 use crate::launch::Launch;
@@ -49,6 +50,10 @@ pub(crate) struct Service {
     pub handler_runtime: Handle,
     /// How long in-flight calls may run after SIGTERM/SIGINT or the host's GOODBYE.
     pub grace: Duration,
+    /// Handles events, one at a time; `None` drops them (still returning credit).
+    pub event_handler: Option<EventHandler>,
+    /// Events the host may have in flight to this plugin.
+    pub event_window: u32,
 }
 
 /// Why the loop ended cleanly.
@@ -86,7 +91,7 @@ async fn handshake(
     let hello = iglu_bus::encode(&Message::Hello(service.hello.clone()))?;
     conn.outbound.send(hello).await?;
     loop {
-        let frame = conn.inbound.recv().await?;
+        let (frame, _) = conn.inbound.recv().await?;
         match iglu_bus::decode(&frame, iglu_bus::DEFAULT_MAX_MESSAGE_BYTES) {
             Ok(Message::Welcome(w)) => return Ok((conn, w)),
             Ok(Message::Reject(r)) => {
@@ -114,6 +119,9 @@ struct Session {
     pending: Pending,
     outgoing_tx: mpsc::Sender<Outgoing>,
     outgoing_rx: mpsc::Receiver<Outgoing>,
+    /// Events for the event task; its capacity is the credit window, so it never fills
+    /// while the host honours credit.
+    event_tx: mpsc::Sender<Event>,
     /// Set once we stop taking calls: the reason and the drain deadline.
     draining: Option<(Ended, tokio::time::Instant)>,
 }
@@ -130,8 +138,26 @@ impl Session {
             liveness: welcome.liveness.max(1),
         };
         let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let pending: Pending = Default::default();
+        let plugin_id: Arc<str> = Arc::from(launch.plugin_id.as_str());
+        let window = service.event_window.max(1);
+        let (event_tx, event_rx) = mpsc::channel(window as usize);
+        let ctx = Context {
+            plugin_id: plugin_id.clone(),
+            host: HostClient {
+                outgoing: outgoing_tx.clone(),
+                pending: pending.clone(),
+            },
+        };
+        service.handler_runtime.spawn(events::run(
+            service.event_handler.clone(),
+            ctx,
+            event_rx,
+            outgoing_tx.clone(),
+            window,
+        ));
         Session {
-            plugin_id: Arc::from(launch.plugin_id.as_str()),
+            plugin_id,
             service,
             inbound: conn.inbound,
             outbound: conn.outbound,
@@ -139,14 +165,19 @@ impl Session {
             timing,
             host_liveness: Liveness::new(timing, Instant::now()),
             running: HashMap::new(),
-            pending: Default::default(),
+            pending,
             outgoing_tx,
             outgoing_rx,
+            event_tx,
             draining: None,
         }
     }
 
     async fn serve(mut self) -> Result<Ended, SdkError> {
+        // Open the event window: the host sends nothing before it has credit.
+        let window = self.service.event_window.max(1);
+        self.send(iglu_bus::encode(&Message::Credit(iglu_bus::Credit { events: window }))?)
+            .await?;
         let mut ticker = tokio::time::interval(self.timing.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let signal = crate::signals::terminated();
@@ -155,9 +186,9 @@ impl Session {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
                 frame = self.inbound.recv() => {
-                    let frame = frame?;
+                    let (head, body) = frame?;
                     self.host_liveness.seen(Instant::now());
-                    self.on_frame(frame).await?;
+                    self.on_frame(head, body).await?;
                 }
                 Some(out) = self.outgoing_rx.recv() => {
                     self.on_outgoing(out).await?;
@@ -204,7 +235,7 @@ impl Session {
         self.draining = Some((why, tokio::time::Instant::now() + self.service.grace));
     }
 
-    async fn on_frame(&mut self, frame: Bytes) -> Result<(), SdkError> {
+    async fn on_frame(&mut self, frame: Bytes, body: Option<Bytes>) -> Result<(), SdkError> {
         let message = match iglu_bus::decode(&frame, self.max_message) {
             Ok(m) => m,
             Err(e) => {
@@ -227,17 +258,43 @@ impl Session {
                 }
             },
             Message::Heartbeat(_) => {}
+            Message::Event(header) => self.on_event(header, body),
             Message::Goodbye(g) => {
                 tracing::info!(plugin = %self.plugin_id, reason = %g.reason, "the host said goodbye");
                 if self.draining.is_none() {
                     self.start_draining(Ended::HostGoodbye(g.reason));
                 }
             }
-            Message::Hello(_) | Message::Welcome(_) | Message::Reject(_) => {
-                tracing::warn!(plugin = %self.plugin_id, "ignoring a handshake message after the handshake")
+            Message::Hello(_) | Message::Welcome(_) | Message::Reject(_) | Message::Credit(_) => {
+                tracing::warn!(plugin = %self.plugin_id, "ignoring a message the host should not send")
             }
         }
         Ok(())
+    }
+
+    fn on_event(&mut self, header: iglu_bus::EventHeader, body: Option<Bytes>) {
+        let decoded = body
+            .ok_or_else(|| "an EVENT without its body frame".to_owned())
+            .and_then(|b| iglu_bus::codec::decode_event_body(&b, self.max_message).map_err(|e| e.to_string()));
+        let body = match decoded {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin_id, seq = header.seq, error = %e, "dropping a bad event");
+                return;
+            }
+        };
+        let event = Event {
+            topic: body.topic,
+            payload: body.payload,
+            source: body.source,
+            seq: header.seq,
+            missed: 0,
+            retained: header.retained,
+            timestamp_ms: body.timestamp_ms,
+        };
+        if self.event_tx.try_send(event).is_err() {
+            tracing::warn!(plugin = %self.plugin_id, seq = header.seq, "event beyond the credit window: dropped");
+        }
     }
 
     async fn on_call(&mut self, call: iglu_bus::Call) -> Result<(), SdkError> {
@@ -375,7 +432,13 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// The HELLO this build sends.
-pub(crate) fn hello(launch: &Launch, manifest: iglu_bus::Manifest, methods: Vec<String>) -> Hello {
+pub(crate) fn hello(
+    launch: &Launch,
+    manifest: iglu_bus::Manifest,
+    methods: Vec<String>,
+    subscriptions: Vec<String>,
+    receive_own: bool,
+) -> Hello {
     Hello {
         cookie: handshake::COOKIE_VALUE.to_owned(),
         versions: handshake::PROTOCOL_VERSIONS.to_vec(),
@@ -383,5 +446,7 @@ pub(crate) fn hello(launch: &Launch, manifest: iglu_bus::Manifest, methods: Vec<
         token: launch.token.clone(),
         manifest,
         methods,
+        subscriptions,
+        receive_own,
     }
 }

@@ -52,6 +52,31 @@ struct KeyValue<'a, V: Serialize> {
     value: &'a V,
 }
 
+#[derive(Serialize)]
+struct Publish<'a> {
+    topic: &'a str,
+    payload: Bin<'a>,
+    retain: bool,
+}
+
+/// Serializes a byte slice as MessagePack `bin` (not an array of numbers).
+struct Bin<'a>(&'a [u8]);
+
+impl Serialize for Bin<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+fn serde_bytes_ref(b: &[u8]) -> Bin<'_> {
+    Bin(b)
+}
+
+#[derive(Serialize)]
+struct Filters<'a, 'b> {
+    filters: &'a [&'b str],
+}
+
 #[derive(Deserialize)]
 struct MaybeValue<V> {
     value: Option<V>,
@@ -132,6 +157,40 @@ impl HostClient {
     pub async fn kv_set<V: Serialize>(&self, key: &str, value: &V) -> Result<(), CallError> {
         let _: serde::de::IgnoredAny = self.call("kv.set", &KeyValue { key, value }).await?;
         Ok(())
+    }
+
+    /// Publishes an event on `topic` (plugins may not publish under `$`).
+    pub async fn publish<V: Serialize>(&self, topic: &str, payload: &V) -> Result<(), CallError> {
+        self.publish_with(topic, payload, false).await
+    }
+
+    /// Publishes an event and keeps it as the topic's retained state, which
+    /// every new subscriber gets first. A `()` payload clears it.
+    pub async fn publish_retained<V: Serialize>(&self, topic: &str, payload: &V) -> Result<(), CallError> {
+        self.publish_with(topic, payload, true).await
+    }
+
+    async fn publish_with<V: Serialize>(&self, topic: &str, payload: &V, retain: bool) -> Result<(), CallError> {
+        let payload = rmp_serde::to_vec_named(payload).map_err(|e| CallError::Encode(e.to_string()))?;
+        let args = Publish {
+            topic,
+            payload: serde_bytes_ref(&payload),
+            retain,
+        };
+        let _: serde::de::IgnoredAny = self.call("events.publish", &args).await?;
+        Ok(())
+    }
+
+    /// Adds subscriptions (MQTT filters with `+` and `#`); the retained state
+    /// of every matching topic arrives first.
+    pub async fn subscribe(&self, filters: &[&str]) -> Result<(), CallError> {
+        let _: serde::de::IgnoredAny = self.call("events.subscribe", &Filters { filters }).await?;
+        Ok(())
+    }
+
+    /// Removes subscriptions; returns how many were removed.
+    pub async fn unsubscribe(&self, filters: &[&str]) -> Result<usize, CallError> {
+        self.call("events.unsubscribe", &Filters { filters }).await
     }
 
     /// Removes a key; returns whether it existed.

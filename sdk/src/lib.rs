@@ -36,14 +36,17 @@
 //!   silent host, drain on SIGTERM/SIGINT or GOODBYE.
 //! - [`handler`]: typed methods turned into byte-in/byte-out handlers that
 //!   catch panics and honour deadlines.
+//! - [`events`]: events delivered one at a time, in order, paced by credit;
+//!   gaps from the host's queue overflowing are reported.
 //! - [`context`] and [`host`]: what a handler gets: its plugin id and a
-//!   client for the host API (`host.info`, `kv.*`).
+//!   client for the host API (`host.info`, `kv.*`, `events.*`).
 //! - [`error`]: the errors a plugin author sees.
 #![deny(missing_docs)]
 
 mod connection;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod handler;
 pub mod host;
 pub mod launch;
@@ -52,6 +55,7 @@ mod signals;
 
 pub use context::Context;
 pub use error::{CallError, HandlerError, SdkError};
+pub use events::Event;
 pub use host::HostClient;
 pub use iglu_bus::{ErrorCode, Manifest, WireError};
 pub use plugin::Plugin;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::connection::{self, Ended, Service};
 use crate::context::Context;
 use crate::error::{HandlerError, SdkError};
+use crate::events::{self, Event, EventHandler};
 use crate::handler::{erase, ErasedHandler};
 use crate::launch::Launch;
 
@@ -20,12 +21,21 @@ use crate::launch::Launch;
 /// Below the host's own stop grace, so a plugin normally exits by itself.
 const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 
+/// Default credit window: events the host may have in flight to a plugin.
+/// Enough to keep a fast handler busy across a round trip; small enough that
+/// a slow one holds little.
+const DEFAULT_EVENT_WINDOW: u32 = 256;
+
 /// A plugin under construction: its manifest and its methods.
 pub struct Plugin {
     manifest: Manifest,
     handlers: HashMap<String, ErasedHandler>,
     grace: Duration,
     handler_threads: Option<usize>,
+    subscriptions: Vec<String>,
+    receive_own: bool,
+    event_handler: Option<EventHandler>,
+    event_window: u32,
 }
 
 impl Plugin {
@@ -36,7 +46,43 @@ impl Plugin {
             handlers: HashMap::new(),
             grace: DEFAULT_GRACE,
             handler_threads: None,
+            subscriptions: Vec::new(),
+            receive_own: false,
+            event_handler: None,
+            event_window: DEFAULT_EVENT_WINDOW,
         }
+    }
+
+    /// Subscribes to events matching `filter` from the start (MQTT style:
+    /// `home/+/motion`, `home/#`). The retained state of every matching
+    /// topic arrives first. More can be added at run time with
+    /// [`crate::HostClient::subscribe`].
+    pub fn subscribe(mut self, filter: &str) -> Plugin {
+        self.subscriptions.push(filter.to_owned());
+        self
+    }
+
+    /// Whether to receive the events this plugin publishes itself (default false).
+    pub fn receive_own_events(mut self, yes: bool) -> Plugin {
+        self.receive_own = yes;
+        self
+    }
+
+    /// Handles every event, one at a time, in the order the host sends them.
+    /// An error or a panic is logged and the next event is handled.
+    pub fn on_event<F, Fut>(mut self, handler: F) -> Plugin
+    where
+        F: Fn(Context, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.event_handler = Some(events::erase(handler));
+        self
+    }
+
+    /// How many events the host may have in flight to this plugin (default 256).
+    pub fn event_window(mut self, window: u32) -> Plugin {
+        self.event_window = window.max(1);
+        self
     }
 
     /// Serves `name` with a typed async method. Arguments arrive as
@@ -94,10 +140,18 @@ impl Plugin {
         }
         let handler_runtime = builder.build()?;
         let service = Arc::new(Service {
-            hello: connection::hello(&launch, self.manifest, methods),
+            hello: connection::hello(
+                &launch,
+                self.manifest,
+                methods,
+                self.subscriptions,
+                self.receive_own,
+            ),
             handlers: self.handlers,
             handler_runtime: handler_runtime.handle().clone(),
             grace: self.grace,
+            event_handler: self.event_handler,
+            event_window: self.event_window,
         });
         // The I/O loop gets a thread and a single-threaded runtime of its own:
         // heartbeats must never wait behind a busy handler.

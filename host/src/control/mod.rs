@@ -27,6 +27,16 @@ pub enum Request {
         /// Deadline in ms (default from the host's config).
         timeout_ms: Option<u64>,
     },
+    /// Publish an event from the host.
+    Publish {
+        /// Topic.
+        topic: String,
+        /// Payload as JSON; sent as MessagePack.
+        payload: serde_json::Value,
+        /// Keep it as the topic's retained state.
+        #[serde(default)]
+        retain: bool,
+    },
     /// Start a stopped or failed plugin.
     Start {
         /// Plugin id.

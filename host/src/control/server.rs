@@ -115,6 +115,20 @@ async fn handle(shared: &Shared, request: Request) -> Response {
                 Err(e) => Response::err(e.code.as_str(), e.message),
             }
         }
+        Request::Publish {
+            topic,
+            payload,
+            retain,
+        } => {
+            let payload = match json_msgpack::to_msgpack(&payload) {
+                Ok(p) => Bytes::from(p),
+                Err(e) => return Response::err("bad_arguments", e.to_string()),
+            };
+            match crate::events::publish(shared, crate::events::Source::Host, &topic, payload, retain) {
+                Ok(()) => Response::ok(serde_json::json!(format!("published on {topic}"))),
+                Err(e) => Response::err(e.code.as_str(), e.message),
+            }
+        }
         Request::Start { plugin } => lifecycle(shared, &plugin, Command::Start, "starting").await,
         Request::Stop { plugin } => lifecycle(shared, &plugin, Command::Stop, "stopped").await,
         Request::Restart { plugin } => {

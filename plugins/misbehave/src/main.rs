@@ -56,6 +56,8 @@ fn hello(mode: &str) -> Hello {
             description: "breaks the protocol on purpose".into(),
         },
         methods: vec!["echo".into()],
+        subscriptions: Vec::new(),
+        receive_own: false,
     };
     match mode {
         "bad-cookie" => hello.cookie = "not-the-cookie".into(),
@@ -125,7 +127,7 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
             .map_err(|e| e.to_string())?,
     }
     let max = loop {
-        let frame = conn.inbound.recv().await.map_err(|e| e.to_string())?;
+        let (frame, _) = conn.inbound.recv().await.map_err(|e| e.to_string())?;
         match iglu_bus::decode(&frame, usize::MAX) {
             Ok(Message::Reject(r)) => {
                 report(
@@ -159,7 +161,7 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
                 conn.outbound.send(send(&Message::Heartbeat(Heartbeat {}))?).await.map_err(|e| e.to_string())?;
             }
             frame = conn.inbound.recv() => {
-                let frame = frame.map_err(|e| e.to_string())?;
+                let (frame, _) = frame.map_err(|e| e.to_string())?;
                 match iglu_bus::decode(&frame, max) {
                     Ok(Message::Error(e)) => report(json!({"event": "error", "code": e.code.as_str(), "message": e.message})),
                     Ok(Message::Call(c)) => {

@@ -1,0 +1,247 @@
+//! One plugin's event queue: bounded, drop-oldest, credit-based.
+//!
+//! It belongs to the plugin, not to a session, so events published while the
+//! plugin restarts wait here and are delivered once it is back. Events sent
+//! but not yet acknowledged (by CREDIT) are kept too: if the session dies,
+//! they go back to the front, so a crash loses nothing that was queued.
+//! Memory is bounded by `capacity` waiting events plus the plugin's credit
+//! window in flight; the socket never holds more than the window.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::Published;
+
+/// One event waiting for, or in flight to, one plugin.
+#[derive(Clone)]
+pub struct Queued {
+    /// This plugin's sequence number for it.
+    pub seq: u64,
+    /// Sent as the retained state of its topic.
+    pub retained: bool,
+    /// The publication, shared by every subscriber.
+    pub event: Arc<Published>,
+}
+
+/// Counters shown by `iglu status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Waiting to be sent.
+    pub queued: u64,
+    /// Sent, not yet acknowledged.
+    pub in_flight: u64,
+    /// Acknowledged by the plugin.
+    pub delivered: u64,
+    /// Dropped because the queue was full (oldest first).
+    pub dropped: u64,
+}
+
+struct Inner {
+    waiting: VecDeque<Queued>,
+    unacked: VecDeque<Queued>,
+    /// Events the current session may still be sent.
+    credit: u64,
+    /// The session that may take events; `None` while the plugin is down.
+    owner: Option<Uuid>,
+    next_seq: u64,
+    delivered: u64,
+    dropped: u64,
+}
+
+/// A plugin's queue.
+pub struct EventQueue {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    ready: Notify,
+}
+
+impl EventQueue {
+    /// An empty queue holding at most `capacity` waiting events.
+    pub fn new(capacity: usize) -> EventQueue {
+        EventQueue {
+            inner: Mutex::new(Inner {
+                waiting: VecDeque::new(),
+                unacked: VecDeque::new(),
+                credit: 0,
+                owner: None,
+                next_seq: 1,
+                delivered: 0,
+                dropped: 0,
+            }),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an event, dropping the oldest waiting one if full.
+    pub fn push(&self, event: Arc<Published>, retained: bool) {
+        let mut q = self.lock();
+        if q.waiting.len() >= self.capacity {
+            q.waiting.pop_front();
+            q.dropped += 1;
+        }
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        q.waiting.push_back(Queued {
+            seq,
+            retained,
+            event,
+        });
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Queues retained states, skipping any publication already waiting.
+    pub fn push_retained(&self, events: Vec<Arc<Published>>) {
+        for event in events {
+            let already = self
+                .lock()
+                .waiting
+                .iter()
+                .any(|w| Arc::ptr_eq(&w.event, &event));
+            if !already {
+                self.push(event, true);
+            }
+        }
+    }
+
+    /// A new session takes over: whatever the last one left unacknowledged
+    /// goes back to the front, and credit starts from zero until it grants some.
+    pub fn attach(&self, session: Uuid) {
+        let mut q = self.lock();
+        let mut unacked = std::mem::take(&mut q.unacked);
+        while let Some(item) = unacked.pop_back() {
+            q.waiting.push_front(item);
+        }
+        q.credit = 0;
+        q.owner = Some(session);
+    }
+
+    /// The session ended: put its unacknowledged events back, unless another
+    /// session already took over.
+    pub fn detach(&self, session: Uuid) {
+        let mut q = self.lock();
+        if q.owner != Some(session) {
+            return;
+        }
+        let mut unacked = std::mem::take(&mut q.unacked);
+        while let Some(item) = unacked.pop_back() {
+            q.waiting.push_front(item);
+        }
+        q.credit = 0;
+        q.owner = None;
+    }
+
+    /// The next event `session` may send now, if any (it moves to in-flight).
+    pub fn take(&self, session: Uuid) -> Option<Queued> {
+        let mut q = self.lock();
+        if q.owner != Some(session) || q.credit == 0 {
+            return None;
+        }
+        let item = q.waiting.pop_front()?;
+        q.credit -= 1;
+        q.unacked.push_back(item.clone());
+        Some(item)
+    }
+
+    /// The plugin finished `n` events and can take `n` more.
+    pub fn credit(&self, session: Uuid, n: u32) {
+        let mut q = self.lock();
+        if q.owner != Some(session) {
+            return;
+        }
+        let acked = (n as usize).min(q.unacked.len());
+        q.unacked.drain(..acked);
+        q.delivered += acked as u64;
+        // Credit beyond what is in flight is the initial window, or a grant ahead.
+        q.credit = q.credit.saturating_add(u64::from(n));
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Waits until something may have become sendable.
+    pub async fn changed(&self) {
+        self.ready.notified().await
+    }
+
+    /// Counters for status.
+    pub fn stats(&self) -> QueueStats {
+        let q = self.lock();
+        QueueStats {
+            queued: q.waiting.len() as u64,
+            in_flight: q.unacked.len() as u64,
+            delivered: q.delivered,
+            dropped: q.dropped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn ev(n: u8) -> Arc<Published> {
+        Arc::new(Published {
+            topic: format!("t/{n}"),
+            source: "host".into(),
+            body: Bytes::from(vec![n]),
+        })
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_and_leaves_a_gap() {
+        let q = EventQueue::new(2);
+        for n in 0..5 {
+            q.push(ev(n), false);
+        }
+        let s = Uuid::new_v4();
+        q.attach(s);
+        q.credit(s, 10);
+        let seqs: Vec<u64> = std::iter::from_fn(|| q.take(s)).map(|i| i.seq).collect();
+        assert_eq!(seqs, vec![4, 5]);
+        assert_eq!(q.stats().dropped, 3);
+    }
+
+    #[test]
+    fn credit_bounds_what_is_sent_and_a_crash_requeues() {
+        let q = EventQueue::new(100);
+        for n in 0..5 {
+            q.push(ev(n), false);
+        }
+        let s1 = Uuid::new_v4();
+        q.attach(s1);
+        assert!(q.take(s1).is_none(), "no credit, nothing sent");
+        q.credit(s1, 2);
+        assert_eq!(q.take(s1).map(|i| i.seq), Some(1));
+        assert_eq!(q.take(s1).map(|i| i.seq), Some(2));
+        assert!(q.take(s1).is_none());
+        q.credit(s1, 1); // event 1 done
+        assert_eq!(q.stats().delivered, 1);
+        // The session dies with event 2 unacknowledged; the next one gets it first.
+        q.detach(s1);
+        let s2 = Uuid::new_v4();
+        q.attach(s2);
+        assert!(q.take(s1).is_none(), "a dead session takes nothing");
+        q.credit(s2, 10);
+        let seqs: Vec<u64> = std::iter::from_fn(|| q.take(s2)).map(|i| i.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn retained_is_not_queued_twice() {
+        let q = EventQueue::new(10);
+        let e = ev(1);
+        q.push(e.clone(), false);
+        q.push_retained(vec![e, ev(2)]);
+        assert_eq!(q.stats().queued, 2);
+    }
+}
