@@ -89,7 +89,12 @@ impl RouterOutbound {
     }
 
     /// Sends a two-frame message (an EVENT: header, then the shared body).
-    pub async fn send_pair(&mut self, peer: &PeerId, head: Bytes, body: Bytes) -> Result<(), BusError> {
+    pub async fn send_pair(
+        &mut self,
+        peer: &PeerId,
+        head: Bytes,
+        body: Bytes,
+    ) -> Result<(), BusError> {
         let mut message = ZmqMessage::from(head);
         message.push_front(peer.clone());
         message.push_back(body);

@@ -67,7 +67,10 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
         .iter()
         .find_map(|f| iglu_bus::topic::validate_filter(f).err())
     {
-        return Err(reject(RejectCode::MalformedManifest, format!("subscription: {bad}")));
+        return Err(reject(
+            RejectCode::MalformedManifest,
+            format!("subscription: {bad}"),
+        ));
     }
 
     let session = Session::open(

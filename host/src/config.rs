@@ -145,12 +145,17 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks TOML text; relative paths in it are taken relative
+    /// to the directory of `origin` (the file it came from).
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.to_owned(),
             source: Box::new(source),
         })?;
-        // Relative paths in a config file mean relative to the file.
-        if let Some(base) = path.parent() {
+        if let Some(base) = origin.parent() {
             config.resolve_relative_to(base);
         }
         config.fill_defaults();

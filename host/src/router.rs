@@ -155,7 +155,10 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
             tracing::info!(plugin = %session.plugin_id, reason = %g.reason, "plugin said goodbye");
             session.close(Loss::Goodbye(g.reason));
         }
-        other @ (Message::Hello(_) | Message::Welcome(_) | Message::Reject(_) | Message::Event(_)) => {
+        other @ (Message::Hello(_)
+        | Message::Welcome(_)
+        | Message::Reject(_)
+        | Message::Event(_)) => {
             let k = kind(&other);
             tracing::warn!(plugin = %session.plugin_id, kind = k, "message a plugin may not send");
             send_error(

@@ -192,7 +192,7 @@ impl Session {
     /// the supervisor is told, the writer stops. Idempotent: the first reason wins.
     pub fn close(&self, loss: Loss) {
         let loss = match loss {
-            Loss::Disconnected | Loss::Exited(_) | Loss::Goodbye(_)
+            Loss::Disconnected | Loss::Exited(_) | Loss::Goodbye(_) | Loss::SendFailed(_)
                 if self.stopping.load(Ordering::Relaxed) =>
             {
                 Loss::Stopping

@@ -37,18 +37,20 @@ pub async fn run(shared: Arc<Shared>) {
     if rooms.is_empty() {
         return;
     }
-    let Ok(mut commands) = shared
-        .events
-        .tap(vec!["home/+/light/set".to_owned()], 64)
-    else {
+    let Ok(mut commands) = shared.events.tap(vec!["home/+/light/set".to_owned()], 64) else {
         return;
     };
-    let mut temperature: HashMap<String, f64> =
-        rooms.iter().map(|r| (r.clone(), 20.0)).collect();
+    let mut temperature: HashMap<String, f64> = rooms.iter().map(|r| (r.clone(), 20.0)).collect();
     for room in &rooms {
-        emit(&shared, &format!("home/{room}/light/state"), &Light { on: false }, true);
+        emit(
+            &shared,
+            &format!("home/{room}/light/state"),
+            &Light { on: false },
+            true,
+        );
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(shared.config.simulator.interval_ms));
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(shared.config.simulator.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -58,6 +60,7 @@ pub async fn run(shared: Arc<Shared>) {
                 let room = command.topic.split('/').nth(1).unwrap_or_default().to_owned();
                 match rmp_serde::from_slice::<Light>(&command.payload) {
                     Ok(light) if rooms.contains(&room) => {
+                        tracing::info!(%room, on = light.on, by = %command.source, "light switched");
                         emit(&shared, &format!("home/{room}/light/state"), &light, true);
                     }
                     _ => tracing::debug!(topic = %command.topic, "ignoring a light command for no known light"),
@@ -79,7 +82,8 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 fn emit<T: Serialize>(shared: &Shared, topic: &str, value: &T, retain: bool) {
-    let result = payload(value).and_then(|p| events::publish(shared, Source::Host, topic, p, retain));
+    let result =
+        payload(value).and_then(|p| events::publish(shared, Source::Host, topic, p, retain));
     if let Err(e) = result {
         tracing::warn!(%topic, error = %e, "simulator could not publish");
     }

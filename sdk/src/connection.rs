@@ -176,8 +176,10 @@ impl Session {
     async fn serve(mut self) -> Result<Ended, SdkError> {
         // Open the event window: the host sends nothing before it has credit.
         let window = self.service.event_window.max(1);
-        self.send(iglu_bus::encode(&Message::Credit(iglu_bus::Credit { events: window }))?)
-            .await?;
+        self.send(iglu_bus::encode(&Message::Credit(iglu_bus::Credit {
+            events: window,
+        }))?)
+        .await?;
         let mut ticker = tokio::time::interval(self.timing.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let signal = crate::signals::terminated();
@@ -275,7 +277,9 @@ impl Session {
     fn on_event(&mut self, header: iglu_bus::EventHeader, body: Option<Bytes>) {
         let decoded = body
             .ok_or_else(|| "an EVENT without its body frame".to_owned())
-            .and_then(|b| iglu_bus::codec::decode_event_body(&b, self.max_message).map_err(|e| e.to_string()));
+            .and_then(|b| {
+                iglu_bus::codec::decode_event_body(&b, self.max_message).map_err(|e| e.to_string())
+            });
         let body = match decoded {
             Ok(body) => body,
             Err(e) => {

@@ -91,11 +91,17 @@ pub(crate) async fn run(
         last_seq = last_seq.max(event.seq);
         if let Some(handler) = &handler {
             let topic = event.topic.clone();
-            let outcome = AssertUnwindSafe(handler(ctx.clone(), event)).catch_unwind().await;
+            let outcome = AssertUnwindSafe(handler(ctx.clone(), event))
+                .catch_unwind()
+                .await;
             match outcome {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(plugin = %ctx.plugin_id(), %topic, error = %e, "event handler failed"),
-                Err(_) => tracing::error!(plugin = %ctx.plugin_id(), %topic, "event handler panicked"),
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin = %ctx.plugin_id(), %topic, error = %e, "event handler failed")
+                }
+                Err(_) => {
+                    tracing::error!(plugin = %ctx.plugin_id(), %topic, "event handler panicked")
+                }
             }
         }
         owed += 1;

@@ -166,12 +166,22 @@ impl HostClient {
 
     /// Publishes an event and keeps it as the topic's retained state, which
     /// every new subscriber gets first. A `()` payload clears it.
-    pub async fn publish_retained<V: Serialize>(&self, topic: &str, payload: &V) -> Result<(), CallError> {
+    pub async fn publish_retained<V: Serialize>(
+        &self,
+        topic: &str,
+        payload: &V,
+    ) -> Result<(), CallError> {
         self.publish_with(topic, payload, true).await
     }
 
-    async fn publish_with<V: Serialize>(&self, topic: &str, payload: &V, retain: bool) -> Result<(), CallError> {
-        let payload = rmp_serde::to_vec_named(payload).map_err(|e| CallError::Encode(e.to_string()))?;
+    async fn publish_with<V: Serialize>(
+        &self,
+        topic: &str,
+        payload: &V,
+        retain: bool,
+    ) -> Result<(), CallError> {
+        let payload =
+            rmp_serde::to_vec_named(payload).map_err(|e| CallError::Encode(e.to_string()))?;
         let args = Publish {
             topic,
             payload: serde_bytes_ref(&payload),

@@ -124,7 +124,13 @@ async fn handle(shared: &Shared, request: Request) -> Response {
                 Ok(p) => Bytes::from(p),
                 Err(e) => return Response::err("bad_arguments", e.to_string()),
             };
-            match crate::events::publish(shared, crate::events::Source::Host, &topic, payload, retain) {
+            match crate::events::publish(
+                shared,
+                crate::events::Source::Host,
+                &topic,
+                payload,
+                retain,
+            ) {
                 Ok(()) => Response::ok(serde_json::json!(format!("published on {topic}"))),
                 Err(e) => Response::err(e.code.as_str(), e.message),
             }

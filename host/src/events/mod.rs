@@ -89,7 +89,12 @@ pub struct EventHub {
 pub fn payload<T: Serialize>(value: &T) -> Result<Bytes, WireError> {
     rmp_serde::to_vec_named(value)
         .map(Bytes::from)
-        .map_err(|e| WireError::new(ErrorCode::BadArguments, format!("payload does not encode: {e}")))
+        .map_err(|e| {
+            WireError::new(
+                ErrorCode::BadArguments,
+                format!("payload does not encode: {e}"),
+            )
+        })
 }
 
 fn now_ms() -> u64 {
@@ -106,7 +111,7 @@ fn bad(message: String) -> WireError {
 /// Checks that `payload` is exactly one MessagePack document.
 fn validate_payload(payload: &[u8]) -> Result<(), WireError> {
     let mut rest = payload;
-    rmpv::decode::read_value_ref(&mut rest)
+    rmpv::decode::read_value(&mut rest)
         .map_err(|e| bad(format!("the payload is not a MessagePack document: {e}")))?;
     if !rest.is_empty() {
         return Err(bad(format!(
@@ -155,7 +160,11 @@ pub fn publish(
         retained: false,
     };
     if retain {
-        let mut retained = shared.events.retained.lock().unwrap_or_else(|p| p.into_inner());
+        let mut retained = shared
+            .events
+            .retained
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if payload[..] == [0xc0] {
             retained.remove(topic);
         } else if retained.len() >= MAX_RETAINED && !retained.contains_key(topic) {
@@ -181,7 +190,8 @@ pub fn publish(
     let mut taps = shared.events.taps.lock().unwrap_or_else(|p| p.into_inner());
     taps.retain(|tap| !tap.tx.is_closed());
     for tap in taps.iter() {
-        if tap.filters.iter().any(|f| matches(f, topic)) && tap.tx.try_send(event.clone()).is_err() {
+        if tap.filters.iter().any(|f| matches(f, topic)) && tap.tx.try_send(event.clone()).is_err()
+        {
             tracing::debug!(%topic, "an in-process subscriber is full: event dropped for it");
         }
     }
@@ -203,7 +213,11 @@ impl EventHub {
 
     /// Subscribes in process: retained states first, then live events, into
     /// a channel of `capacity`.
-    pub fn tap(&self, filters: Vec<String>, capacity: usize) -> Result<mpsc::Receiver<Event>, WireError> {
+    pub fn tap(
+        &self,
+        filters: Vec<String>,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<Event>, WireError> {
         for f in &filters {
             validate_filter(f).map_err(bad)?;
         }

@@ -4,6 +4,8 @@
 //! time, panic, exit, hang, send a lot, burn CPU, keep state on the host —
 //! so tests and the bench drive real failure modes through a real process.
 
+mod recorder;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,47 @@ struct KeyValue {
     value: rmpv::Value,
 }
 
+#[derive(Deserialize)]
+struct Limit {
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+fn hundred() -> usize {
+    100
+}
+
+#[derive(Deserialize)]
+struct Filters {
+    filters: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Publish {
+    topic: String,
+    payload: rmpv::Value,
+    #[serde(default)]
+    retain: bool,
+}
+
+#[derive(Deserialize)]
+struct PublishMany {
+    topic: String,
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawPublish {
+    topic: String,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct Numbered {
+    n: u64,
+}
+
 #[derive(Serialize)]
 struct Whoami {
     pid: u32,
@@ -67,81 +110,156 @@ struct Whoami {
 }
 
 fn main() -> ExitCode {
-    Plugin::new(Manifest {
+    let recorder = recorder::Recorder::default();
+    let mut plugin = Plugin::new(Manifest {
         id: "echo".into(),
         name: "Echo".into(),
         author: "Iglu developers".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         description: "Echoes, sleeps, panics, exits, hangs and stores on demand".into(),
-    })
-    .method("echo", |_ctx: Context, args: rmpv::Value| async move {
-        Ok::<_, HandlerError>(args)
-    })
-    .method("whoami", |ctx: Context, _: IgnoredAny| async move {
-        Ok::<_, HandlerError>(Whoami {
-            pid: std::process::id(),
-            plugin_id: ctx.plugin_id().to_owned(),
-        })
-    })
-    .method("sleep", |_ctx: Context, args: Millis| async move {
-        tokio::time::sleep(Duration::from_millis(args.ms)).await;
-        Ok::<_, HandlerError>(args.ms)
-    })
-    .method("fail", |_ctx: Context, args: Message| async move {
-        Err::<(), _>(HandlerError::msg(args.message))
-    })
-    .method("panic", |_ctx: Context, args: Message| async move {
-        panic!("asked to panic: {}", args.message);
-        #[allow(unreachable_code)]
-        Ok::<(), HandlerError>(())
-    })
-    .method("exit", |_ctx: Context, args: Code| async move {
-        std::process::exit(args.code);
-        #[allow(unreachable_code)]
-        Ok::<(), HandlerError>(())
-    })
-    .method("hang", |_ctx: Context, _: IgnoredAny| async move {
-        // The whole process freezes, heartbeats included, as a deadlocked or
-        // swapped-out plugin would: only the host's liveness check can tell.
-        nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP)?;
-        Ok::<(), HandlerError>(())
-    })
-    .method("payload", |_ctx: Context, args: Size| async move {
-        Ok::<_, HandlerError>(Payload {
-            data: vec![0x5a; args.bytes],
-        })
-    })
-    .method("burn", |_ctx: Context, args: Burn| async move {
-        // Spin real threads so the handler runtime's cores are all busy.
-        let until = Instant::now() + Duration::from_millis(args.ms);
-        let threads: Vec<_> = (0..args.threads.clamp(1, 64))
-            .map(|_| {
-                std::thread::spawn(move || {
-                    let mut x: u64 = 0;
-                    while Instant::now() < until {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    }
-                    x
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
+    });
+    // Tests choose subscriptions per instance through the environment.
+    for filter in std::env::var("ECHO_SUBSCRIBE")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if !filter.trim().is_empty() {
+            plugin = plugin.subscribe(filter.trim());
         }
-        Ok::<_, HandlerError>(args.ms)
-    })
-    .method("kv_get", |ctx: Context, args: Key| async move {
-        Ok::<_, HandlerError>(ctx.host().kv_get::<rmpv::Value>(&args.key).await?)
-    })
-    .method("kv_set", |ctx: Context, args: KeyValue| async move {
-        ctx.host().kv_set(&args.key, &args.value).await?;
-        Ok::<_, HandlerError>(true)
-    })
-    .method("kv_delete", |ctx: Context, args: Key| async move {
-        Ok::<_, HandlerError>(ctx.host().kv_delete(&args.key).await?)
-    })
-    .method("host_info", |ctx: Context, _: IgnoredAny| async move {
-        Ok::<_, HandlerError>(ctx.host().info().await?)
-    })
-    .serve()
+    }
+    let on_event = recorder.clone();
+    let (r1, r2, r3) = (recorder.clone(), recorder.clone(), recorder);
+    if let Some(window) = std::env::var("ECHO_EVENT_WINDOW")
+        .ok()
+        .and_then(|w| w.parse().ok())
+    {
+        plugin = plugin.event_window(window);
+    }
+    plugin
+        .receive_own_events(std::env::var("ECHO_RECEIVE_OWN").is_ok_and(|v| v == "1"))
+        .on_event(move |_ctx: Context, event| {
+            let recorder = on_event.clone();
+            async move {
+                recorder.record(event).await;
+                Ok(())
+            }
+        })
+        .method("events", move |_ctx: Context, args: Limit| {
+            let seen = r1.last(args.limit);
+            async move { Ok::<_, HandlerError>(seen) }
+        })
+        .method("event_stats", move |_ctx: Context, _: IgnoredAny| {
+            let stats = r2.stats();
+            async move { Ok::<_, HandlerError>(stats) }
+        })
+        .method("set_event_delay", move |_ctx: Context, args: Millis| {
+            r3.set_delay(args.ms);
+            async move { Ok::<_, HandlerError>(args.ms) }
+        })
+        .method("subscribe", |ctx: Context, args: Filters| async move {
+            let filters: Vec<&str> = args.filters.iter().map(String::as_str).collect();
+            ctx.host().subscribe(&filters).await?;
+            Ok::<_, HandlerError>(true)
+        })
+        .method("unsubscribe", |ctx: Context, args: Filters| async move {
+            let filters: Vec<&str> = args.filters.iter().map(String::as_str).collect();
+            Ok::<_, HandlerError>(ctx.host().unsubscribe(&filters).await?)
+        })
+        .method("publish", |ctx: Context, args: Publish| async move {
+            if args.retain {
+                ctx.host()
+                    .publish_retained(&args.topic, &args.payload)
+                    .await?;
+            } else {
+                ctx.host().publish(&args.topic, &args.payload).await?;
+            }
+            Ok::<_, HandlerError>(true)
+        })
+        .method(
+            "publish_many",
+            |ctx: Context, args: PublishMany| async move {
+                // One at a time, so the host sees them in order.
+                for n in 0..args.count {
+                    ctx.host().publish(&args.topic, &Numbered { n }).await?;
+                }
+                Ok::<_, HandlerError>(args.count)
+            },
+        )
+        .method("publish_raw", |ctx: Context, args: RawPublish| async move {
+            // Sends bytes that are not MessagePack as the payload: the host must refuse them.
+            let r: Result<serde::de::IgnoredAny, _> =
+                ctx.host().call("events.publish", &args).await;
+            r?;
+            Ok::<_, HandlerError>(true)
+        })
+        .method("echo", |_ctx: Context, args: rmpv::Value| async move {
+            Ok::<_, HandlerError>(args)
+        })
+        .method("whoami", |ctx: Context, _: IgnoredAny| async move {
+            Ok::<_, HandlerError>(Whoami {
+                pid: std::process::id(),
+                plugin_id: ctx.plugin_id().to_owned(),
+            })
+        })
+        .method("sleep", |_ctx: Context, args: Millis| async move {
+            tokio::time::sleep(Duration::from_millis(args.ms)).await;
+            Ok::<_, HandlerError>(args.ms)
+        })
+        .method("fail", |_ctx: Context, args: Message| async move {
+            Err::<(), _>(HandlerError::msg(args.message))
+        })
+        .method("panic", |_ctx: Context, args: Message| async move {
+            panic!("asked to panic: {}", args.message);
+            #[allow(unreachable_code)]
+            Ok::<(), HandlerError>(())
+        })
+        .method("exit", |_ctx: Context, args: Code| async move {
+            std::process::exit(args.code);
+            #[allow(unreachable_code)]
+            Ok::<(), HandlerError>(())
+        })
+        .method("hang", |_ctx: Context, _: IgnoredAny| async move {
+            // The whole process freezes, heartbeats included, as a deadlocked or
+            // swapped-out plugin would: only the host's liveness check can tell.
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP)?;
+            Ok::<(), HandlerError>(())
+        })
+        .method("payload", |_ctx: Context, args: Size| async move {
+            Ok::<_, HandlerError>(Payload {
+                data: vec![0x5a; args.bytes],
+            })
+        })
+        .method("burn", |_ctx: Context, args: Burn| async move {
+            // Spin real threads so the handler runtime's cores are all busy.
+            let until = Instant::now() + Duration::from_millis(args.ms);
+            let threads: Vec<_> = (0..args.threads.clamp(1, 64))
+                .map(|_| {
+                    std::thread::spawn(move || {
+                        let mut x: u64 = 0;
+                        while Instant::now() < until {
+                            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        }
+                        x
+                    })
+                })
+                .collect();
+            for t in threads {
+                let _ = t.join();
+            }
+            Ok::<_, HandlerError>(args.ms)
+        })
+        .method("kv_get", |ctx: Context, args: Key| async move {
+            Ok::<_, HandlerError>(ctx.host().kv_get::<rmpv::Value>(&args.key).await?)
+        })
+        .method("kv_set", |ctx: Context, args: KeyValue| async move {
+            ctx.host().kv_set(&args.key, &args.value).await?;
+            Ok::<_, HandlerError>(true)
+        })
+        .method("kv_delete", |ctx: Context, args: Key| async move {
+            Ok::<_, HandlerError>(ctx.host().kv_delete(&args.key).await?)
+        })
+        .method("host_info", |ctx: Context, _: IgnoredAny| async move {
+            Ok::<_, HandlerError>(ctx.host().info().await?)
+        })
+        .serve()
 }

@@ -1,0 +1,104 @@
+//! The host embedded as a library in a Rust program, with real plugin processes.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use iglu_host::events::payload;
+use iglu_host::{Config, Host, PluginState};
+use iglu_tests::{fresh_dir, plugin_with_env};
+use serde_json::{json, Value};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_publish_call_and_watch_lifecycle() {
+    let dir = fresh_dir("embed");
+    let text = format!(
+        "runtime_dir = {:?}\n{}",
+        dir.join("rt").display().to_string(),
+        plugin_with_env(
+            "echo",
+            "iglu-plugin-echo",
+            &[],
+            &[("ECHO_SUBSCRIBE", "home/#")]
+        )
+    );
+    let config = Config::parse(&text, &dir.join("iglu.toml")).unwrap();
+    let host = Host::start(config).await.unwrap();
+    let mut lifecycle = host.lifecycle();
+
+    // Watch the plugin come up.
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let change = lifecycle.recv().await.unwrap();
+            if change.plugin == "echo" && change.state == PluginState::Running {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    // Publish from the embedding program; an in-process subscriber and the plugin both get it.
+    let mut tap = host.subscribe(vec!["home/#".into()], 16).unwrap();
+    host.publish(
+        "home/porch/motion",
+        payload(&json!({"detected": true})).unwrap(),
+        false,
+    )
+    .unwrap();
+    let seen = tokio::time::timeout(PATIENCE, tap.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.topic, "home/porch/motion");
+    assert_eq!(seen.source, "host");
+
+    let got = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let args = payload(&json!({"limit": 10})).unwrap();
+            let r = host
+                .call("echo", "events", args, Duration::from_secs(10))
+                .await
+                .unwrap();
+            let events: Value = rmp_serde::from_slice(&r).unwrap();
+            if let Some(e) = events.as_array().and_then(|a| a.first()).cloned() {
+                break e;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got["topic"], json!("home/porch/motion"));
+    assert_eq!(got["payload"], json!({"detected": true}));
+
+    // Lifecycle of a restart, seen from the embedding program.
+    host.restart_plugin("echo").await.unwrap();
+    let mut states = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let change = lifecycle.recv().await.unwrap();
+            if change.plugin == "echo" {
+                states.push(change.state);
+                if change.state == PluginState::Running {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        vec![
+            PluginState::Stopping,
+            PluginState::Stopped,
+            PluginState::Starting,
+            PluginState::Running
+        ],
+        "{states:?}"
+    );
+    host.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
