@@ -20,8 +20,10 @@
 //!   queue -> delivery paced by credit; retained state; lifecycle events.
 //! - [`simulator`]: the demo home's devices.
 //! - [`json_msgpack`]: CLI JSON <-> plugin MessagePack.
+//! - [`bench`]: `iglu bench`, the load-test harness with its floors.
 
 pub mod admission;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -58,6 +58,17 @@ enum Cmd {
         #[arg(long)]
         retain: bool,
     },
+    /// Load-test the host with real plugin processes, next to a bare zeromq
+    /// echo and a bare Unix-socket echo measured in the same run.
+    Bench(iglu_host::bench::Options),
+    /// (internal) The echo peer of a bench floor.
+    #[command(hide = true)]
+    BenchPeer {
+        /// zmq or uds.
+        kind: String,
+        /// Where to listen.
+        address: String,
+    },
     /// Start a stopped or failed plugin.
     Start {
         /// Plugin id.
@@ -164,6 +175,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let result = runtime.block_on(ask(&config, request, Duration::from_secs(10)))?;
             println!("{}", result.as_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(options) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+            runtime
+                .block_on(iglu_host::bench::run(options))
+                .map_err(anyhow::Error::msg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchPeer { kind, address } => {
+            use iglu_host::bench::floors::{serve, Floor};
+            let floor = match kind.as_str() {
+                "zmq" => Floor::Zmq,
+                "uds" => Floor::Uds,
+                other => bail!("unknown floor {other:?}"),
+            };
+            // The peer is a plugin stand-in: one thread, like a plugin's I/O loop.
+            let peer = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            peer.block_on(serve(floor, &address))
+                .map_err(anyhow::Error::msg)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Start { plugin } => lifecycle(&runtime, &config, Request::Start { plugin }),

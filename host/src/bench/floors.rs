@@ -1,0 +1,275 @@
+//! The floors Iglu is measured against, in the same run: a bare `zeromq`
+//! ROUTER/DEALER echo with a MessagePack envelope (the transport floor) and
+//! a bare Unix-socket echo of length-prefixed frames (the physical floor).
+//!
+//! The echo servers run in a child process (`iglu bench-peer`), like a
+//! plugin; the clients pipeline up to K requests from one task, the
+//! tightest loop the transport allows, so the floor is really a floor.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iglu_bus::transport::{DealerConnection, RouterEndpoint};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::measure::{histogram, record, Measure};
+
+/// The floor's envelope: what any request/reply protocol carries at least.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    id: u64,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+/// Which floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    /// zeromq ROUTER/DEALER with MessagePack.
+    Zmq,
+    /// Unix socket, length-prefixed frames.
+    Uds,
+}
+
+/// Serves echoes until the client goes away (the `iglu bench-peer` process).
+pub async fn serve(floor: Floor, address: &str) -> Result<(), String> {
+    match floor {
+        Floor::Zmq => {
+            let mut ep = RouterEndpoint::bind(address)
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                let (peer, frame) = ep.inbound.recv().await.map_err(|e| e.to_string())?;
+                let Ok(frame) = frame else { continue };
+                let Ok(env) = rmp_serde::from_slice::<Envelope>(&frame) else {
+                    continue;
+                };
+                let reply = rmp_serde::to_vec_named(&env).map_err(|e| e.to_string())?;
+                ep.outbound
+                    .send(&peer, Bytes::from(reply))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Floor::Uds => {
+            let _ = std::fs::remove_file(address);
+            let listener = UnixListener::bind(address).map_err(|e| e.to_string())?;
+            let (mut stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let mut buf = Vec::new();
+            loop {
+                let Ok(len) = stream.read_u32().await else {
+                    return Ok(());
+                };
+                buf.resize(len as usize, 0);
+                stream
+                    .read_exact(&mut buf)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                stream.write_u32(len).await.map_err(|e| e.to_string())?;
+                stream.write_all(&buf).await.map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+/// Starts the echo peer process and connects to it.
+pub struct FloorClient {
+    _peer: tokio::process::Child,
+    zmq: Option<DealerConnection>,
+    uds: Option<UnixStream>,
+}
+
+impl FloorClient {
+    /// Spawns `iglu bench-peer` for `floor` at an address under `dir`, and connects.
+    pub async fn start(floor: Floor, dir: &Path) -> Result<FloorClient, String> {
+        // A fresh address each time: a killed peer leaves its socket file behind.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (kind, address) = match floor {
+            Floor::Zmq => (
+                "zmq",
+                format!(
+                    "ipc://{}",
+                    dir.join(format!("floor-zmq-{n}.sock")).display()
+                ),
+            ),
+            Floor::Uds => (
+                "uds",
+                dir.join(format!("floor-uds-{n}.sock"))
+                    .display()
+                    .to_string(),
+            ),
+        };
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let peer = tokio::process::Command::new(exe)
+            .args(["bench-peer", kind, &address])
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the {kind} echo peer: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut client = FloorClient {
+            _peer: peer,
+            zmq: None,
+            uds: None,
+        };
+        match floor {
+            Floor::Zmq => {
+                let conn = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    DealerConnection::connect(&address),
+                )
+                .await
+                .map_err(|_| "zmq floor: connect timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+                client.zmq = Some(conn);
+            }
+            Floor::Uds => loop {
+                match UnixStream::connect(&address).await {
+                    Ok(s) => {
+                        client.uds = Some(s);
+                        break;
+                    }
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    Err(e) => return Err(format!("uds floor: {e}")),
+                }
+            },
+        }
+        Ok(client)
+    }
+
+    /// Keeps `k` requests of `size` bytes in flight for `warmup + duration`.
+    /// Sending and receiving run concurrently: with large payloads a client
+    /// that only reads after writing K requests would deadlock with the echo.
+    pub async fn run(
+        &mut self,
+        k: usize,
+        size: usize,
+        warmup: Duration,
+        duration: Duration,
+    ) -> Result<Measure, String> {
+        let payload = vec![0x5au8; size];
+        let start = Instant::now();
+        let measure_from = start + warmup;
+        let end = measure_from + duration;
+        let slots = tokio::sync::Semaphore::new(k);
+        let sent_at = std::sync::Mutex::new(VecDeque::<Instant>::with_capacity(k));
+        let done_sending = std::sync::atomic::AtomicBool::new(false);
+        let sent = tokio::sync::Notify::new();
+        let (mut tx, mut rx) = self.halves()?;
+        let writer = async {
+            let mut id = 0u64;
+            while Instant::now() < end {
+                let permit = slots.acquire().await.map_err(|e| e.to_string())?;
+                permit.forget();
+                id += 1;
+                // Stamp before sending: the reply may arrive before send returns.
+                sent_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_back(Instant::now());
+                sent.notify_one();
+                tx.send(id, &payload).await?;
+            }
+            done_sending.store(true, std::sync::atomic::Ordering::SeqCst);
+            sent.notify_one();
+            Ok::<_, String>(())
+        };
+        let reader = async {
+            let mut h = histogram();
+            let mut count = 0u64;
+            loop {
+                let outstanding = sent_at.lock().unwrap_or_else(|p| p.into_inner()).len();
+                if outstanding == 0 && done_sending.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if outstanding == 0 {
+                    sent.notified().await;
+                    continue;
+                }
+                rx.recv().await?;
+                let t = sent_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop_front();
+                slots.add_permits(1);
+                if let Some(t) = t {
+                    if t >= measure_from && t < end {
+                        record(&mut h, t.elapsed());
+                        count += 1;
+                    }
+                }
+            }
+            Ok::<_, String>((h, count))
+        };
+        let (w, r) = tokio::join!(writer, reader);
+        w?;
+        let (h, count) = r?;
+        Ok(Measure::of(&h, count, duration, size))
+    }
+
+    fn halves(&mut self) -> Result<(Tx<'_>, Rx<'_>), String> {
+        match (self.zmq.as_mut(), self.uds.as_mut()) {
+            (Some(z), _) => Ok((Tx::Zmq(&mut z.outbound), Rx::Zmq(&mut z.inbound))),
+            (_, Some(u)) => {
+                let (r, w) = u.split();
+                Ok((Tx::Uds(w), Rx::Uds(r, Vec::new())))
+            }
+            _ => Err("not connected".into()),
+        }
+    }
+}
+
+enum Tx<'a> {
+    Zmq(&'a mut iglu_bus::transport::DealerOutbound),
+    Uds(tokio::net::unix::WriteHalf<'a>),
+}
+
+enum Rx<'a> {
+    Zmq(&'a mut iglu_bus::transport::DealerInbound),
+    Uds(tokio::net::unix::ReadHalf<'a>, Vec<u8>),
+}
+
+impl Tx<'_> {
+    async fn send(&mut self, id: u64, payload: &[u8]) -> Result<(), String> {
+        match self {
+            Tx::Zmq(out) => {
+                let env = rmp_serde::to_vec_named(&Envelope {
+                    id,
+                    payload: payload.to_vec(),
+                })
+                .map_err(|e| e.to_string())?;
+                out.send(Bytes::from(env)).await.map_err(|e| e.to_string())
+            }
+            Tx::Uds(w) => {
+                w.write_u32(payload.len() as u32)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                w.write_all(payload).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+impl Rx<'_> {
+    async fn recv(&mut self) -> Result<(), String> {
+        match self {
+            Rx::Zmq(inb) => {
+                let (frame, _) = inb.recv().await.map_err(|e| e.to_string())?;
+                rmp_serde::from_slice::<Envelope>(&frame).map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            Rx::Uds(r, buf) => {
+                let len = r.read_u32().await.map_err(|e| e.to_string())?;
+                buf.resize(len as usize, 0);
+                r.read_exact(buf).await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        }
+    }
+}

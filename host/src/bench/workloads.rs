@@ -1,0 +1,486 @@
+//! The workloads, each measured on Iglu and, where it applies, on the floors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::floors::{Floor, FloorClient};
+use super::measure::{closed_loop, cpu_time, histogram, median_max, rss_kib, Measure};
+use super::Bench;
+use crate::events::{self, Source};
+use crate::registry::PluginState;
+
+/// One call workload row: Iglu next to its floors.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRow {
+    /// `latency`, `throughput`, `payload` or `plugins`.
+    pub workload: String,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Argument (and result) size in bytes.
+    pub payload_bytes: usize,
+    /// Plugins served at once.
+    pub plugins: usize,
+    /// Iglu's figures.
+    pub iglu: Measure,
+    /// The bare zeromq echo's figures.
+    pub zmq_floor: Option<Measure>,
+    /// The bare Unix-socket echo's figures.
+    pub uds_floor: Option<Measure>,
+    /// CPU used by the bench process (host + load generator) per wall second, in percent.
+    pub host_cpu_percent: Option<f64>,
+}
+
+fn payload_args(size: usize) -> Bytes {
+    // A MessagePack bin of `size` bytes: what the bench plugin's echo takes and returns.
+    let v = serde_bytes::ByteBuf::from(vec![0x5au8; size]);
+    Bytes::from(rmp_serde::to_vec(&v).unwrap_or_default())
+}
+
+/// Iglu calls: `k` in flight spread over `plugins` bench plugins.
+pub async fn iglu_calls(
+    b: &Bench,
+    k: usize,
+    size: usize,
+    plugins: usize,
+) -> Result<Measure, String> {
+    let shared = b.host.shared().clone();
+    let args = payload_args(size);
+    let ids: Arc<Vec<String>> =
+        Arc::new((0..plugins.max(1)).map(|i| format!("bench-{i}")).collect());
+    let mut m = closed_loop(k, b.warmup, b.duration, move |i| {
+        let shared = shared.clone();
+        let args = args.clone();
+        let ids = ids.clone();
+        async move {
+            let id = &ids[i % ids.len()];
+            crate::host::call(&shared, id, "echo", args, Duration::from_secs(30))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{id}: {e}"))
+        }
+    })
+    .await?;
+    m.mb_per_s = m.per_s * size as f64 / 1e6;
+    Ok(m)
+}
+
+/// One call row: Iglu, then the floors with the same K and payload.
+pub async fn call_row(
+    b: &Bench,
+    workload: &str,
+    k: usize,
+    size: usize,
+    plugins: usize,
+) -> Result<CallRow, String> {
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let iglu = iglu_calls(b, k, size, plugins).await?;
+    let cpu = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
+    let (zmq_floor, uds_floor) = if plugins == 1 {
+        let mut zmq = FloorClient::start(Floor::Zmq, &b.dir).await?;
+        let z = zmq.run(k, size, b.warmup, b.duration).await?;
+        let mut uds = FloorClient::start(Floor::Uds, &b.dir).await?;
+        let u = uds.run(k, size, b.warmup, b.duration).await?;
+        (Some(z), Some(u))
+    } else {
+        (None, None)
+    };
+    Ok(CallRow {
+        workload: workload.to_owned(),
+        in_flight: k,
+        payload_bytes: size,
+        plugins,
+        iglu,
+        zmq_floor,
+        uds_floor,
+        host_cpu_percent: Some(cpu),
+    })
+}
+
+/// Event fan-out figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    /// Subscribers each event reaches.
+    pub subscribers: usize,
+    /// Events published.
+    pub published: u64,
+    /// Deliveries acknowledged by subscribers.
+    pub delivered: u64,
+    /// Deliveries per second (all subscribers).
+    pub deliveries_per_s: f64,
+    /// Events dropped from subscriber queues.
+    pub dropped: u64,
+    /// Publish-to-handler latency, merged over the subscribers.
+    pub latency: Measure,
+}
+
+fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(serde::Deserialize)]
+struct Buckets {
+    values: Vec<(u64, u64)>,
+}
+
+/// Publishes 64 B events reaching `n` bench plugins as fast as they keep up.
+pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
+    let shared = b.host.shared();
+    let subs: Vec<String> = (0..n).map(|i| format!("bench-{i}")).collect();
+    for s in &subs {
+        crate::host::call(
+            shared,
+            s,
+            "reset",
+            Bytes::from_static(&[0xc0]),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let stats = |shared: &crate::host::Shared| -> (u64, u64, u64) {
+        let reg = shared.registry.lock();
+        subs.iter()
+            .filter_map(|s| reg.get(s))
+            .fold((0, 0, 0), |(d, x, q), e| {
+                let st = e.queue.stats();
+                (
+                    d + st.delivered,
+                    x + st.dropped,
+                    q.max(st.queued + st.in_flight),
+                )
+            })
+    };
+    let (d0, x0, _) = stats(shared);
+    let topic = format!("fan/{n}");
+    let start = Instant::now();
+    let end = start + b.duration;
+    let mut published = 0u64;
+    // Keep every subscriber's backlog under a quarter of its queue, so that
+    // the figure is what subscribers keep up with, without drops.
+    let limit = (shared.config.event_queue / 4) as u64;
+    while Instant::now() < end {
+        for _ in 0..32 {
+            #[derive(Serialize)]
+            struct Stamp {
+                t: u64,
+                #[serde(with = "serde_bytes")]
+                pad: &'static [u8],
+            }
+            // About 64 bytes of MessagePack with the padding.
+            let payload = events::payload(&Stamp {
+                t: now_ns(),
+                pad: &[0; 40],
+            })
+            .map_err(|e| e.to_string())?;
+            events::publish(shared, Source::Host, &topic, payload, false)
+                .map_err(|e| e.to_string())?;
+            published += 1;
+        }
+        while stats(shared).2 > limit && Instant::now() < end {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        tokio::task::yield_now().await;
+    }
+    // Let the queues drain before counting.
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    while stats(shared).2 > 0 && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    let (d1, x1, _) = stats(shared);
+    let mut h = histogram();
+    for s in &subs {
+        let r = crate::host::call(
+            shared,
+            s,
+            "latency",
+            Bytes::from_static(&[0xc0]),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let buckets: Buckets = rmp_serde::from_slice(&r).map_err(|e| e.to_string())?;
+        for (v, c) in buckets.values {
+            let _ = h.record_n(v.max(1), c);
+        }
+    }
+    let delivered = d1 - d0;
+    Ok(EventRow {
+        subscribers: n,
+        published,
+        delivered,
+        deliveries_per_s: delivered as f64 / elapsed.as_secs_f64(),
+        dropped: x1 - x0,
+        latency: Measure::of(&h, h.len(), elapsed, 64),
+    })
+}
+
+/// Lifecycle timings, median and max in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LifecycleRow {
+    /// What was timed.
+    pub what: String,
+    /// Repetitions.
+    pub runs: usize,
+    /// Median, µs.
+    pub median_us: u64,
+    /// Maximum, µs.
+    pub max_us: u64,
+    /// What the figure includes that is configuration, not speed (e.g. the first backoff).
+    pub note: String,
+}
+
+async fn wait_state(
+    b: &Bench,
+    rx: &mut tokio::sync::broadcast::Receiver<crate::events::lifecycle::LifecycleEvent>,
+    state: PluginState,
+) -> Result<(), String> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.plugin == "life" && e.state == state => return Ok(()),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("plugin life did not reach {state:?} within 30 s"))?
+    .map(|_| {
+        let _ = b;
+    })
+}
+
+async fn first_call(b: &Bench) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let args = payload_args(8);
+    loop {
+        match b
+            .host
+            .call("life", "echo", args.clone(), Duration::from_secs(5))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_micros(100)).await,
+        }
+    }
+}
+
+fn pid_of(b: &Bench) -> Option<i32> {
+    b.host
+        .shared()
+        .registry
+        .with("life", |e| e.pid)
+        .flatten()
+        .map(|p| p as i32)
+}
+
+/// Start, kill and freeze the `life` plugin `runs` times.
+pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, String> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let (mut to_running, mut to_call, mut kill_crash, mut kill_call, mut stop_crash) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rx = b.host.lifecycle();
+    for _ in 0..runs {
+        let t = Instant::now();
+        b.host
+            .start_plugin("life")
+            .await
+            .map_err(|e| e.to_string())?;
+        wait_state(b, &mut rx, PluginState::Running).await?;
+        to_running.push(t.elapsed());
+        first_call(b).await?;
+        to_call.push(t.elapsed());
+
+        let pid = pid_of(b).ok_or("life has no pid")?;
+        let t = Instant::now();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        wait_state(b, &mut rx, PluginState::Crashed).await?;
+        kill_crash.push(t.elapsed());
+        first_call(b).await?;
+        kill_call.push(t.elapsed());
+
+        let pid = pid_of(b).ok_or("life has no pid")?;
+        let t = Instant::now();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+        wait_state(b, &mut rx, PluginState::Crashed).await?;
+        stop_crash.push(t.elapsed());
+        wait_state(b, &mut rx, PluginState::Running).await?;
+        b.host
+            .stop_plugin("life")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let cfg = &b.host.shared().config;
+    let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
+    let row = |what: &str, v: &mut Vec<Duration>, note: String| {
+        let (median_us, max_us) = median_max(v);
+        LifecycleRow {
+            what: what.to_owned(),
+            runs: v.len(),
+            median_us,
+            max_us,
+            note,
+        }
+    };
+    Ok(vec![
+        row("spawn to running", &mut to_running, String::new()),
+        row("spawn to first call", &mut to_call, String::new()),
+        row("sigkill to crashed", &mut kill_crash, String::new()),
+        row(
+            "sigkill to first call after restart",
+            &mut kill_call,
+            format!(
+                "includes the first backoff of {} ms",
+                cfg.restart.backoff_initial_ms
+            ),
+        ),
+        row(
+            "sigstop to crashed",
+            &mut stop_crash,
+            format!("heartbeats: {hb} ms of silence by config"),
+        ),
+    ])
+}
+
+/// Memory figures, in KiB.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryRow {
+    /// RSS of an `iglu run` serving 16 idle plugins.
+    pub host_idle_16_plugins_kib: u64,
+    /// Peak RSS of that host.
+    pub host_peak_kib: u64,
+    /// Largest RSS of those plugin processes.
+    pub plugin_max_kib: u64,
+    /// Median RSS of those plugin processes.
+    pub plugin_median_kib: u64,
+    /// Calls made for the growth figure.
+    pub long_run_calls: u64,
+    /// RSS of the bench process before and after them.
+    pub long_run_rss_before_kib: u64,
+    /// After.
+    pub long_run_rss_after_kib: u64,
+    /// Growth in percent.
+    pub long_run_growth_percent: f64,
+}
+
+/// Runs a real `iglu run` with 16 idle bench plugins and reads its memory,
+/// then measures the bench host's growth over `calls` calls.
+pub async fn memory(b: &Bench, calls: u64) -> Result<MemoryRow, String> {
+    let dir = b.dir.join("mem");
+    let _ = std::fs::create_dir_all(&dir);
+    let plugin = super::plugin_binary()?;
+    let mut toml = format!("runtime_dir = {:?}\n", dir.join("rt").display().to_string());
+    for i in 0..16 {
+        toml.push_str(&format!(
+            "[[plugin]]\nid = \"idle-{i}\"\ncommand = {:?}\n",
+            plugin.display().to_string()
+        ));
+    }
+    let config = dir.join("iglu.toml");
+    std::fs::write(&config, toml).map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let host_pid = child.id().ok_or("no pid")?;
+    let socket = dir.join("rt").join(crate::runtime_dir::CONTROL_SOCKET);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pids: Vec<u32> = loop {
+        let r = crate::control::client::request(
+            &socket,
+            &crate::control::Request::Status,
+            Duration::from_secs(5),
+        )
+        .await;
+        if let Ok(resp) = r {
+            let st: Vec<crate::status::PluginStatus> =
+                serde_json::from_value(resp.result.unwrap_or_default()).unwrap_or_default();
+            if st.len() == 16 && st.iter().all(|p| p.state == PluginState::Running) {
+                break st.iter().filter_map(|p| p.pid).collect();
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the 16-plugin host did not come up".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Let it settle into idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (host_rss, host_peak) = rss_kib(host_pid).ok_or("cannot read host memory")?;
+    let mut plugin_rss: Vec<u64> = pids
+        .iter()
+        .filter_map(|p| rss_kib(*p).map(|r| r.0))
+        .collect();
+    plugin_rss.sort();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(host_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+
+    // Growth of the in-process host over a long run of calls.
+    let me = std::process::id();
+    let shared = b.host.shared().clone();
+    let args = payload_args(64);
+    let warm = |n: u64| {
+        let shared = shared.clone();
+        let args = args.clone();
+        async move {
+            let per_task = n / 64;
+            let mut tasks = Vec::new();
+            for _ in 0..64 {
+                let shared = shared.clone();
+                let args = args.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        crate::host::call(
+                            &shared,
+                            "bench-0",
+                            "echo",
+                            args.clone(),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    }
+                    Ok::<_, String>(())
+                }));
+            }
+            for t in tasks {
+                t.await.map_err(|e| e.to_string())??;
+            }
+            Ok::<_, String>(())
+        }
+    };
+    warm(calls / 10).await?;
+    let before = rss_kib(me).map(|r| r.0).unwrap_or(0);
+    warm(calls).await?;
+    let after = rss_kib(me).map(|r| r.0).unwrap_or(0);
+    Ok(MemoryRow {
+        host_idle_16_plugins_kib: host_rss,
+        host_peak_kib: host_peak,
+        plugin_max_kib: plugin_rss.last().copied().unwrap_or(0),
+        plugin_median_kib: plugin_rss.get(plugin_rss.len() / 2).copied().unwrap_or(0),
+        long_run_calls: calls,
+        long_run_rss_before_kib: before,
+        long_run_rss_after_kib: after,
+        long_run_growth_percent: (after as f64 - before as f64) / (before.max(1) as f64) * 100.0,
+    })
+}

@@ -1,0 +1,96 @@
+//! The plugin `iglu bench` drives.
+//!
+//! `echo` returns its bytes (the call workloads). As an event subscriber it
+//! records, per event, the time from publication to its handler (the
+//! publisher puts CLOCK_MONOTONIC nanoseconds in the payload; the clock is
+//! shared by every process on the machine), and `latency` reports the
+//! histogram. `BENCH_INDEX=i` subscribes it to `fan/N` for every fan-out
+//! size N above i, so "publish on fan/8" reaches exactly 8 plugins.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Fan-out sizes the bench uses.
+const FANOUTS: [usize; 3] = [1, 8, 32];
+
+#[derive(Deserialize)]
+struct Stamp {
+    t: u64,
+}
+
+#[derive(Serialize)]
+struct Buckets {
+    /// (microseconds, count) for every recorded value.
+    values: Vec<(u64, u64)>,
+    count: u64,
+}
+
+fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs to 60 s at 3 significant digits; cannot fail with these bounds.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant, valid histogram bounds")
+}
+
+fn main() -> ExitCode {
+    let histogram = Arc::new(Mutex::new(new_histogram()));
+    let (rec, rep, reset) = (histogram.clone(), histogram.clone(), histogram);
+    let mut plugin = Plugin::new(Manifest {
+        id: "bench".into(),
+        name: "Bench".into(),
+        author: "Iglu developers".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "Byte echo and event latency for iglu bench".into(),
+    })
+    .event_window(1024);
+    if let Some(index) = std::env::var("BENCH_INDEX")
+        .ok()
+        .and_then(|i| i.parse::<usize>().ok())
+    {
+        for n in FANOUTS {
+            if index < n {
+                plugin = plugin.subscribe(&format!("fan/{n}"));
+            }
+        }
+    }
+    plugin
+        .on_event(move |_ctx: Context, event| {
+            let h = rec.clone();
+            async move {
+                let stamp: Stamp = event.decode()?;
+                let us = now_ns().saturating_sub(stamp.t) / 1000;
+                let _ = h
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(us.max(1));
+                Ok(())
+            }
+        })
+        .method("echo", |_ctx: Context, data: ByteBuf| async move {
+            Ok::<_, HandlerError>(data)
+        })
+        .method("latency", move |_ctx: Context, _: IgnoredAny| {
+            let h = rep.lock().unwrap_or_else(|p| p.into_inner());
+            let values = h
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect();
+            let count = h.len();
+            async move { Ok::<_, HandlerError>(Buckets { values, count }) }
+        })
+        .method("reset", move |_ctx: Context, _: IgnoredAny| {
+            reset.lock().unwrap_or_else(|p| p.into_inner()).reset();
+            async move { Ok::<_, HandlerError>(true) }
+        })
+        .serve()
+}
