@@ -82,6 +82,8 @@ pub enum RejectCode {
     MalformedManifest,
     /// The first message was not a readable HELLO.
     MalformedHello,
+    /// The plugin is stopped on the host; it is let in again after `iglu start`.
+    Stopped,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -98,6 +100,7 @@ impl RejectCode {
             RejectCode::DuplicateId => "duplicate_id",
             RejectCode::MalformedManifest => "malformed_manifest",
             RejectCode::MalformedHello => "malformed_hello",
+            RejectCode::Stopped => "stopped",
             RejectCode::Unknown => "unknown",
         }
     }

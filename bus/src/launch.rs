@@ -8,9 +8,12 @@
 pub const ENDPOINT: &str = "IGLU_ENDPOINT";
 /// The fresh secret token of this launch, to present in HELLO.
 pub const TOKEN: &str = "IGLU_TOKEN";
+/// For external plugins: a file holding the token (Docker secrets), used when `IGLU_TOKEN` is unset.
+pub const TOKEN_FILE: &str = "IGLU_TOKEN_FILE";
 /// The id under which the host knows this plugin.
 pub const PLUGIN_ID: &str = "IGLU_PLUGIN_ID";
-/// `managed` when the host spawned the plugin (it must exit when the host goes silent).
+/// `managed` when the host spawned the plugin (it exits when the host goes
+/// silent); `external` for a plugin started elsewhere (it reconnects).
 pub const MODE: &str = "IGLU_MODE";
 /// Milliseconds the SDK waits for WELCOME before it gives up (optional).
 pub const HANDSHAKE_TIMEOUT_MS: &str = "IGLU_HANDSHAKE_TIMEOUT_MS";

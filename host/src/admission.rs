@@ -54,6 +54,15 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
             ),
         ));
     }
+    if entry.state == PluginState::Stopped {
+        return Err(reject(
+            RejectCode::Stopped,
+            format!(
+                "plugin {} is stopped on this host; `iglu start {}` lets it in",
+                hello.plugin_id, hello.plugin_id
+            ),
+        ));
+    }
     if entry.session.as_ref().is_some_and(|s| !s.is_closed()) {
         return Err(reject(
             RejectCode::DuplicateId,
@@ -73,6 +82,10 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
         ));
     }
 
+    if matches!(entry.kind, crate::registry::PluginKind::External(_)) {
+        // Each connection of an external plugin is a launch of its own.
+        entry.launch += 1;
+    }
     let session = Session::open(
         Opening {
             plugin_id: Arc::from(hello.plugin_id.as_str()),

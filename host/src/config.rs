@@ -44,6 +44,80 @@ pub struct Config {
     /// Plugins named one by one.
     #[serde(rename = "plugin")]
     pub plugins: Vec<PluginSpec>,
+    /// The guarded TCP endpoint for external plugins; absent means local only.
+    pub tcp: Option<TcpConfig>,
+    /// Plugins the host does not start: containers, other machines.
+    #[serde(rename = "external")]
+    pub externals: Vec<ExternalSpec>,
+}
+
+/// The TCP endpoint for external plugins. Iglu's own guard sits in front of
+/// the ROUTER: `zeromq` alone must never face an untrusted network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Address to listen on, e.g. `127.0.0.1:7800`, or `0.0.0.0:7800` for every interface.
+    pub bind: String,
+    /// Connections served at once; more are closed at once (default 256).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection must have sent its HELLO within this, or it is cut (default 5000).
+    #[serde(default = "default_tcp_handshake_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_tcp_handshake_ms() -> u64 {
+    5000
+}
+
+/// A plugin that runs elsewhere and connects to the host by itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    /// The id it must present in HELLO.
+    pub id: String,
+    /// Its secret token, written in the config.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Or: the environment variable holding it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Or: a file holding it (Docker secrets: `/run/secrets/<name>`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Optional: a command the host runs when the plugin is declared dead
+    /// (for example `["docker", "restart", "thermostat"]`), under the same
+    /// backoff and restart limit as managed plugins.
+    #[serde(default)]
+    pub restart_command: Vec<String>,
+}
+
+impl ExternalSpec {
+    /// The token, from wherever the config says it is.
+    pub fn resolve_token(&self) -> Result<String, ConfigError> {
+        let bad = |why: String| ConfigError::Invalid(format!("external plugin {}: {why}", self.id));
+        let token = match (&self.token, &self.token_env, &self.token_file) {
+            (Some(t), None, None) => t.clone(),
+            (None, Some(var), None) => std::env::var(var)
+                .map_err(|_| bad(format!("environment variable {var} is not set")))?,
+            (None, None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?,
+            _ => {
+                return Err(bad(
+                    "give exactly one of token, token_env, token_file".into()
+                ))
+            }
+        };
+        let token = token.trim().to_owned();
+        if token.len() < 16 {
+            return Err(bad("the token must be at least 16 characters".into()));
+        }
+        Ok(token)
+    }
 }
 
 /// Heartbeat timing, announced to plugins in WELCOME.
@@ -249,17 +323,20 @@ impl Config {
             return bad("max_message_bytes must be between 1024 and 4294967295");
         }
         let mut seen = std::collections::HashSet::new();
-        for p in &self.plugins {
-            if !iglu_bus::handshake::valid_plugin_id(&p.id) {
+        let ids = self
+            .plugins
+            .iter()
+            .map(|p| &p.id)
+            .chain(self.externals.iter().map(|e| &e.id));
+        for id in ids {
+            if !iglu_bus::handshake::valid_plugin_id(id) {
                 return Err(ConfigError::Invalid(format!(
-                    "plugin id {:?} is not 1-64 characters of [a-z0-9_-]",
-                    p.id
+                    "plugin id {id:?} is not 1-64 characters of [a-z0-9_-]"
                 )));
             }
-            if !seen.insert(p.id.as_str()) {
+            if !seen.insert(id.as_str()) {
                 return Err(ConfigError::Invalid(format!(
-                    "plugin id {:?} appears twice",
-                    p.id
+                    "plugin id {id:?} appears twice"
                 )));
             }
         }

@@ -54,6 +54,14 @@ pub enum HostError {
         /// Why.
         source: iglu_bus::BusError,
     },
+    /// The TCP endpoint for external plugins could not be bound.
+    #[error("cannot listen for external plugins on {bind}: {source}")]
+    TcpBind {
+        /// The address.
+        bind: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// No plugin has this id.
     #[error("no plugin named {0:?}")]
     UnknownPlugin(String),

@@ -18,11 +18,11 @@ use crate::events::lifecycle::{self, LifecycleEvent};
 use crate::events::queue::EventQueue;
 use crate::events::{Event, EventHub, Source};
 use crate::kv::KvStore;
-use crate::registry::{Entry, PluginState, Registry};
+use crate::registry::{Entry, PluginKind, PluginState, Registry};
 use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
 use crate::status::PluginStatus;
 use crate::supervisor::{self, Command};
-use crate::{control, events, liveness, router, simulator};
+use crate::{control, events, external, liveness, router, simulator, tcp_guard};
 
 /// State every task of the host shares.
 pub struct Shared {
@@ -57,6 +57,10 @@ impl Host {
     /// plugin marked `autostart`.
     pub async fn start(config: Config) -> Result<Host, HostError> {
         let plugins = config.all_plugins()?;
+        let mut externals = Vec::new();
+        for spec in &config.externals {
+            externals.push((spec.clone(), spec.resolve_token()?));
+        }
         let dir = config.runtime_dir();
         runtime_dir::prepare(&dir)?;
         let plugin_socket = dir.join(PLUGIN_SOCKET);
@@ -73,6 +77,15 @@ impl Host {
                     source,
                 })?;
         let listener = control::server::bind(&control_socket)?;
+        let tcp = match &config.tcp {
+            Some(tcp) => Some(tokio::net::TcpListener::bind(&tcp.bind).await.map_err(
+                |source| HostError::TcpBind {
+                    bind: tcp.bind.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             config,
             registry: Registry::default(),
@@ -92,6 +105,15 @@ impl Host {
             tokio::spawn(liveness::run(shared.clone())),
             tokio::spawn(control::server::serve(shared.clone(), listener)),
         ];
+        if let (Some(listener), Some(tcp)) = (tcp, shared.config.tcp.clone()) {
+            tracing::info!(bind = %tcp.bind, "listening for external plugins over TCP");
+            services.push(tokio::spawn(tcp_guard::run(
+                shared.clone(),
+                listener,
+                tcp,
+                plugin_socket.clone(),
+            )));
+        }
         if shared.config.simulator.enabled {
             services.push(tokio::spawn(simulator::run(shared.clone())));
         }
@@ -102,7 +124,8 @@ impl Host {
             let id = spec.id.clone();
             let autostart = spec.autostart;
             shared.registry.insert(Entry {
-                spec,
+                id: id.clone(),
+                kind: PluginKind::Managed(spec),
                 state: if autostart {
                     PluginState::Starting
                 } else {
@@ -127,6 +150,36 @@ impl Host {
                 shared.clone(),
                 id,
                 autostart,
+                commands_rx,
+                events_rx,
+            )));
+        }
+        for (spec, token) in externals {
+            let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
+            let (events_tx, events_rx) = mpsc::channel(supervisor::QUEUE);
+            shared.registry.insert(Entry {
+                id: spec.id.clone(),
+                kind: PluginKind::External(spec.clone()),
+                state: PluginState::Starting,
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                manifest: None,
+                methods: Vec::new(),
+                launch: 0,
+                token: None,
+                session: None,
+                since: None,
+                subscriptions: Vec::new(),
+                receive_own: false,
+                queue: Arc::new(EventQueue::new(shared.config.event_queue)),
+                events: events_tx,
+                commands: commands_tx,
+            });
+            supervisors.push(tokio::spawn(external::supervise(
+                shared.clone(),
+                spec,
+                token,
                 commands_rx,
                 events_rx,
             )));

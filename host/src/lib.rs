@@ -15,7 +15,10 @@
 //!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`].
 //! - [`liveness`]: heartbeats out, silence detection in.
 //! - [`supervisor`]: one task per plugin: start via [`runner`], watch for
-//!   exit, disconnect or silence, restart per [`restart_policy`], stop.
+//!   exit, disconnect or silence, restart per [`restart_policy`], stop;
+//!   [`external`] does the same for plugins that connect by themselves.
+//! - [`tcp_guard`]: the TCP endpoint for external plugins, Iglu's own accept
+//!   loop in front of the ROUTER (limits, deadlines, frame-size cap).
 //! - [`events`]: publish -> encode once -> every matching plugin's bounded
 //!   queue -> delivery paced by credit; retained state; lifecycle events.
 //! - [`simulator`]: the demo home's devices.
@@ -28,6 +31,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod host;
 pub mod host_api;
 pub mod json_msgpack;
@@ -43,6 +47,7 @@ pub mod session;
 pub mod simulator;
 pub mod status;
 pub mod supervisor;
+pub mod tcp_guard;
 
 pub use config::Config;
 pub use error::HostError;

@@ -13,7 +13,7 @@ use iglu_bus::{ErrorCode, Manifest, WireError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::config::PluginSpec;
+use crate::config::{ExternalSpec, PluginSpec};
 use crate::events::queue::EventQueue;
 use crate::session::Session;
 use crate::status::PluginStatus;
@@ -54,10 +54,21 @@ impl PluginState {
     }
 }
 
+/// How a plugin runs.
+#[derive(Debug, Clone)]
+pub enum PluginKind {
+    /// A child process of the host.
+    Managed(PluginSpec),
+    /// A process elsewhere that connects by itself.
+    External(ExternalSpec),
+}
+
 /// One plugin's record.
 pub struct Entry {
-    /// How to start it.
-    pub spec: PluginSpec,
+    /// Its id.
+    pub id: String,
+    /// How it runs.
+    pub kind: PluginKind,
     /// Its lifecycle state.
     pub state: PluginState,
     /// Its process id while a process exists.
@@ -105,7 +116,7 @@ impl Registry {
 
     /// Adds a plugin.
     pub fn insert(&self, entry: Entry) {
-        self.lock().insert(entry.spec.id.clone(), entry);
+        self.lock().insert(entry.id.clone(), entry);
     }
 
     /// Runs `f` on one entry; `None` if there is no such plugin.

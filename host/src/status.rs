@@ -30,7 +30,7 @@ pub struct PluginStatus {
     pub last_heartbeat_ms_ago: Option<u64>,
     /// Milliseconds since the session opened; `null` without a session.
     pub uptime_ms: Option<u64>,
-    /// `managed` (a child process of the host).
+    /// `managed` (a child process of the host) or `external` (connects by itself).
     pub kind: String,
     /// Methods declared in its last handshake.
     pub methods: Vec<String>,
@@ -46,9 +46,9 @@ impl PluginStatus {
         let live = e.session.as_ref().filter(|s| !s.is_closed());
         let manifest = e.manifest.clone().unwrap_or_default();
         PluginStatus {
-            id: e.spec.id.clone(),
+            id: e.id.clone(),
             name: if manifest.name.is_empty() {
-                e.spec.id.clone()
+                e.id.clone()
             } else {
                 manifest.name
             },
@@ -61,7 +61,11 @@ impl PluginStatus {
             last_exit: e.last_exit.clone(),
             last_heartbeat_ms_ago: live.map(|s| millis(s.silent_for())),
             uptime_ms: live.and(e.since).map(|t| millis(t.elapsed())),
-            kind: "managed".to_owned(),
+            kind: match e.kind {
+                crate::registry::PluginKind::Managed(_) => "managed",
+                crate::registry::PluginKind::External(_) => "external",
+            }
+            .to_owned(),
             methods: e.methods.clone(),
             subscriptions: e.subscriptions.clone(),
             events: e.queue.stats(),

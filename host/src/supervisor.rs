@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::events::lifecycle;
 use crate::host::Shared;
-use crate::registry::PluginState;
+use crate::registry::{PluginKind, PluginState};
 use crate::restart_policy::{RestartPolicy, Verdict};
 use crate::runner::{self, describe_exit, PluginProcess};
 use crate::session::Loss;
@@ -163,14 +163,18 @@ pub async fn supervise(
 /// Starts a process with a fresh token; returns it and its launch number.
 async fn launch_once(shared: &Shared, id: &str) -> Result<(PluginProcess, u64), String> {
     let token = hex::encode(rand::random::<[u8; 32]>());
-    let Some((spec, launch)) = shared.registry.with(id, |e| {
+    let Some(Some((spec, launch))) = shared.registry.with(id, |e| {
+        let PluginKind::Managed(spec) = &e.kind else {
+            return None;
+        };
+        let spec = spec.clone();
         e.launch += 1;
         e.token = Some(token.clone());
         e.state = PluginState::Starting;
         e.session = None;
-        (e.spec.clone(), e.launch)
+        Some((spec, e.launch))
     }) else {
-        return Err("the plugin is not registered".into());
+        return Err("not a managed plugin".into());
     };
     let env = [
         (COOKIE_KEY, COOKIE_VALUE.to_owned()),
@@ -290,7 +294,7 @@ async fn stop(shared: &Shared, id: &str, process: &mut PluginProcess) {
     set_down(shared, id, PluginState::Stopped, Some(how));
 }
 
-fn close_session(shared: &Shared, id: &str, loss: Loss) {
+pub(crate) fn close_session(shared: &Shared, id: &str, loss: Loss) {
     if let Some(Some(session)) = shared.registry.with(id, |e| e.session.clone()) {
         session.close(loss);
     }
@@ -298,7 +302,7 @@ fn close_session(shared: &Shared, id: &str, loss: Loss) {
 
 /// Records that no process runs, with a new state and optionally how the last one ended.
 /// Announces the change as a lifecycle event, with the last exit as its reason.
-fn set_down(shared: &Shared, id: &str, state: PluginState, last_exit: Option<String>) {
+pub(crate) fn set_down(shared: &Shared, id: &str, state: PluginState, last_exit: Option<String>) {
     let reason = shared
         .registry
         .with(id, |e| {

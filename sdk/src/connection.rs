@@ -1,9 +1,15 @@
-//! The I/O loop: one connection to the host, run on its own thread.
+//! The I/O loop: the connection to the host, run on its own thread.
 //!
 //! It owns the DEALER socket. Incoming CALLs are spawned on the handler
 //! runtime; finished calls come back through `Outgoing`. Because this loop
 //! runs on a thread of its own, handlers that keep every core busy delay a
 //! heartbeat by a scheduler slice at most, never by the length of a handler.
+//!
+//! A managed plugin lives and dies with its one connection. An external
+//! plugin reconnects when the host goes away (a `zeromq` DEALER does not
+//! reconnect by itself, so each attempt builds a new one), with exponential
+//! backoff and jitter, handshakes again, and sends again every call to the
+//! host that was not answered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use iglu_bus::{
     WireError,
 };
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::context::Context;
@@ -25,7 +31,7 @@ use crate::error::SdkError;
 use crate::events::{self, Event, EventHandler};
 use crate::handler::{run_guarded, ErasedHandler};
 use crate::host::{HostClient, Pending};
-use crate::launch::Launch;
+use crate::launch::{Launch, Mode};
 
 /// Frames queued for the host from handlers and host calls. The bound makes
 /// a flood of finished calls wait for the socket instead of growing memory.
@@ -35,12 +41,28 @@ const OUTGOING_QUEUE: usize = 1024;
 /// (ZeroMQ's LINGER idea); the host does not depend on it arriving.
 const LINGER: Duration = Duration::from_millis(100);
 
-/// What flows from handlers and host calls to the I/O loop.
+/// First and longest wait between reconnection attempts of an external plugin.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// What flows from handlers, host calls and the event task to the I/O loop.
 pub(crate) enum Outgoing {
-    /// A frame to send as is (a call to the host).
-    Frame(Bytes),
+    /// A call to the host, by id: its frame waits in `pending`.
+    Call(CallId),
     /// A call finished; its answer is `frame`.
     Done { id: CallId, frame: Bytes },
+    /// Event credit, valid only on the connection it was earned on.
+    Credit { connection: u64, frame: Bytes },
+}
+
+/// What outlives one connection: the way back to the I/O loop, the calls
+/// to the host still waiting, and the stop request.
+struct Link {
+    outgoing_tx: mpsc::Sender<Outgoing>,
+    outgoing_rx: mpsc::Receiver<Outgoing>,
+    pending: Pending,
+    stop: watch::Receiver<Option<&'static str>>,
+    connection: u64,
 }
 
 /// Everything the loop needs that does not change between connections.
@@ -65,22 +87,93 @@ pub(crate) enum Ended {
     HostGoodbye(String),
 }
 
-/// Connects, handshakes, and serves until told to stop.
+/// Connects, handshakes, and serves until told to stop; an external plugin
+/// reconnects whenever the connection is lost.
 pub(crate) async fn run(launch: &Launch, service: Arc<Service>) -> Result<Ended, SdkError> {
+    let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+    let (stop_tx, stop) = watch::channel(None);
+    tokio::spawn(async move {
+        let name = crate::signals::terminated().await;
+        let _ = stop_tx.send(Some(name));
+    });
+    let mut link = Link {
+        outgoing_tx,
+        outgoing_rx,
+        pending: Default::default(),
+        stop,
+        connection: 0,
+    };
+    let mut wait = RECONNECT_MIN;
+    loop {
+        let result = connect_once(launch, &service, &mut link).await;
+        let retry = launch.mode == Mode::External
+            && match &result {
+                Ok(Ended::Signal(_)) | Ok(Ended::HostGoodbye(_)) => false,
+                Err(SdkError::Rejected { code, .. }) => matches!(
+                    code,
+                    iglu_bus::RejectCode::DuplicateId | iglu_bus::RejectCode::Stopped
+                ),
+                Err(
+                    SdkError::HostSilent(_) | SdkError::HandshakeTimeout { .. } | SdkError::Bus(_),
+                ) => true,
+                Err(_) => false,
+            };
+        if !retry {
+            // Wake every caller of the host with "disconnected".
+            link.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            return result;
+        }
+        if let Err(e) = &result {
+            tracing::warn!(plugin = %launch.plugin_id, error = %e, retry_in_ms = wait.as_millis() as u64, "connection to the host lost; reconnecting");
+        }
+        // Jitter, so that the plugins of a restarted host do not all come
+        // back in the same millisecond.
+        let jittered = wait.mul_f64(0.5 + rand_fraction() * 0.5);
+        tokio::select! {
+            _ = tokio::time::sleep(jittered) => {}
+            _ = link.stop.changed() => {
+                let name = (*link.stop.borrow()).unwrap_or("signal");
+                return Ok(Ended::Signal(name));
+            }
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// A number in [0, 1) from the clock, enough for jitter.
+fn rand_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+async fn connect_once(
+    launch: &Launch,
+    service: &Arc<Service>,
+    link: &mut Link,
+) -> Result<Ended, SdkError> {
     let (conn, welcome) =
-        tokio::time::timeout(launch.handshake_timeout, handshake(launch, &service))
+        tokio::time::timeout(launch.handshake_timeout, handshake(launch, service))
             .await
             .map_err(|_| SdkError::HandshakeTimeout {
                 endpoint: launch.endpoint.clone(),
                 waited: launch.handshake_timeout,
             })??;
+    link.connection += 1;
     tracing::info!(
         plugin = %launch.plugin_id,
         session = %welcome.session,
         version = welcome.version,
         "connected to the host"
     );
-    Session::new(launch, service, conn, welcome).serve().await
+    Session::new(launch, service.clone(), conn, welcome, link)
+        .serve(link)
+        .await
 }
 
 async fn handshake(
@@ -118,7 +211,8 @@ struct Session {
     running: HashMap<CallId, AbortHandle>,
     pending: Pending,
     outgoing_tx: mpsc::Sender<Outgoing>,
-    outgoing_rx: mpsc::Receiver<Outgoing>,
+    /// Which connection of this process this is (credits of an earlier one are stale).
+    connection: u64,
     /// Events for the event task; its capacity is the credit window, so it never fills
     /// while the host honours credit.
     event_tx: mpsc::Sender<Event>,
@@ -132,13 +226,14 @@ impl Session {
         service: Arc<Service>,
         conn: DealerConnection,
         welcome: Welcome,
+        link: &Link,
     ) -> Session {
         let timing = Timing {
             interval: Duration::from_millis(u64::from(welcome.heartbeat_ms.max(1))),
             liveness: welcome.liveness.max(1),
         };
-        let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-        let pending: Pending = Default::default();
+        let outgoing_tx = link.outgoing_tx.clone();
+        let pending = link.pending.clone();
         let plugin_id: Arc<str> = Arc::from(launch.plugin_id.as_str());
         let window = service.event_window.max(1);
         let (event_tx, event_rx) = mpsc::channel(window as usize);
@@ -155,6 +250,7 @@ impl Session {
             event_rx,
             outgoing_tx.clone(),
             window,
+            link.connection,
         ));
         Session {
             plugin_id,
@@ -167,23 +263,36 @@ impl Session {
             running: HashMap::new(),
             pending,
             outgoing_tx,
-            outgoing_rx,
+            connection: link.connection,
             event_tx,
             draining: None,
         }
     }
 
-    async fn serve(mut self) -> Result<Ended, SdkError> {
+    async fn serve(mut self, link: &mut Link) -> Result<Ended, SdkError> {
         // Open the event window: the host sends nothing before it has credit.
         let window = self.service.event_window.max(1);
         self.send(iglu_bus::encode(&Message::Credit(iglu_bus::Credit {
             events: window,
         }))?)
         .await?;
+        // Calls to the host that a lost connection left unanswered go again.
+        let unanswered: Vec<Bytes> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending
+                .values_mut()
+                .filter(|c| c.sent_on != 0)
+                .map(|c| {
+                    c.sent_on = self.connection;
+                    c.frame.clone()
+                })
+                .collect()
+        };
+        for frame in unanswered {
+            self.send(frame).await?;
+        }
         let mut ticker = tokio::time::interval(self.timing.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let signal = crate::signals::terminated();
-        tokio::pin!(signal);
         let result = loop {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
@@ -192,7 +301,7 @@ impl Session {
                     self.host_liveness.seen(Instant::now());
                     self.on_frame(head, body).await?;
                 }
-                Some(out) = self.outgoing_rx.recv() => {
+                                Some(out) = link.outgoing_rx.recv() => {
                     self.on_outgoing(out).await?;
                 }
                 _ = ticker.tick() => {
@@ -202,7 +311,8 @@ impl Session {
                         break Err(SdkError::HostSilent(self.host_liveness.silent_for(now)));
                     }
                 }
-                name = &mut signal, if self.draining.is_none() => {
+                                _ = link.stop.changed(), if self.draining.is_none() => {
+                    let name = (*link.stop.borrow()).unwrap_or("signal");
                     tracing::info!(plugin = %self.plugin_id, signal = name, "stopping: finishing calls in flight");
                     self.start_draining(Ended::Signal(name));
                 }
@@ -219,7 +329,6 @@ impl Session {
                 }
             }
         };
-        self.fail_pending();
         if let Ok(ended) = &result {
             let reason = match ended {
                 Ended::Signal(name) => format!("plugin received {name}"),
@@ -343,7 +452,30 @@ impl Session {
 
     async fn on_outgoing(&mut self, out: Outgoing) -> Result<(), SdkError> {
         match out {
-            Outgoing::Frame(frame) => self.send(frame).await,
+            Outgoing::Call(id) => {
+                let frame = {
+                    let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    match pending.get_mut(&id) {
+                        // Already sent on this connection by the resend after reconnecting.
+                        Some(c) if c.sent_on == self.connection => None,
+                        Some(c) => {
+                            c.sent_on = self.connection;
+                            Some(c.frame.clone())
+                        }
+                        None => None,
+                    }
+                };
+                match frame {
+                    Some(frame) => self.send(frame).await,
+                    None => Ok(()),
+                }
+            }
+            Outgoing::Credit { connection, frame } => {
+                if connection == self.connection {
+                    self.send(frame).await?;
+                }
+                Ok(())
+            }
             Outgoing::Done { id, frame } => {
                 // A call cancelled meanwhile has no entry left: its answer is not wanted.
                 if self.running.remove(&id).is_some() {
@@ -361,21 +493,13 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         match waiter {
-            Some(tx) => {
-                let _ = tx.send(answer);
+            Some(call) => {
+                let _ = call.waiter.send(answer);
             }
             None => {
                 tracing::debug!(plugin = %self.plugin_id, %id, "answer to a call nobody waits for")
             }
         }
-    }
-
-    /// Wakes every caller of the host with "disconnected".
-    fn fail_pending(&self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
     }
 
     async fn send(&mut self, frame: Bytes) -> Result<(), SdkError> {

@@ -72,6 +72,7 @@ pub(crate) async fn run(
     mut events: mpsc::Receiver<Event>,
     outgoing: mpsc::Sender<Outgoing>,
     window: u32,
+    connection: u64,
 ) {
     let mut last_seq = 0u64;
     let mut owed = 0u32;
@@ -107,7 +108,11 @@ pub(crate) async fn run(
         owed += 1;
         if owed >= batch || events.is_empty() {
             if let Ok(frame) = iglu_bus::encode(&Message::Credit(Credit { events: owed })) {
-                if outgoing.send(Outgoing::Frame(frame)).await.is_err() {
+                if outgoing
+                    .send(Outgoing::Credit { connection, frame })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

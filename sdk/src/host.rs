@@ -19,7 +19,16 @@ use crate::error::CallError;
 /// Deadline of a call to the host unless the caller picks one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
-pub(crate) type Pending = Arc<Mutex<HashMap<CallId, oneshot::Sender<Result<Bytes, WireError>>>>>;
+/// A call to the host waiting for its answer. The frame is kept so that
+/// an external plugin can send it again after reconnecting.
+pub(crate) struct PendingCall {
+    pub frame: Bytes,
+    pub waiter: oneshot::Sender<Result<Bytes, WireError>>,
+    /// The connection it was last sent on (0: not sent yet).
+    pub sent_on: u64,
+}
+
+pub(crate) type Pending = Arc<Mutex<HashMap<CallId, PendingCall>>>;
 
 /// A handle for calling the host. Cheap to clone.
 #[derive(Clone)]
@@ -108,17 +117,24 @@ impl HostClient {
         let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
         let id = CallId::new_v4();
         let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(id, tx);
         let call = Message::Call(Call {
             id,
             method: method.to_owned(),
             deadline_ms: u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX),
             args: Bytes::from(args),
         });
+        let frame = iglu_bus::encode(&call).map_err(|e| CallError::Encode(e.to_string()))?;
+        self.lock_pending().insert(
+            id,
+            PendingCall {
+                frame,
+                waiter: tx,
+                sent_on: 0,
+            },
+        );
         let result = async {
-            let frame = iglu_bus::encode(&call).map_err(|e| CallError::Encode(e.to_string()))?;
             self.outgoing
-                .send(Outgoing::Frame(frame))
+                .send(Outgoing::Call(id))
                 .await
                 .map_err(|_| CallError::Disconnected)?;
             match tokio::time::timeout(deadline, rx).await {
@@ -134,9 +150,7 @@ impl HostClient {
         rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
     }
 
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<CallId, oneshot::Sender<Result<Bytes, WireError>>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, PendingCall>> {
         // A poisoned map only means another thread panicked mid-insert; the map itself is fine.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }

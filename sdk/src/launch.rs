@@ -12,9 +12,21 @@ use crate::error::SdkError;
 /// into a message.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Who started the plugin, which decides what it does when the host goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A child of the host: it exits when the host goes silent.
+    Managed,
+    /// Started by someone else (a container, a service manager): it
+    /// reconnects, with backoff and jitter, until the host is back.
+    External,
+}
+
 /// The launch parameters read from the environment.
 #[derive(Debug, Clone)]
 pub struct Launch {
+    /// Managed or external.
+    pub mode: Mode,
     /// Where to connect.
     pub endpoint: String,
     /// The per-launch secret.
@@ -27,14 +39,31 @@ pub struct Launch {
 
 impl Launch {
     /// Reads the environment; fails when the binary was not started by a host.
+    /// An external plugin (`IGLU_MODE=external`) needs no cookie; its token
+    /// comes from `IGLU_TOKEN` or the file named by `IGLU_TOKEN_FILE`
+    /// (Docker secrets).
     pub fn from_env(manifest_id: &str) -> Result<Launch, SdkError> {
-        if std::env::var(COOKIE_KEY).ok().as_deref() != Some(COOKIE_VALUE) {
+        let mode = match std::env::var(launch::MODE).ok().as_deref() {
+            Some("external") => Mode::External,
+            _ => Mode::Managed,
+        };
+        if mode == Mode::Managed && std::env::var(COOKIE_KEY).ok().as_deref() != Some(COOKIE_VALUE)
+        {
             return Err(SdkError::NotLaunchedByHost { key: COOKIE_KEY });
         }
         let endpoint =
             std::env::var(launch::ENDPOINT).map_err(|_| SdkError::MissingEnv(launch::ENDPOINT))?;
-        let token =
-            std::env::var(launch::TOKEN).map_err(|_| SdkError::MissingEnv(launch::TOKEN))?;
+        let token = match (
+            std::env::var(launch::TOKEN),
+            std::env::var(launch::TOKEN_FILE),
+        ) {
+            (Ok(token), _) => token,
+            (Err(_), Ok(path)) => std::fs::read_to_string(&path)
+                .map_err(|_| SdkError::MissingEnv(launch::TOKEN_FILE))?
+                .trim()
+                .to_owned(),
+            _ => return Err(SdkError::MissingEnv(launch::TOKEN)),
+        };
         let plugin_id = std::env::var(launch::PLUGIN_ID).unwrap_or_else(|_| manifest_id.to_owned());
         let handshake_timeout = std::env::var(launch::HANDSHAKE_TIMEOUT_MS)
             .ok()
@@ -42,6 +71,7 @@ impl Launch {
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT);
         Ok(Launch {
+            mode,
             endpoint,
             token,
             plugin_id,

@@ -324,3 +324,54 @@ pub fn environ(pid: u64) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Its pid.
+    pub fn pid(&self) -> u64 {
+        u64::from(self.0.id())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts workspace plugin `binary` as an external plugin of the host at
+/// `endpoint` (e.g. `tcp://localhost:7800`), with its output in `log`.
+pub fn external_plugin(
+    binary: &str,
+    endpoint: &str,
+    id: &str,
+    token: &str,
+    extra_env: &[(&str, &str)],
+    log: &Path,
+) -> Proc {
+    let out = std::fs::File::create(log).unwrap();
+    let child = Command::new(bin(binary))
+        .env_remove("IGLU_PLUGIN")
+        .env("IGLU_MODE", "external")
+        .env("IGLU_ENDPOINT", endpoint)
+        .env("IGLU_PLUGIN_ID", id)
+        .env("IGLU_TOKEN", token)
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    Proc(child)
+}

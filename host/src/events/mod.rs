@@ -179,7 +179,7 @@ pub fn publish(
         }
     }
     for entry in shared.registry.lock().values() {
-        let own = matches!(&source, Source::Plugin(id) if *id == entry.spec.id);
+        let own = matches!(&source, Source::Plugin(id) if *id == entry.id);
         if own && !entry.receive_own {
             continue;
         }
