@@ -27,10 +27,28 @@ pub fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
     }
 }
 
-/// Checks a HELLO from `peer`; on success the session is open, registered,
-/// and WELCOME is the first frame in its outbox.
-pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session>, Reject> {
-    let version = check_hello_basics(&hello).map_err(|(code, msg)| reject(code, msg))?;
+/// Checks a HELLO from `peer`; on success WELCOME has been sent and the
+/// session is registered. WELCOME goes out before the session is visible to
+/// anyone else, so no heartbeat, call or event can overtake it.
+pub async fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session>, Reject> {
+    let (session, welcome, launch) = check(shared, peer, &hello)?;
+    if !session.send(welcome).await {
+        return Err(reject(
+            RejectCode::MalformedHello,
+            "the peer left during the handshake",
+        ));
+    }
+    register(shared, session, hello, launch)
+}
+
+/// Every check, under the registry lock; returns the unregistered session,
+/// its WELCOME and the launch it belongs to.
+fn check(
+    shared: &Shared,
+    peer: &PeerId,
+    hello: &Hello,
+) -> Result<(Arc<Session>, bytes::Bytes, u64), Reject> {
+    let version = check_hello_basics(hello).map_err(|(code, msg)| reject(code, msg))?;
     let mut plugins = shared.registry.lock();
     let Some(entry) = plugins.get_mut(&hello.plugin_id) else {
         return Err(reject(
@@ -82,14 +100,15 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
         ));
     }
 
-    if matches!(entry.kind, crate::registry::PluginKind::External(_)) {
-        // Each connection of an external plugin is a launch of its own.
-        entry.launch += 1;
-    }
+    // Each connection of an external plugin is a launch of its own.
+    let launch = match entry.kind {
+        crate::registry::PluginKind::External(_) => entry.launch + 1,
+        crate::registry::PluginKind::Managed(_) => entry.launch,
+    };
     let session = Session::open(
         Opening {
             plugin_id: Arc::from(hello.plugin_id.as_str()),
-            launch: entry.launch,
+            launch,
             peer: peer.clone(),
             methods: hello.methods.iter().cloned().collect::<HashSet<_>>(),
             version,
@@ -113,8 +132,41 @@ pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session
             format!("host could not encode WELCOME: {e}"),
         )
     })?;
-    // The outbox is empty, so WELCOME goes out before any heartbeat or call.
-    session.try_send(frame);
+    Ok((session, frame, launch))
+}
+
+/// Makes the session the plugin's live one, unless the plugin's situation
+/// changed while WELCOME was being sent (it was killed, stopped, or another
+/// session won): then the new session is closed instead.
+fn register(
+    shared: &Shared,
+    session: Arc<Session>,
+    hello: Hello,
+    launch: u64,
+) -> Result<Arc<Session>, Reject> {
+    let mut plugins = shared.registry.lock();
+    let current = plugins.get_mut(&hello.plugin_id).filter(|e| {
+        let expected = match e.kind {
+            crate::registry::PluginKind::External(_) => e.launch + 1,
+            crate::registry::PluginKind::Managed(_) => e.launch,
+        };
+        expected == launch
+            && e.token.is_some()
+            && e.state != PluginState::Stopped
+            && e.session.as_ref().is_none_or(|s| s.is_closed())
+    });
+    let Some(entry) = current else {
+        drop(plugins);
+        session.close(crate::session::Loss::Stopping);
+        return Err(reject(
+            RejectCode::DuplicateId,
+            format!(
+                "plugin {} changed state during its handshake; try again",
+                hello.plugin_id
+            ),
+        ));
+    };
+    entry.launch = launch;
     session.touch();
     entry.session = Some(session.clone());
     entry.manifest = Some(hello.manifest);

@@ -70,7 +70,7 @@ pub async fn supervise(
             command = commands.recv() => match command {
                 None => return,
                 Some(Command::Stop(done)) => {
-                    say_goodbye(&shared, &id);
+                    say_goodbye(&shared, &id).await;
                     set_down(&shared, &id, PluginState::Stopped, Some("stopped by the host".into()));
                     // Keep the token, so its HELLO is refused as "stopped", not as a bad token.
                     shared.registry.with(&id, |e| e.token = Some(token.clone()));
@@ -84,7 +84,7 @@ pub async fn supervise(
                     let _ = done.send(());
                 }
                 Some(Command::Restart(done)) => {
-                    say_goodbye(&shared, &id);
+                    say_goodbye(&shared, &id).await;
                     accept(&shared, &id, &token);
                     let _ = done.send(());
                 }
@@ -105,13 +105,13 @@ fn accept(shared: &Shared, id: &str, token: &str) {
 }
 
 /// Asks the plugin to stop and ends its session; while Stopped its HELLOs are refused.
-fn say_goodbye(shared: &Shared, id: &str) {
+async fn say_goodbye(shared: &Shared, id: &str) {
     if let Some(Some(session)) = shared.registry.with(id, |e| e.session.clone()) {
         session.begin_stop();
         if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
             reason: "the host is stopping this plugin".into(),
         })) {
-            session.try_send(frame);
+            session.send_bounded(frame).await;
         }
     }
     close_session(shared, id, Loss::Stopping);

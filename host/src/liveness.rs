@@ -38,7 +38,7 @@ pub async fn run(shared: Arc<Shared>) {
             } else if beat {
                 // A full outbox means the plugin is not reading: skipping a
                 // heartbeat is right, its own silence check will tell.
-                session.try_send(frame.clone());
+                session.send_bounded(frame.clone()).await;
             }
         }
     }

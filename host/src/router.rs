@@ -62,7 +62,7 @@ async fn on_frame(
     match (live, decoded) {
         (Some(session), Ok(message)) => {
             session.touch();
-            on_message(shared, &session, message);
+            on_message(shared, &session, message).await;
         }
         (Some(session), Err(e)) => {
             session.touch();
@@ -71,11 +71,11 @@ async fn on_frame(
                 BusError::TooLarge { .. } => ErrorCode::TooLarge,
                 _ => ErrorCode::BadMessage,
             };
-            send_error(&session, None, code, e.to_string());
+            send_error(&session, None, code, e.to_string()).await;
         }
         (None, Ok(Message::Hello(hello))) => {
             let plugin = hello.plugin_id.clone();
-            match admit(shared, &peer, hello) {
+            match admit(shared, &peer, hello).await {
                 Ok(session) => {
                     tracing::info!(plugin = %plugin, session = %session.id, "plugin connected");
                     peers.insert(peer, session);
@@ -103,7 +103,7 @@ async fn on_frame(
     }
 }
 
-fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
+async fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
     match message {
         Message::Reply(r) => {
             if !session.resolve(r.id, Ok(r.result)) {
@@ -138,8 +138,8 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
             };
             match iglu_bus::encode(&message) {
                 Ok(frame) => {
-                    if !session.try_send(frame) {
-                        tracing::warn!(plugin = %session.plugin_id, method = %call.method, "outbox full: dropped the answer to a host call");
+                    if !session.send_bounded(frame).await {
+                        tracing::warn!(plugin = %session.plugin_id, method = %call.method, "could not send the answer to a host call");
                     }
                 }
                 Err(e) => {
@@ -166,15 +166,21 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
                 None,
                 ErrorCode::BadMessage,
                 format!("a plugin may not send {k} after the handshake"),
-            );
+            )
+            .await;
         }
     }
 }
 
-fn send_error(session: &Session, id: Option<iglu_bus::CallId>, code: ErrorCode, message: String) {
+async fn send_error(
+    session: &Session,
+    id: Option<iglu_bus::CallId>,
+    code: ErrorCode,
+    message: String,
+) {
     let frame = iglu_bus::encode(&Message::Error(ErrorReply { id, code, message }));
     if let Ok(frame) = frame {
-        session.try_send(frame);
+        session.send_bounded(frame).await;
     }
 }
 

@@ -20,10 +20,15 @@ use uuid::Uuid;
 use crate::events::queue::EventQueue;
 use crate::supervisor::SupervisorEvent;
 
-/// Frames waiting for the socket, per plugin. The bound keeps a plugin that
-/// does not read from growing the host's memory; callers wait (within their
-/// deadline) and heartbeats are skipped when it is full.
-const OUTBOX: usize = 1024;
+/// Longest a send on a path that serves other plugins (router replies,
+/// heartbeats, goodbyes) may wait for this plugin's socket queue. The queue
+/// holds 100,000 messages, so it is full only for a plugin that stopped
+/// reading long ago; then the frame is dropped rather than anyone waiting.
+pub const SHARED_PATH_SEND: Duration = Duration::from_millis(5);
+
+/// Calls one plugin may have in flight from the host: bounds what waits in
+/// its socket queue (zeromq's own bound, 100,000 messages, is no bound in bytes).
+const MAX_CALLS_IN_FLIGHT: usize = 4096;
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +78,6 @@ impl std::fmt::Display for Loss {
 
 type Waiter = oneshot::Sender<Result<Bytes, WireError>>;
 
-/// One message for the socket: a frame, or an EVENT's header and shared body.
-pub struct Outgoing {
-    head: Bytes,
-    body: Option<Bytes>,
-}
-
 struct Calls {
     /// Set once; after that nothing new is accepted.
     closed: Option<Loss>,
@@ -101,7 +100,10 @@ pub struct Session {
     pub version: u32,
     /// The plugin's event queue (it outlives the session).
     pub events: Arc<EventQueue>,
-    outbox: mpsc::Sender<Outgoing>,
+    /// Sends straight into this peer's socket queue: no task hop on the call path.
+    outbound: RouterOutbound,
+    /// Bounds calls in flight (see `MAX_CALLS_IN_FLIGHT`).
+    call_slots: tokio::sync::Semaphore,
     calls: Mutex<Calls>,
     /// Milliseconds since `epoch` when the plugin last sent anything.
     last_seen_ms: AtomicU64,
@@ -134,10 +136,10 @@ pub struct Opening {
 }
 
 impl Session {
-    /// Opens a session and starts its writer task on `outbound`.
+    /// Opens a session that sends through `outbound`. Nothing is sent
+    /// until WELCOME has gone out (the caller sends it first).
     pub fn open(opening: Opening, outbound: RouterOutbound) -> Arc<Session> {
-        let (tx, rx) = mpsc::channel(OUTBOX);
-        let session = Arc::new(Session {
+        Arc::new(Session {
             plugin_id: opening.plugin_id,
             id: Uuid::new_v4(),
             launch: opening.launch,
@@ -145,7 +147,8 @@ impl Session {
             methods: opening.methods,
             version: opening.version,
             events: opening.events,
-            outbox: tx,
+            outbound,
+            call_slots: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             calls: Mutex::new(Calls {
                 closed: None,
                 inflight: HashMap::new(),
@@ -156,9 +159,7 @@ impl Session {
             supervisor: opening.supervisor,
             closed: CancellationToken::new(),
             stopping: AtomicBool::new(false),
-        });
-        tokio::spawn(write_loop(Arc::downgrade(&session), rx, outbound));
-        session
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Calls> {
@@ -236,28 +237,43 @@ impl Session {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    /// Queues a frame without waiting; false if the outbox is full or closed.
-    pub fn try_send(&self, frame: Bytes) -> bool {
-        !self.is_closed()
-            && self
-                .outbox
-                .try_send(Outgoing {
-                    head: frame,
-                    body: None,
-                })
-                .is_ok()
+    /// Sends one frame to the plugin; false if the session is closed or the
+    /// send failed (which closes it). Waits only if the plugin's socket queue is full.
+    pub async fn send(&self, frame: Bytes) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        let mut out = self.outbound.clone();
+        let sent = out.send(&self.peer, frame).await;
+        self.sent(sent)
     }
 
-    /// Queues an EVENT (header and shared body), waiting for room in the
-    /// outbox; false once the session is closed.
+    /// Sends on a path that serves other plugins too: waits at most
+    /// [`SHARED_PATH_SEND`], then drops the frame.
+    pub async fn send_bounded(&self, frame: Bytes) -> bool {
+        tokio::time::timeout(SHARED_PATH_SEND, self.send(frame))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Sends an EVENT: its header and the body shared by every subscriber.
     pub async fn send_pair(&self, head: Bytes, body: Bytes) -> bool {
-        let item = Outgoing {
-            head,
-            body: Some(body),
-        };
-        tokio::select! {
-            sent = self.outbox.send(item) => sent.is_ok(),
-            _ = self.closed.cancelled() => false,
+        if self.is_closed() {
+            return false;
+        }
+        let mut out = self.outbound.clone();
+        let sent = out.send_pair(&self.peer, head, body).await;
+        self.sent(sent)
+    }
+
+    fn sent(&self, result: Result<(), iglu_bus::BusError>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(plugin = %self.plugin_id, error = %e, "send failed");
+                self.close(Loss::SendFailed(e.to_string()));
+                false
+            }
         }
     }
 
@@ -303,6 +319,15 @@ impl Session {
                 ),
             ));
         }
+        let Ok(_slot) = self.call_slots.try_acquire() else {
+            return Err(WireError::new(
+                ErrorCode::Internal,
+                format!(
+                    "plugin {} already has {MAX_CALLS_IN_FLIGHT} calls in flight",
+                    self.plugin_id
+                ),
+            ));
+        };
         let (tx, rx) = oneshot::channel();
         {
             let mut calls = self.lock();
@@ -313,16 +338,12 @@ impl Session {
         }
         let guard = InFlight { session: self, id };
         let result = tokio::time::timeout(deadline, async {
-            let item = Outgoing {
-                head: frame,
-                body: None,
-            };
-            self.outbox.send(item).await.map_err(|_| {
-                WireError::new(
+            if !self.send(frame).await {
+                return Err(WireError::new(
                     ErrorCode::NotRunning,
                     format!("plugin {} is gone", self.plugin_id),
-                )
-            })?;
+                ));
+            }
             match rx.await {
                 Ok(answer) => answer,
                 Err(_) => Err(WireError::new(
@@ -356,41 +377,12 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let unanswered = self.session.lock().inflight.remove(&self.id).is_some();
-        if unanswered {
+        if unanswered && !self.session.is_closed() {
             if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id: self.id })) {
-                let _ = self.session.try_send(frame);
+                let session = self.session.clone();
+                // Drop cannot await: the CANCEL goes out from a task of its own.
+                tokio::spawn(async move { session.send_bounded(frame).await });
             }
-        }
-    }
-}
-
-async fn write_loop(
-    session: std::sync::Weak<Session>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    mut outbound: RouterOutbound,
-) {
-    let Some((peer, closed, plugin)) = session
-        .upgrade()
-        .map(|s| (s.peer.clone(), s.closed.clone(), s.plugin_id.clone()))
-    else {
-        return;
-    };
-    loop {
-        let item = tokio::select! {
-            biased;
-            item = rx.recv() => match item { Some(i) => i, None => break },
-            _ = closed.cancelled() => break,
-        };
-        let sent = match item.body {
-            None => outbound.send(&peer, item.head).await,
-            Some(body) => outbound.send_pair(&peer, item.head, body).await,
-        };
-        if let Err(e) = sent {
-            tracing::debug!(%plugin, error = %e, "send failed");
-            if let Some(s) = session.upgrade() {
-                s.close(Loss::SendFailed(e.to_string()));
-            }
-            break;
         }
     }
 }

@@ -274,7 +274,7 @@ async fn stop(shared: &Shared, id: &str, process: &mut PluginProcess) {
         if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
             reason: "the host is stopping this plugin".into(),
         })) {
-            session.try_send(frame);
+            session.send_bounded(frame).await;
         }
     }
     let status = match session {

@@ -76,6 +76,8 @@ pub(crate) struct Service {
     pub event_handler: Option<EventHandler>,
     /// Events the host may have in flight to this plugin.
     pub event_window: u32,
+    /// Run handlers and the event handler on the I/O thread (see `Plugin::inline_handlers`).
+    pub inline_handlers: bool,
 }
 
 /// Why the loop ended cleanly.
@@ -244,14 +246,19 @@ impl Session {
                 pending: pending.clone(),
             },
         };
-        service.handler_runtime.spawn(events::run(
+        let events_task = events::run(
             service.event_handler.clone(),
             ctx,
             event_rx,
             outgoing_tx.clone(),
             window,
             link.connection,
-        ));
+        );
+        if service.inline_handlers {
+            tokio::spawn(events_task);
+        } else {
+            service.handler_runtime.spawn(events_task);
+        }
         Session {
             plugin_id,
             service,
@@ -433,7 +440,7 @@ impl Session {
         let deadline = Duration::from_millis(u64::from(call.deadline_ms));
         let max = self.max_message;
         let out = self.outgoing_tx.clone();
-        let task = self.service.handler_runtime.spawn(async move {
+        let fut = async move {
             let result =
                 match tokio::time::timeout(deadline, run_guarded(handler, ctx, call.args)).await {
                     Ok(r) => r,
@@ -445,7 +452,12 @@ impl Session {
             let frame = answer_frame(id, result, max);
             // The loop is gone only when the process is exiting; nothing to tell.
             let _ = out.send(Outgoing::Done { id, frame }).await;
-        });
+        };
+        let task = if self.service.inline_handlers {
+            tokio::spawn(fut)
+        } else {
+            self.service.handler_runtime.spawn(fut)
+        };
         self.running.insert(id, task.abort_handle());
         Ok(())
     }

@@ -52,7 +52,9 @@ fn main() -> ExitCode {
         version: env!("CARGO_PKG_VERSION").into(),
         description: "Byte echo and event latency for iglu bench".into(),
     })
-    .event_window(1024);
+    .event_window(1024)
+    // Its handlers only copy bytes or record a number: the fast path is safe.
+    .inline_handlers(std::env::var("BENCH_HANDLER_THREADS").is_err());
     if let Some(index) = std::env::var("BENCH_INDEX")
         .ok()
         .and_then(|i| i.parse::<usize>().ok())
