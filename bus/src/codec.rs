@@ -26,6 +26,19 @@ pub fn decode(frame: &[u8], max: usize) -> Result<Message, BusError> {
     Ok(rmp_serde::from_slice(frame)?)
 }
 
+/// Encodes an EVENT header frame, exactly as `encode` would, without serde:
+/// it is written once per event per subscriber, the hottest encode there is.
+pub fn encode_event_header(seq: u64, retained: bool) -> Bytes {
+    // {"event": {"seq": seq, "retained": retained}}
+    let mut buf = Vec::with_capacity(32);
+    buf.extend_from_slice(b"\x81\xa5event\x82\xa3seq");
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_uint(&mut buf, seq);
+    buf.extend_from_slice(b"\xa8retained");
+    buf.push(if retained { 0xc3 } else { 0xc2 });
+    Bytes::from(buf)
+}
+
 /// Encodes the shared second frame of an EVENT (once per publication).
 pub fn encode_event_body(body: &EventBody) -> Result<Bytes, BusError> {
     Ok(Bytes::from(rmp_serde::to_vec_named(body)?))
@@ -98,6 +111,28 @@ mod tests {
     fn heartbeat_bytes_are_fixed() {
         let frame = encode(&Message::Heartbeat(Heartbeat {})).expect("encodes");
         assert_eq!(&frame[..], b"\x81\xa9heartbeat\x80");
+    }
+
+    #[test]
+    fn hand_encoded_event_header_equals_serde() {
+        for seq in [
+            0,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            for retained in [false, true] {
+                let serde =
+                    encode(&Message::Event(EventHeader { seq, retained })).expect("encodes");
+                assert_eq!(encode_event_header(seq, retained), serde, "seq {seq}");
+            }
+        }
     }
 
     #[test]

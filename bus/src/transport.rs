@@ -88,16 +88,16 @@ impl RouterOutbound {
         Ok(())
     }
 
-    /// Sends a two-frame message (an EVENT: header, then the shared body).
-    pub async fn send_pair(
-        &mut self,
-        peer: &PeerId,
-        head: Bytes,
-        body: Bytes,
-    ) -> Result<(), BusError> {
-        let mut message = ZmqMessage::from(head);
-        message.push_front(peer.clone());
-        message.push_back(body);
+    /// Sends a message of several frames (an EVENT batch: header, body,
+    /// header, body...). `frames` must not be empty.
+    pub async fn send_frames(&mut self, peer: &PeerId, frames: Vec<Bytes>) -> Result<(), BusError> {
+        let mut all = std::collections::VecDeque::with_capacity(frames.len() + 1);
+        all.push_back(peer.clone());
+        all.extend(frames);
+        let message = ZmqMessage::try_from(all).map_err(|_| BusError::FrameCount {
+            expected: 2,
+            got: 0,
+        })?;
         self.0.send(message).await?;
         Ok(())
     }
@@ -147,15 +147,18 @@ impl DealerConnection {
 pub struct DealerInbound(DealerRecvHalf);
 
 impl DealerInbound {
-    /// The next message from the host: its first frame, and the second if
-    /// there is one (only EVENT has two). Cancel-safe.
-    pub async fn recv(&mut self) -> Result<(Bytes, Option<Bytes>), BusError> {
+    /// The next message from the host: its first frame, and the frames
+    /// after it (only EVENT has more: its body, then further header/body
+    /// pairs of a batch). Cancel-safe.
+    pub async fn recv(&mut self) -> Result<(Bytes, std::collections::VecDeque<Bytes>), BusError> {
         let message = self.0.recv().await?;
-        let got = message.len();
         let mut frames = message.into_vecdeque();
-        match (frames.pop_front(), frames.pop_front(), got) {
-            (Some(head), body, 1 | 2) => Ok((head, body)),
-            _ => Err(BusError::FrameCount { expected: 2, got }),
+        match frames.pop_front() {
+            Some(head) => Ok((head, frames)),
+            None => Err(BusError::FrameCount {
+                expected: 1,
+                got: 0,
+            }),
         }
     }
 }

@@ -256,13 +256,13 @@ impl Session {
             .unwrap_or(false)
     }
 
-    /// Sends an EVENT: its header and the body shared by every subscriber.
-    pub async fn send_pair(&self, head: Bytes, body: Bytes) -> bool {
+    /// Sends a multi-frame message (EVENTs: header and shared body, per event).
+    pub async fn send_frames(&self, frames: Vec<Bytes>) -> bool {
         if self.is_closed() {
             return false;
         }
         let mut out = self.outbound.clone();
-        let sent = out.send_pair(&self.peer, head, body).await;
+        let sent = out.send_frames(&self.peer, frames).await;
         self.sent(sent)
     }
 

@@ -304,9 +304,9 @@ impl Session {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
                 frame = self.inbound.recv() => {
-                    let (head, body) = frame?;
+                                        let (head, rest) = frame?;
                     self.host_liveness.seen(Instant::now());
-                    self.on_frame(head, body).await?;
+                    self.on_frame(head, rest).await?;
                 }
                                 Some(out) = link.outgoing_rx.recv() => {
                     self.on_outgoing(out).await?;
@@ -353,7 +353,11 @@ impl Session {
         self.draining = Some((why, tokio::time::Instant::now() + self.service.grace));
     }
 
-    async fn on_frame(&mut self, frame: Bytes, body: Option<Bytes>) -> Result<(), SdkError> {
+    async fn on_frame(
+        &mut self,
+        frame: Bytes,
+        mut rest: std::collections::VecDeque<Bytes>,
+    ) -> Result<(), SdkError> {
         let message = match iglu_bus::decode(&frame, self.max_message) {
             Ok(m) => m,
             Err(e) => {
@@ -376,7 +380,19 @@ impl Session {
                 }
             },
             Message::Heartbeat(_) => {}
-            Message::Event(header) => self.on_event(header, body),
+            Message::Event(header) => {
+                // A batch: header, body, then more header/body pairs.
+                self.on_event(header, rest.pop_front());
+                while let Some(head) = rest.pop_front() {
+                    let body = rest.pop_front();
+                    match iglu_bus::decode(&head, self.max_message) {
+                        Ok(Message::Event(header)) => self.on_event(header, body),
+                        _ => {
+                            tracing::warn!(plugin = %self.plugin_id, "dropping a bad frame in an event batch")
+                        }
+                    }
+                }
+            }
             Message::Goodbye(g) => {
                 tracing::info!(plugin = %self.plugin_id, reason = %g.reason, "the host said goodbye");
                 if self.draining.is_none() {

@@ -11,10 +11,25 @@ use serde_json::Value;
 #[test]
 fn a_short_bench_reports_iglu_next_to_both_floors_and_leaves_nothing_running() {
     let out = Command::new(bin("iglu"))
-        .args(["bench", "--json", "--workloads", "calls,events", "--inflight", "4", "--fanout", "1", "--duration-ms", "200"])
+        .args([
+            "bench",
+            "--json",
+            "--workloads",
+            "calls,events",
+            "--inflight",
+            "4",
+            "--fanout",
+            "1",
+            "--duration-ms",
+            "200",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let calls = report["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 2, "latency and one throughput row");
@@ -29,6 +44,13 @@ fn a_short_bench_reports_iglu_next_to_both_floors_and_leaves_nothing_running() {
     assert_eq!(events[0]["dropped"].as_u64().unwrap(), 0);
     assert!(report["targets"].as_array().is_some_and(|t| !t.is_empty()));
     // The bench ran its own host and plugins; none may outlive it.
-    let leftover = Command::new("pgrep").args(["-f", "iglu-plugin-bench"]).output().unwrap();
-    assert!(leftover.stdout.is_empty(), "bench plugins left running: {}", String::from_utf8_lossy(&leftover.stdout));
+    let leftover = Command::new("pgrep")
+        .args(["-f", "iglu-plugin-bench"])
+        .output()
+        .unwrap();
+    assert!(
+        leftover.stdout.is_empty(),
+        "bench plugins left running: {}",
+        String::from_utf8_lossy(&leftover.stdout)
+    );
 }

@@ -142,14 +142,20 @@ impl EventQueue {
 
     /// The next event `session` may send now, if any (it moves to in-flight).
     pub fn take(&self, session: Uuid) -> Option<Queued> {
+        self.take_batch(session, 1).pop()
+    }
+
+    /// Up to `max` events `session` may send now, oldest first (they move to in-flight).
+    pub fn take_batch(&self, session: Uuid, max: usize) -> Vec<Queued> {
         let mut q = self.lock();
-        if q.owner != Some(session) || q.credit == 0 {
-            return None;
+        if q.owner != Some(session) {
+            return Vec::new();
         }
-        let item = q.waiting.pop_front()?;
-        q.credit -= 1;
-        q.unacked.push_back(item.clone());
-        Some(item)
+        let n = (q.credit.min(max as u64) as usize).min(q.waiting.len());
+        let batch: Vec<Queued> = q.waiting.drain(..n).collect();
+        q.credit -= n as u64;
+        q.unacked.extend(batch.iter().cloned());
+        batch
     }
 
     /// The plugin finished `n` events and can take `n` more.
