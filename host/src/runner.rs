@@ -45,6 +45,9 @@ pub fn spawn(spec: &PluginSpec, env: &[(&str, String)]) -> std::io::Result<Plugi
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    // The pre_exec hook makes std fork() instead of posix_spawn(), which
+    // costs about 0.5 ms per start on a small host (measured with `iglu
+    // bench`); a child that outlives a SIGKILLed host is worse.
     set_parent_death_signal(&mut command);
     let mut child = command.spawn()?;
     let id: Arc<str> = Arc::from(spec.id.as_str());

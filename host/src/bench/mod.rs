@@ -256,6 +256,14 @@ async fn workloads_in(
     }
     p.inc(1);
     let mut report = Report::default();
+    // Lifecycle first, on a fresh host: forking a plugin copies the host's
+    // page tables, and the 1 MiB payload workload grows this process's heap
+    // far beyond what a real `iglu run` host holds (about 8 MiB).
+    if wants("lifecycle") {
+        p.set_message(format!("lifecycle x{repeat}"));
+        report.lifecycle = workloads::lifecycle(b, repeat).await?;
+        p.inc(1);
+    }
     if wants("calls") {
         p.set_message("sequential latency");
         report
@@ -295,11 +303,6 @@ async fn workloads_in(
             report.events.push(workloads::fanout(b, n).await?);
             p.inc(1);
         }
-    }
-    if wants("lifecycle") {
-        p.set_message(format!("lifecycle x{repeat}"));
-        report.lifecycle = workloads::lifecycle(b, repeat).await?;
-        p.inc(1);
     }
     if wants("memory") {
         p.set_message(format!("memory ({long_calls} calls)"));
