@@ -15,5 +15,9 @@ pub const PLUGIN_ID: &str = "IGLU_PLUGIN_ID";
 /// `managed` when the host spawned the plugin (it exits when the host goes
 /// silent); `external` for a plugin started elsewhere (it reconnects).
 pub const MODE: &str = "IGLU_MODE";
+/// The host's process id. A managed plugin sets the Linux parent-death
+/// signal (SIGKILL) on itself at start, then checks that its parent is still
+/// this process (if the host died in between, nobody would send the signal).
+pub const HOST_PID: &str = "IGLU_HOST_PID";
 /// Milliseconds the SDK waits for WELCOME before it gives up (optional).
 pub const HANDSHAKE_TIMEOUT_MS: &str = "IGLU_HANDSHAKE_TIMEOUT_MS";

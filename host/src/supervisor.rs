@@ -182,6 +182,7 @@ async fn launch_once(shared: &Shared, id: &str) -> Result<(PluginProcess, u64), 
         (launch::TOKEN, token),
         (launch::PLUGIN_ID, id.to_owned()),
         (launch::MODE, "managed".to_owned()),
+        (launch::HOST_PID, std::process::id().to_string()),
         (
             launch::HANDSHAKE_TIMEOUT_MS,
             shared.config.handshake_timeout_ms.to_string(),

@@ -14,6 +14,7 @@ rule, CALL/REPLY/ERROR, EVENT batches with CREDIT, GOODBYE either way, and
 a clean exit on SIGTERM/SIGINT. Exit codes follow the Rust SDK.
 """
 
+import ctypes
 import os
 import signal
 import sys
@@ -43,6 +44,14 @@ def main():
         print("comfort: this program is an Iglu plugin: it is started by the iglu host, not run directly",
               file=sys.stderr)
         return 1
+    # Die with the host, even if it is SIGKILLed: PR_SET_PDEATHSIG (1) = SIGKILL,
+    # then make sure the host did not die before that took effect.
+    host_pid = os.environ.get("IGLU_HOST_PID")
+    if host_pid and sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != int(host_pid):
+            print("comfort: the host that started this plugin has already exited", file=sys.stderr)
+            return 2
     endpoint = os.environ["IGLU_ENDPOINT"]
     plugin_id = os.environ.get("IGLU_PLUGIN_ID", "comfort")
     handshake_ms = int(os.environ.get("IGLU_HANDSHAKE_TIMEOUT_MS", "10000"))

@@ -33,6 +33,9 @@ pub enum SdkError {
         /// How long it waited.
         waited: Duration,
     },
+    /// The host that started this plugin exited before the plugin was ready.
+    #[error("the host that started this plugin has already exited")]
+    HostGone,
     /// The host stopped answering heartbeats.
     #[error("the host has been silent for {0:?}; exiting so that no plugin is left orphaned")]
     HostSilent(Duration),
@@ -49,7 +52,10 @@ impl SdkError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SdkError::NotLaunchedByHost { .. } | SdkError::MissingEnv(_) => 1,
-            SdkError::HostSilent(_) | SdkError::Bus(_) | SdkError::Runtime(_) => 2,
+            SdkError::HostGone
+            | SdkError::HostSilent(_)
+            | SdkError::Bus(_)
+            | SdkError::Runtime(_) => 2,
             SdkError::Rejected { .. } => 3,
             SdkError::HandshakeTimeout { .. } => 4,
         }

@@ -65,6 +65,9 @@ impl Launch {
             _ => return Err(SdkError::MissingEnv(launch::TOKEN)),
         };
         let plugin_id = std::env::var(launch::PLUGIN_ID).unwrap_or_else(|_| manifest_id.to_owned());
+        if mode == Mode::Managed {
+            die_with_host()?;
+        }
         let handshake_timeout = std::env::var(launch::HANDSHAKE_TIMEOUT_MS)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -78,4 +81,25 @@ impl Launch {
             handshake_timeout,
         })
     }
+}
+
+/// Asks Linux to SIGKILL this process when its parent (the host) dies, then
+/// makes sure the parent has not died already: if it had, the signal would
+/// never come. Without `IGLU_HOST_PID` (an older host) nothing is done; host
+/// silence still ends the plugin.
+fn die_with_host() -> Result<(), SdkError> {
+    let Some(host) = std::env::var(launch::HOST_PID)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    #[cfg(target_os = "linux")]
+    {
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        if nix::unistd::getppid().as_raw() != host {
+            return Err(SdkError::HostGone);
+        }
+    }
+    Ok(())
 }

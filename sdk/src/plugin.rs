@@ -174,19 +174,13 @@ impl Plugin {
             event_window: self.event_window,
             inline_handlers: self.inline_handlers,
         });
-        // The I/O loop gets a thread and a single-threaded runtime of its own:
-        // heartbeats must never wait behind a busy handler.
+        // The I/O loop gets this thread and a single-threaded runtime of its
+        // own: heartbeats must never wait behind a busy handler (handlers run
+        // on the handler runtime's threads unless `inline_handlers`).
         let io_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let io = std::thread::Builder::new()
-            .name("iglu-io".into())
-            .spawn(move || io_runtime.block_on(connection::run(&launch, service)))?;
-        let outcome = io.join().unwrap_or_else(|_| {
-            Err(SdkError::Runtime(std::io::Error::other(
-                "the I/O thread panicked",
-            )))
-        });
+        let outcome = io_runtime.block_on(connection::run(&launch, service));
         handler_runtime.shutdown_timeout(Duration::from_millis(100));
         match outcome? {
             Ended::Signal(name) => tracing::info!(signal = name, "stopped cleanly"),
