@@ -54,9 +54,9 @@ impl RouterEndpoint {
 pub struct RouterInbound(RouterRecvHalf);
 
 impl RouterInbound {
-    /// The next `(peer, frame)`. Cancel-safe. A message with other than one
-    /// body frame is reported as [`BusError::FrameCount`] with its peer.
-    pub async fn recv(&mut self) -> Result<(PeerId, Result<Bytes, BusError>), BusError> {
+    /// The next message: its peer and its body frames (one protocol
+    /// message per frame: a plugin may batch several). Cancel-safe.
+    pub async fn recv(&mut self) -> Result<(PeerId, std::collections::VecDeque<Bytes>), BusError> {
         let message = self.0.recv().await?;
         let mut frames = message.into_vecdeque();
         let Some(peer) = frames.pop_front() else {
@@ -65,12 +65,7 @@ impl RouterInbound {
                 got: 0,
             });
         };
-        if frames.len() != 1 {
-            let got = frames.len();
-            return Ok((peer, Err(BusError::FrameCount { expected: 1, got })));
-        }
-        let body = frames.pop_front().unwrap_or_default();
-        Ok((peer, Ok(body)))
+        Ok((peer, frames))
     }
 }
 
@@ -167,6 +162,17 @@ impl DealerInbound {
 pub struct DealerOutbound(DealerSendHalf);
 
 impl DealerOutbound {
+    /// Sends several frames as one message (a batch of protocol messages,
+    /// one per frame). Not cancel-safe.
+    pub async fn send_frames(&mut self, frames: Vec<Bytes>) -> Result<(), BusError> {
+        let message = ZmqMessage::try_from(frames).map_err(|_| BusError::FrameCount {
+            expected: 1,
+            got: 0,
+        })?;
+        self.0.send(message).await?;
+        Ok(())
+    }
+
     /// Sends one frame to the host. Not cancel-safe.
     pub async fn send(&mut self, frame: Bytes) -> Result<(), BusError> {
         self.0.send(ZmqMessage::from(frame)).await?;

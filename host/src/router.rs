@@ -26,7 +26,15 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             received = inbound.recv() => match received {
-                Ok((peer, body)) => on_frame(&shared, &mut peers, peer, body).await,
+                                Ok((peer, frames)) => {
+                    if frames.is_empty() {
+                        tracing::warn!("dropped a message with no body frame");
+                    }
+                    // A plugin may batch several messages, one per frame.
+                    for frame in frames {
+                        on_frame(&shared, &mut peers, peer.clone(), frame).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "receiving from the plugin socket failed");
                     // Do not spin if the socket is broken; the shutdown branch still works.
@@ -48,7 +56,7 @@ async fn on_frame(
     shared: &Shared,
     peers: &mut HashMap<PeerId, Arc<Session>>,
     peer: PeerId,
-    body: Result<Bytes, BusError>,
+    body: Bytes,
 ) {
     let live = match peers.get(&peer) {
         Some(s) if !s.is_closed() => Some(s.clone()),
@@ -58,7 +66,7 @@ async fn on_frame(
         }
         None => None,
     };
-    let decoded = body.and_then(|b| iglu_bus::decode(&b, shared.config.max_message_bytes));
+    let decoded = iglu_bus::decode(&body, shared.config.max_message_bytes);
     match (live, decoded) {
         (Some(session), Ok(message)) => {
             session.touch();

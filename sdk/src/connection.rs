@@ -37,6 +37,9 @@ use crate::launch::{Launch, Mode};
 /// a flood of finished calls wait for the socket instead of growing memory.
 const OUTGOING_QUEUE: usize = 1024;
 
+/// Most messages sent in one ZeroMQ message (one per frame).
+const MAX_BATCH: usize = 64;
+
 /// After GOODBYE is queued, how long to let the socket flush before exit
 /// (ZeroMQ's LINGER idea); the host does not depend on it arriving.
 const LINGER: Duration = Duration::from_millis(100);
@@ -304,12 +307,29 @@ impl Session {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
                 frame = self.inbound.recv() => {
-                                        let (head, rest) = frame?;
+                                                            let (head, mut rest) = frame?;
                     self.host_liveness.seen(Instant::now());
-                    self.on_frame(head, rest).await?;
+                    // An EVENT takes its frame pairs from `rest`; any other
+                    // frames are further messages of a batch, one per frame.
+                    self.on_frame(head, &mut rest).await?;
+                    while let Some(next) = rest.pop_front() {
+                        self.on_frame(next, &mut std::collections::VecDeque::new()).await?;
+                    }
                 }
-                                Some(out) = link.outgoing_rx.recv() => {
-                    self.on_outgoing(out).await?;
+                                                Some(out) = link.outgoing_rx.recv() => {
+                    // Whatever else is ready goes in the same ZeroMQ message:
+                    // under load one write carries many answers.
+                    let mut batch = Vec::new();
+                    self.on_outgoing(out, &mut batch);
+                    while batch.len() < MAX_BATCH {
+                        match link.outgoing_rx.try_recv() {
+                            Ok(more) => self.on_outgoing(more, &mut batch),
+                            Err(_) => break,
+                        }
+                    }
+                    if !batch.is_empty() {
+                        self.outbound.send_frames(batch).await?;
+                    }
                 }
                 _ = ticker.tick() => {
                     self.send(iglu_bus::encode(&Message::Heartbeat(Heartbeat {}))?).await?;
@@ -356,7 +376,7 @@ impl Session {
     async fn on_frame(
         &mut self,
         frame: Bytes,
-        mut rest: std::collections::VecDeque<Bytes>,
+        rest: &mut std::collections::VecDeque<Bytes>,
     ) -> Result<(), SdkError> {
         let message = match iglu_bus::decode(&frame, self.max_message) {
             Ok(m) => m,
@@ -478,7 +498,8 @@ impl Session {
         Ok(())
     }
 
-    async fn on_outgoing(&mut self, out: Outgoing) -> Result<(), SdkError> {
+    /// Adds the frame `out` stands for, if it is still wanted, to `batch`.
+    fn on_outgoing(&mut self, out: Outgoing, batch: &mut Vec<Bytes>) {
         match out {
             Outgoing::Call(id) => {
                 let frame = {
@@ -493,23 +514,18 @@ impl Session {
                         None => None,
                     }
                 };
-                match frame {
-                    Some(frame) => self.send(frame).await,
-                    None => Ok(()),
-                }
+                batch.extend(frame);
             }
             Outgoing::Credit { connection, frame } => {
                 if connection == self.connection {
-                    self.send(frame).await?;
+                    batch.push(frame);
                 }
-                Ok(())
             }
             Outgoing::Done { id, frame } => {
                 // A call cancelled meanwhile has no entry left: its answer is not wanted.
                 if self.running.remove(&id).is_some() {
-                    self.send(frame).await?;
+                    batch.push(frame);
                 }
-                Ok(())
             }
         }
     }

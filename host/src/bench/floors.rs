@@ -44,8 +44,8 @@ pub async fn serve(floor: Floor, address: &str) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             loop {
                 let (peer, frame) = ep.inbound.recv().await.map_err(|e| e.to_string())?;
-                let Ok(frame) = frame else { continue };
-                let Ok(env) = rmp_serde::from_slice::<Envelope>(&frame) else {
+                let Some(frame) = frame.front() else { continue };
+                let Ok(env) = rmp_serde::from_slice::<Envelope>(frame) else {
                     continue;
                 };
                 let reply = rmp_serde::to_vec_named(&env).map_err(|e| e.to_string())?;
