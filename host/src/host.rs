@@ -119,33 +119,14 @@ impl Host {
         }
         let mut supervisors = Vec::new();
         for spec in plugins {
-            let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
-            let (events_tx, events_rx) = mpsc::channel(supervisor::QUEUE);
             let id = spec.id.clone();
             let autostart = spec.autostart;
-            shared.registry.insert(Entry {
-                id: id.clone(),
-                kind: PluginKind::Managed(spec),
-                state: if autostart {
-                    PluginState::Starting
-                } else {
-                    PluginState::Stopped
-                },
-                pid: None,
-                restarts: 0,
-                last_exit: None,
-                manifest: None,
-                methods: Vec::new(),
-                launch: 0,
-                token: None,
-                session: None,
-                since: None,
-                subscriptions: Vec::new(),
-                receive_own: false,
-                queue: Arc::new(EventQueue::new(shared.config.event_queue)),
-                events: events_tx,
-                commands: commands_tx,
-            });
+            let state = if autostart {
+                PluginState::Starting
+            } else {
+                PluginState::Stopped
+            };
+            let (commands_rx, events_rx) = register(&shared, &id, PluginKind::Managed(spec), state);
             supervisors.push(tokio::spawn(supervisor::supervise(
                 shared.clone(),
                 id,
@@ -155,27 +136,12 @@ impl Host {
             )));
         }
         for (spec, token) in externals {
-            let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
-            let (events_tx, events_rx) = mpsc::channel(supervisor::QUEUE);
-            shared.registry.insert(Entry {
-                id: spec.id.clone(),
-                kind: PluginKind::External(spec.clone()),
-                state: PluginState::Starting,
-                pid: None,
-                restarts: 0,
-                last_exit: None,
-                manifest: None,
-                methods: Vec::new(),
-                launch: 0,
-                token: None,
-                session: None,
-                since: None,
-                subscriptions: Vec::new(),
-                receive_own: false,
-                queue: Arc::new(EventQueue::new(shared.config.event_queue)),
-                events: events_tx,
-                commands: commands_tx,
-            });
+            let (commands_rx, events_rx) = register(
+                &shared,
+                &spec.id,
+                PluginKind::External(spec.clone()),
+                PluginState::Starting,
+            );
             supervisors.push(tokio::spawn(external::supervise(
                 shared.clone(),
                 spec,
@@ -313,4 +279,39 @@ pub async fn command(
         .await
         .map_err(|_| HostError::Supervisor(id.to_owned()))?;
     wait.await.map_err(|_| HostError::Supervisor(id.to_owned()))
+}
+
+/// Adds a plugin to the registry with its supervisor's channels; returns the
+/// supervisor's ends.
+fn register(
+    shared: &Shared,
+    id: &str,
+    kind: PluginKind,
+    state: PluginState,
+) -> (
+    mpsc::Receiver<Command>,
+    mpsc::Receiver<supervisor::SupervisorEvent>,
+) {
+    let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
+    let (events_tx, events_rx) = mpsc::channel(supervisor::QUEUE);
+    shared.registry.insert(Entry {
+        id: id.to_owned(),
+        kind,
+        state,
+        pid: None,
+        restarts: 0,
+        last_exit: None,
+        manifest: None,
+        methods: Vec::new(),
+        launch: 0,
+        token: None,
+        session: None,
+        since: None,
+        subscriptions: Vec::new(),
+        receive_own: false,
+        queue: Arc::new(EventQueue::new(shared.config.event_queue)),
+        events: events_tx,
+        commands: commands_tx,
+    });
+    (commands_rx, events_rx)
 }

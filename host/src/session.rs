@@ -179,6 +179,11 @@ impl Session {
         self.epoch.elapsed().saturating_sub(last)
     }
 
+    /// Calls from the host waiting for this plugin's answer.
+    pub fn calls_in_flight(&self) -> usize {
+        self.lock().inflight.len()
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.is_cancelled()

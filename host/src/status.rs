@@ -30,6 +30,8 @@ pub struct PluginStatus {
     pub last_heartbeat_ms_ago: Option<u64>,
     /// Milliseconds since the session opened; `null` without a session.
     pub uptime_ms: Option<u64>,
+    /// Calls from the host waiting for this plugin's answer.
+    pub calls_in_flight: usize,
     /// `managed` (a child process of the host) or `external` (connects by itself).
     pub kind: String,
     /// Methods declared in its last handshake.
@@ -61,6 +63,7 @@ impl PluginStatus {
             last_exit: e.last_exit.clone(),
             last_heartbeat_ms_ago: live.map(|s| millis(s.silent_for())),
             uptime_ms: live.and(e.since).map(|t| millis(t.elapsed())),
+            calls_in_flight: live.map_or(0, |s| s.calls_in_flight()),
             kind: match e.kind {
                 crate::registry::PluginKind::Managed(_) => "managed",
                 crate::registry::PluginKind::External(_) => "external",

@@ -199,8 +199,8 @@ fn key_value_state_survives_a_plugin_crash() {
 
 #[test]
 fn busy_handlers_do_not_make_a_false_crash() {
-    // 300 ms x 3 = 0.9 s of silence would be a crash; burn every core for 3 s.
-    let host = echo_host("[heartbeat]\ninterval_ms = 300\nliveness = 3");
+    // 500 ms x 3 = 1.5 s of silence would be a crash; burn every core for 4 s.
+    let host = echo_host("[heartbeat]\ninterval_ms = 500\nliveness = 3");
     let pid = host.plugin("echo")["pid"].clone();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -217,7 +217,7 @@ fn busy_handlers_do_not_make_a_false_crash() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for r in results {
-        assert_eq!(r.unwrap(), json!(3000));
+        assert_eq!(r.unwrap(), json!(4000));
     }
     let p = host.plugin("echo");
     assert_eq!(p["pid"], pid, "{p}");

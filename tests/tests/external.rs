@@ -64,7 +64,9 @@ fn external_plugin_connects_by_name_crashes_and_comes_back_with_its_state() {
     let errors: Vec<_> = std::thread::scope(|s| {
         let call =
             s.spawn(|| host.call_with_timeout("ext", "sleep", json!({"ms": 600_000}), 600_000));
-        std::thread::sleep(Duration::from_millis(300));
+        host.wait_plugin("ext", "the call in flight", |p| {
+            p["calls_in_flight"] == json!(1)
+        });
         signal_pid(first.pid(), Signal::SIGKILL);
         vec![call.join().unwrap()]
     });

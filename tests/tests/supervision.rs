@@ -23,8 +23,10 @@ fn sigkill_fails_calls_in_flight_at_once_and_restarts() {
                 })
             })
             .collect();
-        // Kill once the calls are surely in flight.
-        std::thread::sleep(Duration::from_millis(300));
+        // Kill once the calls are all in flight.
+        host.wait_plugin("echo", "8 calls in flight", |p| {
+            p["calls_in_flight"] == json!(8)
+        });
         signal_pid(pid, Signal::SIGKILL);
         calls.into_iter().map(|c| c.join().unwrap()).collect()
     });
