@@ -210,7 +210,7 @@ fn busy_handlers_do_not_make_a_false_crash() {
             .map(|_| {
                 let host = &host;
                 s.spawn(move || {
-                    host.call("echo", "burn", json!({"ms": 3000, "threads": cores + 1}))
+                    host.call("echo", "burn", json!({"ms": 4000, "threads": cores + 1}))
                 })
             })
             .collect();
