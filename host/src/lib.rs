@@ -9,7 +9,7 @@
 //!   removal of stale ones.
 //! - [`control`]: the CLI's Unix socket (JSON lines) -> [`host::call`].
 //! - [`registry`]: every plugin's state; [`status`] renders it.
-//! - [`session`]: one authenticated plugin connection: outbox, calls in
+//! - [`session`]: one authenticated plugin connection: sends, calls in
 //!   flight by correlation id, liveness; closing it fails every waiting call.
 //! - [`router`]: the ROUTER loop; HELLOs go to [`admission`], host-API calls
 //!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`].

@@ -36,7 +36,7 @@ pub async fn run(shared: Arc<Shared>) {
             if silent > timing.timeout() {
                 session.close(Loss::HeartbeatTimeout(silent));
             } else if beat {
-                // A full outbox means the plugin is not reading: skipping a
+                // A full socket queue means the plugin is not reading: skipping a
                 // heartbeat is right, its own silence check will tell.
                 session.send_bounded(frame.clone()).await;
             }

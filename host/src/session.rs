@@ -1,4 +1,4 @@
-//! One authenticated connection to a plugin: its outbox, its calls in flight, its liveness.
+//! One authenticated connection to a plugin: sending to it, its calls in flight, its liveness.
 //!
 //! A session exists only after the handshake bound a routing id to a plugin.
 //! Every call to the plugin is registered here by correlation id; when the

@@ -1,15 +1,11 @@
-//! The I/O loop: the connection to the host, run on its own thread.
+//! One connection to the host, served by the I/O loop on its own thread.
 //!
-//! It owns the DEALER socket. Incoming CALLs are spawned on the handler
-//! runtime; finished calls come back through `Outgoing`. Because this loop
-//! runs on a thread of its own, handlers that keep every core busy delay a
+//! The loop owns the DEALER socket. Incoming CALLs are spawned on the
+//! handler runtime (or on this thread, with inline handlers); finished calls
+//! come back through `Outgoing` and leave in batches. Because this loop runs
+//! on a thread of its own, handlers that keep every core busy delay a
 //! heartbeat by a scheduler slice at most, never by the length of a handler.
-//!
-//! A managed plugin lives and dies with its one connection. An external
-//! plugin reconnects when the host goes away (a `zeromq` DEALER does not
-//! reconnect by itself, so each attempt builds a new one), with exponential
-//! backoff and jitter, handshakes again, and sends again every call to the
-//! host that was not answered.
+//! What outlives a connection (and reconnecting) is in [`crate::link`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,11 +15,10 @@ use bytes::Bytes;
 use iglu_bus::heartbeat::{Liveness, Timing};
 use iglu_bus::transport::{DealerConnection, DealerInbound, DealerOutbound};
 use iglu_bus::{
-    handshake, CallId, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome,
-    WireError,
+    CallId, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome, WireError,
 };
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::context::Context;
@@ -31,11 +26,12 @@ use crate::error::SdkError;
 use crate::events::{self, Event, EventHandler};
 use crate::handler::{run_guarded, ErasedHandler};
 use crate::host::{HostClient, Pending};
-use crate::launch::{Launch, Mode};
+use crate::launch::Launch;
+use crate::link::Link;
 
 /// Frames queued for the host from handlers and host calls. The bound makes
 /// a flood of finished calls wait for the socket instead of growing memory.
-const OUTGOING_QUEUE: usize = 1024;
+pub(crate) const OUTGOING_QUEUE: usize = 1024;
 
 /// Most messages sent in one ZeroMQ message (one per frame).
 const MAX_BATCH: usize = 64;
@@ -43,10 +39,6 @@ const MAX_BATCH: usize = 64;
 /// After GOODBYE is queued, how long to let the socket flush before exit
 /// (ZeroMQ's LINGER idea); the host does not depend on it arriving.
 const LINGER: Duration = Duration::from_millis(100);
-
-/// First and longest wait between reconnection attempts of an external plugin.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// What flows from handlers, host calls and the event task to the I/O loop.
 pub(crate) enum Outgoing {
@@ -56,16 +48,6 @@ pub(crate) enum Outgoing {
     Done { id: CallId, frame: Bytes },
     /// Event credit, valid only on the connection it was earned on.
     Credit { connection: u64, frame: Bytes },
-}
-
-/// What outlives one connection: the way back to the I/O loop, the calls
-/// to the host still waiting, and the stop request.
-struct Link {
-    outgoing_tx: mpsc::Sender<Outgoing>,
-    outgoing_rx: mpsc::Receiver<Outgoing>,
-    pending: Pending,
-    stop: watch::Receiver<Option<&'static str>>,
-    connection: u64,
 }
 
 /// Everything the loop needs that does not change between connections.
@@ -92,119 +74,7 @@ pub(crate) enum Ended {
     HostGoodbye(String),
 }
 
-/// Connects, handshakes, and serves until told to stop; an external plugin
-/// reconnects whenever the connection is lost.
-pub(crate) async fn run(launch: &Launch, service: Arc<Service>) -> Result<Ended, SdkError> {
-    let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-    let (stop_tx, stop) = watch::channel(None);
-    tokio::spawn(async move {
-        let name = crate::signals::terminated().await;
-        let _ = stop_tx.send(Some(name));
-    });
-    let mut link = Link {
-        outgoing_tx,
-        outgoing_rx,
-        pending: Default::default(),
-        stop,
-        connection: 0,
-    };
-    let mut wait = RECONNECT_MIN;
-    loop {
-        let result = connect_once(launch, &service, &mut link).await;
-        let retry = launch.mode == Mode::External
-            && match &result {
-                Ok(Ended::Signal(_)) | Ok(Ended::HostGoodbye(_)) => false,
-                Err(SdkError::Rejected { code, .. }) => matches!(
-                    code,
-                    iglu_bus::RejectCode::DuplicateId | iglu_bus::RejectCode::Stopped
-                ),
-                Err(
-                    SdkError::HostSilent(_) | SdkError::HandshakeTimeout { .. } | SdkError::Bus(_),
-                ) => true,
-                Err(_) => false,
-            };
-        if !retry {
-            // Wake every caller of the host with "disconnected".
-            link.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-            return result;
-        }
-        if let Err(e) = &result {
-            tracing::warn!(plugin = %launch.plugin_id, error = %e, retry_in_ms = wait.as_millis() as u64, "connection to the host lost; reconnecting");
-        }
-        // Jitter, so that the plugins of a restarted host do not all come
-        // back in the same millisecond.
-        let jittered = wait.mul_f64(0.5 + rand_fraction() * 0.5);
-        tokio::select! {
-            _ = tokio::time::sleep(jittered) => {}
-            _ = link.stop.changed() => {
-                let name = (*link.stop.borrow()).unwrap_or("signal");
-                return Ok(Ended::Signal(name));
-            }
-        }
-        wait = (wait * 2).min(RECONNECT_MAX);
-    }
-}
-
-/// A number in [0, 1) from the clock, enough for jitter.
-fn rand_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    f64::from(nanos % 1000) / 1000.0
-}
-
-async fn connect_once(
-    launch: &Launch,
-    service: &Arc<Service>,
-    link: &mut Link,
-) -> Result<Ended, SdkError> {
-    let (conn, welcome) =
-        tokio::time::timeout(launch.handshake_timeout, handshake(launch, service))
-            .await
-            .map_err(|_| SdkError::HandshakeTimeout {
-                endpoint: launch.endpoint.clone(),
-                waited: launch.handshake_timeout,
-            })??;
-    link.connection += 1;
-    tracing::info!(
-        plugin = %launch.plugin_id,
-        session = %welcome.session,
-        version = welcome.version,
-        "connected to the host"
-    );
-    Session::new(launch, service.clone(), conn, welcome, link)
-        .serve(link)
-        .await
-}
-
-async fn handshake(
-    launch: &Launch,
-    service: &Service,
-) -> Result<(DealerConnection, Welcome), SdkError> {
-    let mut conn = DealerConnection::connect(&launch.endpoint).await?;
-    let hello = iglu_bus::encode(&Message::Hello(service.hello.clone()))?;
-    conn.outbound.send(hello).await?;
-    loop {
-        let (frame, _) = conn.inbound.recv().await?;
-        match iglu_bus::decode(&frame, iglu_bus::DEFAULT_MAX_MESSAGE_BYTES) {
-            Ok(Message::Welcome(w)) => return Ok((conn, w)),
-            Ok(Message::Reject(r)) => {
-                return Err(SdkError::Rejected {
-                    code: r.code,
-                    message: r.message,
-                })
-            }
-            Ok(other) => tracing::warn!(?other, "ignoring a message that came before WELCOME"),
-            Err(e) => tracing::warn!(error = %e, "ignoring an undecodable frame before WELCOME"),
-        }
-    }
-}
-
-struct Session {
+pub(crate) struct Session {
     plugin_id: Arc<str>,
     service: Arc<Service>,
     inbound: DealerInbound,
@@ -226,7 +96,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(
+    pub(crate) fn new(
         launch: &Launch,
         service: Arc<Service>,
         conn: DealerConnection,
@@ -279,7 +149,7 @@ impl Session {
         }
     }
 
-    async fn serve(mut self, link: &mut Link) -> Result<Ended, SdkError> {
+    pub(crate) async fn serve(mut self, link: &mut Link) -> Result<Ended, SdkError> {
         // Open the event window: the host sends nothing before it has credit.
         let window = self.service.event_window.max(1);
         self.send(iglu_bus::encode(&Message::Credit(iglu_bus::Credit {
@@ -600,25 +470,5 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The HELLO this build sends.
-pub(crate) fn hello(
-    launch: &Launch,
-    manifest: iglu_bus::Manifest,
-    methods: Vec<String>,
-    subscriptions: Vec<String>,
-    receive_own: bool,
-) -> Hello {
-    Hello {
-        cookie: handshake::COOKIE_VALUE.to_owned(),
-        versions: handshake::PROTOCOL_VERSIONS.to_vec(),
-        plugin_id: launch.plugin_id.clone(),
-        token: launch.token.clone(),
-        manifest,
-        methods,
-        subscriptions,
-        receive_own,
     }
 }

@@ -30,10 +30,12 @@
 //!   which reads the launch environment and runs everything.
 //! - [`launch`]: what the host put in the environment; a binary run by hand
 //!   says it is a plugin and exits 1.
-//! - `connection`: the I/O loop, on its own thread and runtime so that busy
-//!   handlers never delay a heartbeat: connect, handshake, receive CALLs and
-//!   hand them to the handler runtime, send replies and heartbeats, notice a
-//!   silent host, drain on SIGTERM/SIGINT or GOODBYE.
+//! - `link`: connect, handshake, and (external plugins) reconnect with
+//!   backoff, resending unanswered calls to the host.
+//! - `connection`: the I/O loop of one connection, on its own thread and
+//!   runtime so that busy handlers never delay a heartbeat: receive CALLs and
+//!   hand them to the handlers, send replies (batched) and heartbeats, notice
+//!   a silent host, drain on SIGTERM/SIGINT or GOODBYE.
 //! - [`handler`]: typed methods turned into byte-in/byte-out handlers that
 //!   catch panics and honour deadlines.
 //! - [`events`]: events delivered one at a time, in order, paced by credit;
@@ -50,6 +52,7 @@ pub mod events;
 pub mod handler;
 pub mod host;
 pub mod launch;
+mod link;
 pub mod plugin;
 mod signals;
 

@@ -10,12 +10,13 @@ use iglu_bus::Manifest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::connection::{self, Ended, Service};
+use crate::connection::{Ended, Service};
 use crate::context::Context;
 use crate::error::{HandlerError, SdkError};
 use crate::events::{self, Event, EventHandler};
 use crate::handler::{erase, ErasedHandler};
 use crate::launch::Launch;
+use crate::link;
 
 /// Default time in-flight calls get to finish after SIGTERM/SIGINT or GOODBYE.
 /// Below the host's own stop grace, so a plugin normally exits by itself.
@@ -160,7 +161,7 @@ impl Plugin {
             builder.build()?
         };
         let service = Arc::new(Service {
-            hello: connection::hello(
+            hello: link::hello(
                 &launch,
                 self.manifest,
                 methods,
@@ -180,7 +181,7 @@ impl Plugin {
         let io_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let outcome = io_runtime.block_on(connection::run(&launch, service));
+        let outcome = io_runtime.block_on(link::run(&launch, service));
         handler_runtime.shutdown_timeout(Duration::from_millis(100));
         match outcome? {
             Ended::Signal(name) => tracing::info!(signal = name, "stopped cleanly"),
