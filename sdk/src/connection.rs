@@ -88,6 +88,8 @@ pub(crate) struct Session {
     outgoing_tx: mpsc::Sender<Outgoing>,
     /// Which connection of this process this is (credits of an earlier one are stale).
     connection: u64,
+    /// Answers of inline handlers that finished at once, sent as one batch.
+    answers: Vec<Bytes>,
     /// Events for the event task; its capacity is the credit window, so it never fills
     /// while the host honours credit.
     event_tx: mpsc::Sender<Event>,
@@ -144,6 +146,7 @@ impl Session {
             pending,
             outgoing_tx,
             connection: link.connection,
+            answers: Vec::new(),
             event_tx,
             draining: None,
         }
@@ -181,9 +184,25 @@ impl Session {
                     self.host_liveness.seen(Instant::now());
                     // An EVENT takes its frame pairs from `rest`; any other
                     // frames are further messages of a batch, one per frame.
-                    self.on_frame(head, &mut rest).await?;
+                                        self.on_frame(head, &mut rest).await?;
                     while let Some(next) = rest.pop_front() {
                         self.on_frame(next, &mut std::collections::VecDeque::new()).await?;
+                    }
+                    // Take whatever else has already arrived (recv is cancel-safe),
+                    // then send the answers it produced as one message.
+                    while self.answers.len() < MAX_BATCH {
+                        let Some(more) = futures::FutureExt::now_or_never(self.inbound.recv()) else {
+                            break;
+                        };
+                        let (head, mut rest) = more?;
+                        self.on_frame(head, &mut rest).await?;
+                        while let Some(next) = rest.pop_front() {
+                            self.on_frame(next, &mut std::collections::VecDeque::new()).await?;
+                        }
+                    }
+                    if !self.answers.is_empty() {
+                        let answers = std::mem::take(&mut self.answers);
+                        self.outbound.send_frames(answers).await?;
                     }
                 }
                                                 Some(out) = link.outgoing_rx.recv() => {
@@ -346,7 +365,7 @@ impl Session {
         let deadline = Duration::from_millis(u64::from(call.deadline_ms));
         let max = self.max_message;
         let out = self.outgoing_tx.clone();
-        let fut = async move {
+        let mut work = Box::pin(async move {
             let result =
                 match tokio::time::timeout(deadline, run_guarded(handler, ctx, call.args)).await {
                     Ok(r) => r,
@@ -355,7 +374,18 @@ impl Session {
                         format!("the handler ran past its deadline of {deadline:?}"),
                     )),
                 };
-            let frame = answer_frame(id, result, max);
+            answer_frame(id, result, max)
+        });
+        if self.service.inline_handlers {
+            // Most inline handlers finish at their first poll: answer at once,
+            // without a task, in the batch this loop is building.
+            if let Some(frame) = futures::FutureExt::now_or_never(&mut work) {
+                self.answers.push(frame);
+                return Ok(());
+            }
+        }
+        let fut = async move {
+            let frame = work.await;
             // The loop is gone only when the process is exiting; nothing to tell.
             let _ = out.send(Outgoing::Done { id, frame }).await;
         };
