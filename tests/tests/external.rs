@@ -18,6 +18,17 @@ fn settings(port: u16) -> String {
     )
 }
 
+/// A host with the TCP endpoint on a free port and plugin `ext` connected to it.
+fn host_with_running_ext() -> (TestHost, iglu_tests::Proc) {
+    let port = free_port();
+    let host = TestHost::start(&settings(port), &[]);
+    let log = host.dir.join("ext.log");
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let ext = external_plugin("iglu-plugin-echo", &endpoint, "ext", TOKEN, &[], &log);
+    host.wait_state("ext", "running");
+    (host, ext)
+}
+
 fn greeting() -> Vec<u8> {
     let mut g = vec![0u8; 64];
     g[0] = 0xff;
@@ -94,18 +105,7 @@ fn external_plugin_connects_by_name_crashes_and_comes_back_with_its_state() {
 
 #[test]
 fn a_host_restart_brings_external_plugins_back_without_restarting_them() {
-    let port = free_port();
-    let mut host = TestHost::start(&settings(port), &[]);
-    let log = host.dir.join("ext.log");
-    let ext = external_plugin(
-        "iglu-plugin-echo",
-        &format!("tcp://127.0.0.1:{port}"),
-        "ext",
-        TOKEN,
-        &[],
-        &log,
-    );
-    host.wait_state("ext", "running");
+    let (mut host, ext) = host_with_running_ext();
     let config = std::fs::read_to_string(&host.config).unwrap();
     host.signal(Signal::SIGTERM);
     host.wait_exit(PATIENCE).unwrap();
@@ -144,18 +144,7 @@ fn wrong_token_and_unknown_id_are_rejected_with_a_reason() {
 
 #[test]
 fn frozen_external_plugin_is_crashed_then_reconnects_when_thawed() {
-    let port = free_port();
-    let host = TestHost::start(&settings(port), &[]);
-    let log = host.dir.join("ext.log");
-    let ext = external_plugin(
-        "iglu-plugin-echo",
-        &format!("tcp://127.0.0.1:{port}"),
-        "ext",
-        TOKEN,
-        &[],
-        &log,
-    );
-    host.wait_state("ext", "running");
+    let (host, ext) = host_with_running_ext();
     signal_pid(ext.pid(), Signal::SIGSTOP);
     let p = host.wait_state("ext", "crashed");
     assert!(

@@ -167,8 +167,12 @@ impl EventQueue {
         let acked = (n as usize).min(q.unacked.len());
         q.unacked.drain(..acked);
         q.delivered += acked as u64;
-        // Credit beyond what is in flight is the initial window, or a grant ahead.
-        q.credit = q.credit.saturating_add(u64::from(n));
+        // Credit beyond what is in flight is the initial window, or a grant
+        // ahead. Capped so that in flight never exceeds the queue's own
+        // bound: a plugin that grants credit and never finishes anything
+        // cannot make the host hold more than `capacity` events for it.
+        let room = (self.capacity as u64).saturating_sub(q.unacked.len() as u64);
+        q.credit = q.credit.saturating_add(u64::from(n)).min(room);
         drop(q);
         self.ready.notify_one();
     }
@@ -240,6 +244,20 @@ mod tests {
         q.credit(s2, 10);
         let seqs: Vec<u64> = std::iter::from_fn(|| q.take(s2)).map(|i| i.seq).collect();
         assert_eq!(seqs, vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn credit_cannot_exceed_the_queue_bound() {
+        let q = EventQueue::new(8);
+        let s = Uuid::new_v4();
+        q.attach(s);
+        q.credit(s, u32::MAX);
+        for n in 0..20 {
+            q.push(ev(n), false);
+            while q.take(s).is_some() {}
+        }
+        let st = q.stats();
+        assert!(st.in_flight <= 8, "{st:?}");
     }
 
     #[test]
