@@ -36,6 +36,18 @@ pub(crate) const OUTGOING_QUEUE: usize = 1024;
 /// Most messages sent in one ZeroMQ message (one per frame).
 const MAX_BATCH: usize = 64;
 
+/// Answers to inline calls go out in batches of at most this many, even
+/// when more calls are waiting: one write then carries many answers, and
+/// the host starts on them while this loop handles the rest. Answering
+/// everything that had arrived at once (up to 64) made host and plugin take
+/// turns, each idle while the other worked: `iglu bench` at 64 calls in
+/// flight measured 0.68x the zeromq floor with 64, 1.13x with 16.
+const ANSWER_BATCH: usize = 16;
+
+/// Most frames handled before the loop looks at its other branches
+/// (heartbeats, stop) again.
+const MAX_DRAIN: usize = 256;
+
 /// After GOODBYE is queued, how long to let the socket flush before exit
 /// (ZeroMQ's LINGER idea); the host does not depend on it arriving.
 const LINGER: Duration = Duration::from_millis(100);
@@ -180,30 +192,18 @@ impl Session {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
                 frame = self.inbound.recv() => {
-                                                            let (head, mut rest) = frame?;
+                                                            let (head, rest) = frame?;
                     self.host_liveness.seen(Instant::now());
-                    // An EVENT takes its frame pairs from `rest`; any other
-                    // frames are further messages of a batch, one per frame.
-                                        self.on_frame(head, &mut rest).await?;
-                    while let Some(next) = rest.pop_front() {
-                        self.on_frame(next, &mut std::collections::VecDeque::new()).await?;
-                    }
-                    // Take whatever else has already arrived (recv is cancel-safe),
-                    // then send the answers it produced as one message.
-                    while self.answers.len() < MAX_BATCH {
+                    let mut handled = self.on_message(head, rest).await?;
+                    // Take whatever else has already arrived (recv is cancel-safe).
+                    while handled < MAX_DRAIN {
                         let Some(more) = futures::FutureExt::now_or_never(self.inbound.recv()) else {
                             break;
                         };
-                        let (head, mut rest) = more?;
-                        self.on_frame(head, &mut rest).await?;
-                        while let Some(next) = rest.pop_front() {
-                            self.on_frame(next, &mut std::collections::VecDeque::new()).await?;
-                        }
+                        let (head, rest) = more?;
+                        handled += self.on_message(head, rest).await?;
                     }
-                    if !self.answers.is_empty() {
-                        let answers = std::mem::take(&mut self.answers);
-                        self.outbound.send_frames(answers).await?;
-                    }
+                    self.send_answers().await?;
                 }
                                                 Some(out) = link.outgoing_rx.recv() => {
                     // Whatever else is ready goes in the same ZeroMQ message:
@@ -256,6 +256,46 @@ impl Session {
             tokio::time::sleep(LINGER).await;
         }
         result
+    }
+
+    /// Handles one ZeroMQ message: an EVENT takes its frame pairs from
+    /// `rest`; any other frames are further messages of a batch, one per
+    /// frame. Returns how many frames it handled.
+    async fn on_message(
+        &mut self,
+        head: Bytes,
+        mut rest: std::collections::VecDeque<Bytes>,
+    ) -> Result<usize, SdkError> {
+        let mut handled = 1;
+        self.send_full_batch().await?;
+        self.on_frame(head, &mut rest).await?;
+        while let Some(next) = rest.pop_front() {
+            self.send_full_batch().await?;
+            self.on_frame(next, &mut std::collections::VecDeque::new())
+                .await?;
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    /// Sends the answers once there are [`ANSWER_BATCH`] of them, and lets
+    /// the writer task write them before more calls are handled.
+    async fn send_full_batch(&mut self) -> Result<(), SdkError> {
+        if self.answers.len() >= ANSWER_BATCH {
+            self.send_answers().await?;
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
+    /// Sends the answers gathered so far as one message.
+    async fn send_answers(&mut self) -> Result<(), SdkError> {
+        if self.answers.is_empty() {
+            return Ok(());
+        }
+        let answers = std::mem::take(&mut self.answers);
+        self.outbound.send_frames(answers).await?;
+        Ok(())
     }
 
     fn start_draining(&mut self, why: Ended) {
