@@ -11,6 +11,7 @@
 //! - [`registry`]: every plugin's state; [`status`] renders it.
 //! - [`session`]: one authenticated plugin connection: sends, calls in
 //!   flight by correlation id, liveness; closing it fails every waiting call.
+//!   Its calls leave through its [`outbox`], coalesced into batches.
 //! - [`router`]: the ROUTER loop; HELLOs go to [`admission`], host-API calls
 //!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`].
 //! - [`liveness`]: heartbeats out, silence detection in.
@@ -37,6 +38,7 @@ pub mod host_api;
 pub mod json_msgpack;
 pub mod kv;
 pub mod liveness;
+pub mod outbox;
 pub mod plugin_dir;
 pub mod registry;
 pub mod restart_policy;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::queue::EventQueue;
+use crate::outbox::{self, Outbox};
 use crate::supervisor::SupervisorEvent;
 
 /// Longest a send on a path that serves other plugins (router replies,
@@ -100,8 +101,10 @@ pub struct Session {
     pub version: u32,
     /// The plugin's event queue (it outlives the session).
     pub events: Arc<EventQueue>,
-    /// Sends straight into this peer's socket queue: no task hop on the call path.
+    /// Sends straight into this peer's socket queue (WELCOME, heartbeats, events).
     outbound: RouterOutbound,
+    /// Calls and cancels, coalesced by the session's flusher (see `outbox`).
+    outbox: Arc<Outbox>,
     /// Bounds calls in flight (see `MAX_CALLS_IN_FLIGHT`).
     call_slots: tokio::sync::Semaphore,
     calls: Mutex<Calls>,
@@ -138,27 +141,40 @@ pub struct Opening {
 impl Session {
     /// Opens a session that sends through `outbound`. Nothing is sent
     /// until WELCOME has gone out (the caller sends it first).
+    /// Starts the session's flusher, which ends when the session closes or is dropped.
     pub fn open(opening: Opening, outbound: RouterOutbound) -> Arc<Session> {
-        Arc::new(Session {
-            plugin_id: opening.plugin_id,
-            id: Uuid::new_v4(),
-            launch: opening.launch,
-            peer: opening.peer,
-            methods: opening.methods,
-            version: opening.version,
-            events: opening.events,
-            outbound,
-            call_slots: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
-            calls: Mutex::new(Calls {
-                closed: None,
-                inflight: HashMap::new(),
-            }),
-            last_seen_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            max_message: opening.max_message,
-            supervisor: opening.supervisor,
-            closed: CancellationToken::new(),
-            stopping: AtomicBool::new(false),
+        Arc::new_cyclic(|me| {
+            let outbox = Arc::new(Outbox::default());
+            let closed = CancellationToken::new();
+            tokio::spawn(outbox::flush(
+                outbox.clone(),
+                me.clone(),
+                outbound.clone(),
+                opening.peer.clone(),
+                closed.clone(),
+            ));
+            Session {
+                plugin_id: opening.plugin_id,
+                id: Uuid::new_v4(),
+                launch: opening.launch,
+                peer: opening.peer,
+                methods: opening.methods,
+                version: opening.version,
+                events: opening.events,
+                outbound,
+                outbox,
+                call_slots: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
+                calls: Mutex::new(Calls {
+                    closed: None,
+                    inflight: HashMap::new(),
+                }),
+                last_seen_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+                max_message: opening.max_message,
+                supervisor: opening.supervisor,
+                closed,
+                stopping: AtomicBool::new(false),
+            }
         })
     }
 
@@ -182,6 +198,12 @@ impl Session {
     /// Calls from the host waiting for this plugin's answer.
     pub fn calls_in_flight(&self) -> usize {
         self.lock().inflight.len()
+    }
+
+    /// Calls holding a slot: sent or about to be, not yet answered. Cheaper
+    /// than [`Session::calls_in_flight`] (no lock), for the outbox's batching.
+    pub fn calls_awaiting(&self) -> usize {
+        MAX_CALLS_IN_FLIGHT - self.call_slots.available_permits()
     }
 
     /// Whether the session has ended.
@@ -342,13 +364,8 @@ impl Session {
             calls.inflight.insert(id, tx);
         }
         let guard = InFlight { session: self, id };
+        self.outbox.push(frame);
         let result = tokio::time::timeout(deadline, async {
-            if !self.send(frame).await {
-                return Err(WireError::new(
-                    ErrorCode::NotRunning,
-                    format!("plugin {} is gone", self.plugin_id),
-                ));
-            }
             match rx.await {
                 Ok(answer) => answer,
                 Err(_) => Err(WireError::new(
@@ -384,10 +401,16 @@ impl Drop for InFlight<'_> {
         let unanswered = self.session.lock().inflight.remove(&self.id).is_some();
         if unanswered && !self.session.is_closed() {
             if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id: self.id })) {
-                let session = self.session.clone();
-                // Drop cannot await: the CANCEL goes out from a task of its own.
-                tokio::spawn(async move { session.send_bounded(frame).await });
+                // After its CALL, through the same outbox: never ahead of it.
+                self.session.outbox.push(frame);
             }
         }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Ends the flusher of a session dropped without `close`.
+        self.closed.cancel();
     }
 }

@@ -134,16 +134,7 @@ def main():
         except Exception as exc:  # noqa: BLE001 - a bad frame must not kill the plugin
             print(f"comfort: dropping a bad frame: {exc}", file=sys.stderr)
             continue
-        if kind == "call":
-            try:
-                answer(fields["id"], serve(fields["method"], msgpack.unpackb(fields["args"], raw=False)))
-            except LookupError as exc:
-                answer(fields["id"], error=("method_not_found", f"no method named {exc}"))
-            except (TypeError, ValueError) as exc:
-                answer(fields["id"], error=("bad_arguments", str(exc)))
-            except Exception as exc:  # noqa: BLE001 - a failing handler must not kill the plugin
-                answer(fields["id"], error=("handler_error", str(exc)))
-        elif kind == "event":
+        if kind == "event":
             # An EVENT message holds header/body frame pairs, one per event.
             pairs = [(frames[i], frames[i + 1]) for i in range(0, len(frames) - 1, 2)]
             for _, body in pairs:
@@ -154,11 +145,28 @@ def main():
                     total, count = rooms.get(room, (0.0, 0))
                     rooms[room] = (total + reading["celsius"], count + 1)
             sock.send(pack("credit", {"events": len(pairs)}))
-        elif kind == "goodbye":
-            sock.send(pack("goodbye", {"reason": "host said goodbye"}))
-            return 0
-        # heartbeat, reply, error, cancel: nothing to do (any message is a sign of life)
-
+            continue
+        # Any other message may be a batch: one protocol message per frame (PROTOCOL.md 1).
+        for i, frame in enumerate(frames):
+            if i > 0:
+                try:
+                    kind, fields = unpack(frame)
+                except Exception as exc:  # noqa: BLE001 - a bad frame must not kill the plugin
+                    print(f"comfort: dropping a bad frame: {exc}", file=sys.stderr)
+                    continue
+            if kind == "call":
+                try:
+                    answer(fields["id"], serve(fields["method"], msgpack.unpackb(fields["args"], raw=False)))
+                except LookupError as exc:
+                    answer(fields["id"], error=("method_not_found", f"no method named {exc}"))
+                except (TypeError, ValueError) as exc:
+                    answer(fields["id"], error=("bad_arguments", str(exc)))
+                except Exception as exc:  # noqa: BLE001 - a failing handler must not kill the plugin
+                    answer(fields["id"], error=("handler_error", str(exc)))
+            elif kind == "goodbye":
+                sock.send(pack("goodbye", {"reason": "host said goodbye"}))
+                return 0
+            # heartbeat, reply, error, cancel: nothing to do (any message is a sign of life)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -59,6 +59,22 @@ fn python_plugin_serves_calls_events_and_survives_a_crash() {
     let err = host.call("comfort", "average", json!("den")).unwrap_err();
     assert_eq!(err.code, "bad_arguments");
 
+    // Calls that wait together reach the plugin as one batch (one CALL per
+    // frame); a plugin that read only the first frame would leave the rest
+    // unanswered.
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let host = &host;
+                s.spawn(move || host.call("comfort", "echo", json!(i)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), json!(i), "call {i}");
+    }
+
     let pid = p["pid"].as_u64().unwrap();
     signal_pid(pid, Signal::SIGKILL);
     let p = host.wait_new_pid("comfort", pid);

@@ -1,0 +1,171 @@
+//! A session's outgoing calls, coalesced into multi-frame ZeroMQ messages.
+//!
+//! Callers do not send their CALL themselves: they leave it here and a
+//! flusher task, one per session, sends whatever has gathered as one
+//! message (the protocol's batch: one protocol message per frame). Why:
+//! `zeromq` writes each message from a writer task of its own, and with
+//! callers on several threads that task woke and made one `sendto` per
+//! call — measured with `iglu bench` at 64 calls in flight, 390,000
+//! `sendto` in 2 s for 380,000 calls, and the host was the bottleneck.
+//! When other calls are awaiting answers, the flusher yields once before
+//! taking the batch, so every caller that the same burst of answers woke
+//! has added its CALL by then. A call with none beside it is sent at once:
+//! it pays one task hop, and sequential latency stays that of a direct send.
+//!
+//! CANCELs go through here too, so a CANCEL never overtakes its CALL.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use iglu_bus::transport::{PeerId, RouterOutbound};
+use tokio::sync::Notify;
+
+use crate::session::{Loss, Session};
+
+/// Most frames in one ZeroMQ message: a batch big enough to make one write
+/// carry many calls, small enough that the plugin starts answering before
+/// the whole backlog has arrived.
+const MAX_FRAMES: usize = 64;
+
+/// Frames waiting for the flusher. Bounded by the session's call slots
+/// (each call leaves at most one CALL and one CANCEL here).
+#[derive(Default)]
+pub struct Outbox {
+    frames: Mutex<Vec<Bytes>>,
+    ready: Notify,
+}
+
+impl Outbox {
+    /// Leaves a frame for the flusher; never waits.
+    pub fn push(&self, frame: Bytes) {
+        let first = {
+            let mut frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+            frames.push(frame);
+            frames.len() == 1
+        };
+        if first {
+            // A stored permit if the flusher is busy: no wakeup is lost.
+            self.ready.notify_one();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn take(&self) -> Vec<Bytes> {
+        std::mem::take(&mut *self.frames.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Sends the outbox's frames until the session closes. Holds the session
+/// weakly: the session owns the flusher, not the other way round.
+pub async fn flush(
+    outbox: Arc<Outbox>,
+    session: Weak<Session>,
+    mut outbound: RouterOutbound,
+    peer: PeerId,
+    closed: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = outbox.ready.notified() => {}
+        }
+        let others_waiting = session
+            .upgrade()
+            .is_some_and(|s| s.calls_awaiting() > outbox.len());
+        if others_waiting {
+            // Answers to those wake their callers in bursts: let the
+            // callers of this burst add their frames first.
+            tokio::task::yield_now().await;
+        }
+        loop {
+            let mut frames = outbox.take();
+            if frames.is_empty() {
+                break;
+            }
+            while !frames.is_empty() {
+                let rest = frames.split_off(frames.len().min(MAX_FRAMES));
+                let batch = std::mem::replace(&mut frames, rest);
+                // Waits only when the plugin's socket queue is full: this
+                // task serves this plugin alone.
+                if let Err(e) = outbound.send_frames(&peer, batch).await {
+                    if let Some(session) = session.upgrade() {
+                        tracing::debug!(plugin = %session.plugin_id, error = %e, "send failed");
+                        session.close(Loss::SendFailed(e.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use iglu_bus::transport::{DealerConnection, RouterEndpoint};
+    use std::time::Duration;
+
+    /// Over real sockets: frames pushed while the flusher is busy arrive in
+    /// order, several per message, never more than `MAX_FRAMES` in one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_arrive_in_order_in_bounded_batches() {
+        let dir = std::env::temp_dir().join(format!("iglu-outbox-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let endpoint = format!("ipc://{}", dir.join("s.sock").display());
+        let mut router = RouterEndpoint::bind(&endpoint).await.unwrap();
+        let mut dealer = DealerConnection::connect(&endpoint).await.unwrap();
+        dealer
+            .outbound
+            .send(Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+        let (peer, _) = router.inbound.recv().await.unwrap();
+
+        let outbox = Arc::new(Outbox::default());
+        let closed = tokio_util::sync::CancellationToken::new();
+        let flusher = tokio::spawn(flush(
+            outbox.clone(),
+            Weak::new(),
+            router.outbound.clone(),
+            peer,
+            closed.clone(),
+        ));
+        const N: u32 = 1000;
+        for i in 0..N {
+            outbox.push(Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        let mut next = 0u32;
+        let mut messages = 0;
+        while next < N {
+            let (head, rest) = tokio::time::timeout(Duration::from_secs(10), dealer.inbound.recv())
+                .await
+                .expect("the flusher sends everything pushed")
+                .unwrap();
+            messages += 1;
+            assert!(
+                rest.len() < MAX_FRAMES,
+                "{} frames in one message",
+                rest.len() + 1
+            );
+            for frame in std::iter::once(head).chain(rest) {
+                assert_eq!(frame.as_ref(), next.to_be_bytes(), "out of order");
+                next += 1;
+            }
+        }
+        assert!(
+            messages < N as usize,
+            "no batching: {messages} messages for {N} frames"
+        );
+        closed.cancel();
+        tokio::time::timeout(Duration::from_secs(10), flusher)
+            .await
+            .expect("the flusher ends when the session closes")
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
