@@ -102,10 +102,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load(path)?,
         None => Config::builtin(),
     };
-    // Multi-thread: measured with `iglu bench` against current_thread, it
-    // gave the host more calls/s at 64 in flight (166k vs 160k) and a
-    // sequential p50 level with the zeromq floor (see README, Performance).
+    // Multi-thread, so a big machine gives the host more than one CPU, but
+    // with fewer threads than CPUs: see `Config::worker_threads`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -199,6 +199,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "uds" => Floor::Uds,
                 other => bail!("unknown floor {other:?}"),
             };
+            // Never outlive the bench, however it ends (a killed bench cannot
+            // reap it). Best effort: the bench also kills it when done.
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             // The peer is a plugin stand-in: one thread, like a plugin's I/O loop.
             let peer = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -9,8 +9,8 @@
 //! `sendto` in 2 s for 380,000 calls, and the host was the bottleneck.
 //! When other calls are awaiting answers, the flusher yields once before
 //! taking the batch, so every caller that the same burst of answers woke
-//! has added its CALL by then. A call with none beside it is sent at once:
-//! it pays one task hop, and sequential latency stays that of a direct send.
+//! has added its CALL by then. A call with none beside it does not come
+//! here at all: the session sends it directly.
 //!
 //! CANCELs go through here too, so a CANCEL never overtakes its CALL.
 

@@ -364,8 +364,19 @@ impl Session {
             calls.inflight.insert(id, tx);
         }
         let guard = InFlight { session: self, id };
-        self.outbox.push(frame);
+        // Alone, a call goes straight into the socket queue: batching has
+        // nothing to gather, and the flusher's task hop would be pure latency.
+        let alone = self.calls_awaiting() == 1;
+        if !alone {
+            self.outbox.push(frame.clone());
+        }
         let result = tokio::time::timeout(deadline, async {
+            if alone && !self.send(frame).await {
+                return Err(WireError::new(
+                    ErrorCode::NotRunning,
+                    format!("plugin {} is gone", self.plugin_id),
+                ));
+            }
             match rx.await {
                 Ok(answer) => answer,
                 Err(_) => Err(WireError::new(
