@@ -27,8 +27,14 @@ use crate::session::{Loss, Session};
 /// the whole backlog has arrived.
 const MAX_FRAMES: usize = 64;
 
-/// Frames waiting for the flusher. Bounded by the session's call slots
-/// (each call leaves at most one CALL and one CANCEL here).
+/// Most CANCELs waiting here; beyond it they are dropped. CALLs are bounded
+/// by the session's call slots, but a CANCEL outlives its call's slot: with
+/// a plugin that stopped reading, calls that time out one after another
+/// would otherwise pile up CANCELs until its session ends. A dropped CANCEL
+/// costs only work the plugin does for nobody.
+const MAX_CANCELS: usize = 4096;
+
+/// Frames waiting for the flusher.
 #[derive(Default)]
 pub struct Outbox {
     frames: Mutex<Vec<Bytes>>,
@@ -36,10 +42,23 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Leaves a frame for the flusher; never waits.
+    /// Leaves a CALL for the flusher; never waits.
     pub fn push(&self, frame: Bytes) {
+        self.add(frame, usize::MAX);
+    }
+
+    /// Leaves a CANCEL for the flusher, unless [`MAX_CANCELS`] frames beyond
+    /// the calls' bound already wait; false if it was dropped.
+    pub fn push_cancel(&self, frame: Bytes, calls_bound: usize) -> bool {
+        self.add(frame, calls_bound + MAX_CANCELS)
+    }
+
+    fn add(&self, frame: Bytes, limit: usize) -> bool {
         let first = {
             let mut frames = self.frames.lock().unwrap_or_else(|p| p.into_inner());
+            if frames.len() >= limit {
+                return false;
+            }
             frames.push(frame);
             frames.len() == 1
         };
@@ -47,6 +66,7 @@ impl Outbox {
             // A stored permit if the flusher is busy: no wakeup is lost.
             self.ready.notify_one();
         }
+        true
     }
 
     fn len(&self) -> usize {
@@ -161,6 +181,12 @@ mod tests {
             messages < N as usize,
             "no batching: {messages} messages for {N} frames"
         );
+        // CANCELs are bounded even while nothing is flushed.
+        let stalled = Outbox::default();
+        let taken = (0..10_000)
+            .filter(|_| stalled.push_cancel(Bytes::from_static(b"c"), 16))
+            .count();
+        assert_eq!(taken, 16 + MAX_CANCELS);
         closed.cancel();
         tokio::time::timeout(Duration::from_secs(10), flusher)
             .await

@@ -413,7 +413,9 @@ impl Drop for InFlight<'_> {
         if unanswered && !self.session.is_closed() {
             if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id: self.id })) {
                 // After its CALL, through the same outbox: never ahead of it.
-                self.session.outbox.push(frame);
+                if !self.session.outbox.push_cancel(frame, MAX_CALLS_IN_FLIGHT) {
+                    tracing::debug!(plugin = %self.session.plugin_id, id = %self.id, "outbox full: CANCEL dropped");
+                }
             }
         }
     }
