@@ -12,7 +12,7 @@ rm -rf "$root"
 mkdir -p "$root/usr/local/bin" "$root/etc/iglu" "$root/tmp" "$root/run/secrets"
 chmod 1777 "$root/tmp"
 for b in "${bins[@]}"; do
-  src="target/$profile/$b"
+  src="${CARGO_TARGET_DIR:-target}/$profile/$b"
   [ -x "$src" ] || { echo "missing $src: run cargo build --workspace --bins${profile/debug/}${profile/release/ --release}" >&2; exit 1; }
   cp "$src" "$root/usr/local/bin/"
   # Debug info is most of a debug binary; the image does not need it.
@@ -27,4 +27,4 @@ done
 printf 'hosts: files dns\n' > "$root/etc/nsswitch.conf"
 printf 'root:x:0:0:root:/:/usr/local/bin/iglu\n' > "$root/etc/passwd"
 cp deploy/iglu.toml "$root/etc/iglu/iglu.toml"
-echo "staged $root from target/$profile"
+echo "staged $root from ${CARGO_TARGET_DIR:-target}/$profile"
