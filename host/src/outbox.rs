@@ -109,8 +109,13 @@ pub async fn flush(
                 let rest = frames.split_off(frames.len().min(MAX_FRAMES));
                 let batch = std::mem::replace(&mut frames, rest);
                 // Waits only when the plugin's socket queue is full: this
-                // task serves this plugin alone.
-                if let Err(e) = outbound.send_frames(&peer, batch).await {
+                // task serves this plugin alone, and stops waiting when the
+                // session ends (what it held is then of no use to anyone).
+                let sent = tokio::select! {
+                    sent = outbound.send_frames(&peer, batch) => sent,
+                    _ = closed.cancelled() => return,
+                };
+                if let Err(e) = sent {
                     if let Some(session) = session.upgrade() {
                         tracing::debug!(plugin = %session.plugin_id, error = %e, "send failed");
                         session.close(Loss::SendFailed(e.to_string()));
