@@ -366,16 +366,20 @@ impl Session {
         let guard = InFlight { session: self, id };
         // Alone, a call goes straight into the socket queue: batching has
         // nothing to gather, and the flusher's task hop would be pure latency.
-        let alone = self.calls_awaiting() == 1;
-        if !alone {
-            self.outbox.push(frame.clone());
-        }
+        let direct = if self.calls_awaiting() == 1 {
+            Some(frame)
+        } else {
+            self.outbox.push(frame);
+            None
+        };
         let result = tokio::time::timeout(deadline, async {
-            if alone && !self.send(frame).await {
-                return Err(WireError::new(
-                    ErrorCode::NotRunning,
-                    format!("plugin {} is gone", self.plugin_id),
-                ));
+            if let Some(frame) = direct {
+                if !self.send(frame).await {
+                    return Err(WireError::new(
+                        ErrorCode::NotRunning,
+                        format!("plugin {} is gone", self.plugin_id),
+                    ));
+                }
             }
             match rx.await {
                 Ok(answer) => answer,
