@@ -77,8 +77,15 @@ impl RouterOutbound {
     /// Sends one frame to one peer. Waits only when that peer's socket queue is
     /// full; not cancel-safe (a cancelled send may lose the frame).
     pub async fn send(&mut self, peer: &PeerId, frame: Bytes) -> Result<(), BusError> {
-        let mut message = ZmqMessage::from(frame);
-        message.push_front(peer.clone());
+        // Built at its final size: `ZmqMessage::from` then `push_front`
+        // reallocates, on the path of every call.
+        let mut both = std::collections::VecDeque::with_capacity(2);
+        both.push_back(peer.clone());
+        both.push_back(frame);
+        let message = ZmqMessage::try_from(both).map_err(|_| BusError::FrameCount {
+            expected: 2,
+            got: 0,
+        })?;
         self.0.send(message).await?;
         Ok(())
     }
@@ -155,6 +162,25 @@ impl DealerInbound {
                 got: 0,
             }),
         }
+    }
+}
+
+/// What a plugin's DEALER receives, as a stream: one ZeroMQ message at a
+/// time, split as [`DealerInbound::recv`] splits it.
+pub type DealerStream = futures::stream::BoxStream<
+    'static,
+    Result<(Bytes, std::collections::VecDeque<Bytes>), BusError>,
+>;
+
+impl DealerInbound {
+    /// The receiving half as a stream. A receive in progress survives a
+    /// dropped `next()`, so a loop that polls for "anything more?" after
+    /// each message does not set up a new receive every time.
+    pub fn into_stream(self) -> DealerStream {
+        Box::pin(futures::stream::unfold(self, |mut inbound| async move {
+            let next = inbound.recv().await;
+            Some((next, inbound))
+        }))
     }
 }
 

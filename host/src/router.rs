@@ -22,9 +22,13 @@ use crate::session::{Loss, Session};
 /// Runs until the host shuts down.
 pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: PeerEvents) {
     let mut peers: HashMap<PeerId, Arc<Session>> = HashMap::new();
+    // Made once, not per message: each new one joins the token's waiter
+    // list and leaves it again, on the path of every reply.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            _ = &mut shutdown => break,
             received = inbound.recv() => match received {
                                 Ok((peer, frames)) => {
                     if frames.is_empty() {

@@ -363,7 +363,11 @@ impl Session {
             }
             calls.inflight.insert(id, tx);
         }
-        let guard = InFlight { session: self, id };
+        let mut guard = InFlight {
+            session: self,
+            id,
+            answered: false,
+        };
         // Alone, a call goes straight into the socket queue: batching has
         // nothing to gather, and the flusher's task hop would be pure latency.
         let direct = if self.calls_awaiting() == 1 {
@@ -381,7 +385,10 @@ impl Session {
                     ));
                 }
             }
-            match rx.await {
+            let answer = rx.await;
+            // Whoever answered or closed the session took the entry out.
+            guard.answered = true;
+            match answer {
                 Ok(answer) => answer,
                 Err(_) => Err(WireError::new(
                     ErrorCode::PluginCrashed,
@@ -409,10 +416,15 @@ impl Session {
 struct InFlight<'a> {
     session: &'a Arc<Session>,
     id: CallId,
+    /// The waiter got its answer (or the session's end): nothing to clean up.
+    answered: bool,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
         let unanswered = self.session.lock().inflight.remove(&self.id).is_some();
         if unanswered && !self.session.is_closed() {
             if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id: self.id })) {

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use iglu_bus::heartbeat::{Liveness, Timing};
-use iglu_bus::transport::{DealerConnection, DealerInbound, DealerOutbound};
+use iglu_bus::transport::{DealerConnection, DealerOutbound, DealerStream};
 use iglu_bus::{
     CallId, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome, WireError,
 };
@@ -89,7 +90,7 @@ pub(crate) enum Ended {
 pub(crate) struct Session {
     plugin_id: Arc<str>,
     service: Arc<Service>,
-    inbound: DealerInbound,
+    inbound: DealerStream,
     outbound: DealerOutbound,
     max_message: usize,
     timing: Timing,
@@ -100,6 +101,10 @@ pub(crate) struct Session {
     outgoing_tx: mpsc::Sender<Outgoing>,
     /// Which connection of this process this is (credits of an earlier one are stale).
     connection: u64,
+    /// What every call's handler receives.
+    ctx: Context,
+    /// The last look for more messages found some: look again next time.
+    busy: bool,
     /// Answers of inline handlers that finished at once, sent as one batch.
     answers: Vec<Bytes>,
     /// Events for the event task; its capacity is the credit window, so it never fills
@@ -126,16 +131,16 @@ impl Session {
         let plugin_id: Arc<str> = Arc::from(launch.plugin_id.as_str());
         let window = service.event_window.max(1);
         let (event_tx, event_rx) = mpsc::channel(window as usize);
-        let ctx = Context {
-            plugin_id: plugin_id.clone(),
-            host: HostClient {
+        let ctx = Context::new(
+            plugin_id.clone(),
+            HostClient {
                 outgoing: outgoing_tx.clone(),
                 pending: pending.clone(),
             },
-        };
+        );
         let events_task = events::run(
             service.event_handler.clone(),
-            ctx,
+            ctx.clone(),
             event_rx,
             outgoing_tx.clone(),
             window,
@@ -149,7 +154,7 @@ impl Session {
         Session {
             plugin_id,
             service,
-            inbound: conn.inbound,
+            inbound: conn.inbound.into_stream(),
             outbound: conn.outbound,
             max_message: welcome.max_message_bytes as usize,
             timing,
@@ -158,6 +163,8 @@ impl Session {
             pending,
             outgoing_tx,
             connection: link.connection,
+            ctx,
+            busy: false,
             answers: Vec::new(),
             event_tx,
             draining: None,
@@ -186,22 +193,37 @@ impl Session {
         for frame in unanswered {
             self.send(frame).await?;
         }
+        // Made once, not per loop turn: a new `changed()` joins the channel's
+        // waiter list and leaves it again, on the path of every call.
+        let mut stop_rx = link.stop.clone();
+        let stop = async move {
+            let _ = stop_rx.changed().await;
+            let name: &'static str = (*stop_rx.borrow()).unwrap_or("signal");
+            name
+        };
+        tokio::pin!(stop);
         let mut ticker = tokio::time::interval(self.timing.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
-                frame = self.inbound.recv() => {
-                                                            let (head, rest) = frame?;
+                Some(frame) = self.inbound.next() => {
+                    let (head, rest) = frame?;
                     self.host_liveness.seen(Instant::now());
                     let mut handled = self.on_message(head, rest).await?;
-                    // Take whatever else has already arrived (recv is cancel-safe).
-                    while handled < MAX_DRAIN {
-                        let Some(more) = futures::FutureExt::now_or_never(self.inbound.recv()) else {
+                    // Under load, take whatever else has already arrived.
+                    // A lone single-frame message is the sign of calls one
+                    // at a time: looking again would only cost CPU.
+                    let mut drain = handled > 1 || self.busy;
+                    self.busy = false;
+                    while drain && handled < MAX_DRAIN {
+                        let Some(Some(more)) = futures::FutureExt::now_or_never(self.inbound.next()) else {
                             break;
                         };
                         let (head, rest) = more?;
                         handled += self.on_message(head, rest).await?;
+                        self.busy = true;
+                        drain = true;
                     }
                     self.send_answers().await?;
                 }
@@ -227,8 +249,7 @@ impl Session {
                         break Err(SdkError::HostSilent(self.host_liveness.silent_for(now)));
                     }
                 }
-                                _ = link.stop.changed(), if self.draining.is_none() => {
-                    let name = (*link.stop.borrow()).unwrap_or("signal");
+                name = &mut stop, if self.draining.is_none() => {
                     tracing::info!(plugin = %self.plugin_id, signal = name, "stopping: finishing calls in flight");
                     self.start_draining(Ended::Signal(name));
                 }
@@ -388,44 +409,36 @@ impl Session {
             let err = WireError::new(ErrorCode::NotRunning, "the plugin is shutting down");
             return self.send(error_frame(id, err)?).await;
         }
-        let Some(handler) = self.service.handlers.get(&call.method).cloned() else {
+        let Some(handler) = self.service.handlers.get(&call.method) else {
             let err = WireError::new(
                 ErrorCode::MethodNotFound,
                 format!("no method named {:?}", call.method),
             );
             return self.send(error_frame(id, err)?).await;
         };
-        let ctx = Context {
-            plugin_id: self.plugin_id.clone(),
-            host: HostClient {
-                outgoing: self.outgoing_tx.clone(),
-                pending: self.pending.clone(),
-            },
-        };
         let deadline = Duration::from_millis(u64::from(call.deadline_ms));
         let max = self.max_message;
-        let out = self.outgoing_tx.clone();
-        let mut work = Box::pin(async move {
-            let result =
-                match tokio::time::timeout(deadline, run_guarded(handler, ctx, call.args)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(WireError::new(
-                        ErrorCode::Timeout,
-                        format!("the handler ran past its deadline of {deadline:?}"),
-                    )),
-                };
-            answer_frame(id, result, max)
-        });
+        let mut work = Box::pin(run_guarded(handler, self.ctx.clone(), call.args));
         if self.service.inline_handlers {
             // Most inline handlers finish at their first poll: answer at once,
-            // without a task, in the batch this loop is building.
-            if let Some(frame) = futures::FutureExt::now_or_never(&mut work) {
-                self.answers.push(frame);
+            // without a task or a timer, in the batch this loop is building.
+            if let Some(result) = futures::FutureExt::now_or_never(&mut work) {
+                self.answers.push(answer_frame(id, result, max));
                 return Ok(());
             }
         }
+        // The deadline counts from arrival, however long the call waits for a thread.
+        let due = tokio::time::Instant::now() + deadline;
+        let out = self.outgoing_tx.clone();
         let fut = async move {
-            let frame = work.await;
+            let result = match tokio::time::timeout_at(due, work).await {
+                Ok(r) => r,
+                Err(_) => Err(WireError::new(
+                    ErrorCode::Timeout,
+                    format!("the handler ran past its deadline of {deadline:?}"),
+                )),
+            };
+            let frame = answer_frame(id, result, max);
             // The loop is gone only when the process is exiting; nothing to tell.
             let _ = out.send(Outgoing::Done { id, frame }).await;
         };

@@ -47,8 +47,10 @@ where
             let result = method(ctx, args)
                 .await
                 .map_err(|e| WireError::new(ErrorCode::HandlerError, e.message()))?;
-            rmp_serde::to_vec_named(&result)
-                .map(Bytes::from)
+            // Room for a small result, so it encodes without growing.
+            let mut out = Vec::with_capacity(128);
+            rmp_serde::encode::write_named(&mut out, &result)
+                .map(|()| Bytes::from(out))
                 .map_err(|e| {
                     WireError::new(
                         ErrorCode::HandlerError,
@@ -60,17 +62,29 @@ where
 }
 
 /// Runs a handler to completion, turning a panic into `handler_panicked`.
-pub(crate) async fn run_guarded(
-    handler: ErasedHandler,
+/// Borrows the handler only to start the call: the call path clones nothing.
+pub(crate) fn run_guarded(
+    handler: &ErasedHandler,
     ctx: Context,
     args: Bytes,
-) -> Result<Bytes, WireError> {
+) -> impl Future<Output = Result<Bytes, WireError>> + Send + 'static {
     // AssertUnwindSafe: the handler's state is its own; after a panic we
     // only report it and drop the future, never touch its state again.
-    match AssertUnwindSafe(async move { handler(ctx, args).await })
-        .catch_unwind()
-        .await
-    {
+    // Starting the call may panic too (a hand-made `ErasedHandler`).
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx, args)));
+    async move {
+        let outcome = match started {
+            Ok(call) => AssertUnwindSafe(call).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        report_panic(outcome)
+    }
+}
+
+fn report_panic(
+    outcome: Result<Result<Bytes, WireError>, Box<dyn std::any::Any + Send>>,
+) -> Result<Bytes, WireError> {
+    match outcome {
         Ok(result) => result,
         Err(panic) => {
             let what = panic
