@@ -82,12 +82,7 @@ impl RouterOutbound {
         let mut both = std::collections::VecDeque::with_capacity(2);
         both.push_back(peer.clone());
         both.push_back(frame);
-        let message = ZmqMessage::try_from(both).map_err(|_| BusError::FrameCount {
-            expected: 2,
-            got: 0,
-        })?;
-        self.0.send(message).await?;
-        Ok(())
+        self.send_routed(both).await
     }
 
     /// Sends a message of several frames (an EVENT batch: header, body,
@@ -96,7 +91,15 @@ impl RouterOutbound {
         let mut all = std::collections::VecDeque::with_capacity(frames.len() + 1);
         all.push_back(peer.clone());
         all.extend(frames);
-        let message = ZmqMessage::try_from(all).map_err(|_| BusError::FrameCount {
+        self.send_routed(all).await
+    }
+
+    /// Sends `frames`, the peer's routing id first.
+    async fn send_routed(
+        &mut self,
+        frames: std::collections::VecDeque<Bytes>,
+    ) -> Result<(), BusError> {
+        let message = ZmqMessage::try_from(frames).map_err(|_| BusError::FrameCount {
             expected: 2,
             got: 0,
         })?;
