@@ -99,13 +99,18 @@ impl RouterOutbound {
         &mut self,
         frames: std::collections::VecDeque<Bytes>,
     ) -> Result<(), BusError> {
-        let message = ZmqMessage::try_from(frames).map_err(|_| BusError::FrameCount {
-            expected: 2,
-            got: 0,
-        })?;
-        self.0.send(message).await?;
+        self.0.send(message_of(frames, 2)?).await?;
         Ok(())
     }
+}
+
+/// One ZeroMQ message of `frames`; refused when there are none (a message
+/// needs at least `expected`).
+fn message_of<F>(frames: F, expected: usize) -> Result<ZmqMessage, BusError>
+where
+    ZmqMessage: TryFrom<F>,
+{
+    ZmqMessage::try_from(frames).map_err(|_| BusError::FrameCount { expected, got: 0 })
 }
 
 /// The ROUTER's connection events.
@@ -194,11 +199,7 @@ impl DealerOutbound {
     /// Sends several frames as one message (a batch of protocol messages,
     /// one per frame). Not cancel-safe.
     pub async fn send_frames(&mut self, frames: Vec<Bytes>) -> Result<(), BusError> {
-        let message = ZmqMessage::try_from(frames).map_err(|_| BusError::FrameCount {
-            expected: 1,
-            got: 0,
-        })?;
-        self.0.send(message).await?;
+        self.0.send(message_of(frames, 1)?).await?;
         Ok(())
     }
 
