@@ -56,6 +56,45 @@ impl Measure {
     }
 }
 
+/// Timed operations of one or more measured slices: merged, they make one
+/// [`Measure`], so Iglu and its floors can take turns in short slices and
+/// share whatever state the machine is in.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    hist: Histogram<u64>,
+    count: u64,
+    elapsed: Duration,
+}
+
+impl Sample {
+    /// `count` operations over `elapsed`, with their latencies in `hist`.
+    pub fn new(hist: Histogram<u64>, count: u64, elapsed: Duration) -> Sample {
+        Sample {
+            hist,
+            count,
+            elapsed,
+        }
+    }
+
+    /// Nothing measured yet.
+    pub fn empty() -> Sample {
+        Sample::new(histogram(), 0, Duration::ZERO)
+    }
+
+    /// Adds another slice.
+    pub fn add(&mut self, other: &Sample) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+        self.count += other.count;
+        self.elapsed += other.elapsed;
+    }
+
+    /// The figures of all slices together, for `payload` bytes per operation.
+    pub fn measure(&self, payload: usize) -> Measure {
+        Measure::of(&self.hist, self.count, self.elapsed, payload)
+    }
+}
+
 /// Runs `k` tasks, each calling `op` in a loop until `duration` has passed,
 /// and measures every call. The first `warmup` is not counted.
 pub async fn closed_loop<F, Fut, E>(
@@ -63,7 +102,7 @@ pub async fn closed_loop<F, Fut, E>(
     warmup: Duration,
     duration: Duration,
     op: F,
-) -> Result<Measure, E>
+) -> Result<Sample, E>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
@@ -102,7 +141,7 @@ where
             count += n;
         }
     }
-    Ok(Measure::of(&total, count, duration, 0))
+    Ok(Sample::new(total, count, duration))
 }
 
 /// CPU time (user + system) this process has used.
@@ -140,4 +179,28 @@ pub fn median_max(values: &mut [Duration]) -> (u64, u64) {
     let mid = values[values.len() / 2].as_micros() as u64;
     let max = values[values.len() - 1].as_micros() as u64;
     (mid, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_add_up_to_one_measure() {
+        let ms = Duration::from_millis;
+        let mut first = histogram();
+        record(&mut first, Duration::from_micros(10));
+        let mut second = histogram();
+        record(&mut second, Duration::from_micros(30));
+        record(&mut second, Duration::from_micros(30));
+        let mut all = Sample::empty();
+        all.add(&Sample::new(first, 1, ms(100)));
+        all.add(&Sample::new(second, 2, ms(200)));
+        let m = all.measure(1_000_000);
+        assert_eq!(m.count, 3);
+        assert!((m.per_s - 10.0).abs() < 1e-9, "3 operations in 300 ms");
+        assert!((m.mb_per_s - 10.0).abs() < 1e-9);
+        assert_eq!(m.p50_us, 30);
+        assert_eq!(m.max_us, 30);
+    }
 }

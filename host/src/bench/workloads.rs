@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::floors::{Floor, FloorClient};
-use super::measure::{closed_loop, cpu_time, histogram, median_max, rss_kib, Measure};
+use super::floors::{Floor, Floors};
+use super::measure::{closed_loop, cpu_time, histogram, median_max, rss_kib, Measure, Sample};
 use super::Bench;
 use crate::events::{self, Source};
 use crate::registry::PluginState;
@@ -39,18 +39,20 @@ fn payload_args(size: usize) -> Bytes {
     Bytes::from(rmp_serde::to_vec(&v).unwrap_or_default())
 }
 
-/// Iglu calls: `k` in flight spread over `plugins` bench plugins.
-pub async fn iglu_calls(
+/// Iglu calls for one slice: `k` in flight spread over `plugins` bench plugins.
+async fn iglu_calls(
     b: &Bench,
     k: usize,
     size: usize,
     plugins: usize,
-) -> Result<Measure, String> {
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Sample, String> {
     let shared = b.host.shared().clone();
     let args = payload_args(size);
     let ids: Arc<Vec<String>> =
         Arc::new((0..plugins.max(1)).map(|i| format!("bench-{i}")).collect());
-    let mut m = closed_loop(k, b.warmup, b.duration, move |i| {
+    closed_loop(k, warmup, duration, move |i| {
         let shared = shared.clone();
         let args = args.clone();
         let ids = ids.clone();
@@ -62,33 +64,26 @@ pub async fn iglu_calls(
                 .map_err(|e| format!("{id}: {e}"))
         }
     })
-    .await?;
-    m.mb_per_s = m.per_s * size as f64 / 1e6;
-    Ok(m)
-}
-
-/// A floor's calls, driven from a thread of its own on a current_thread
-/// runtime, whatever runtime Iglu runs on: the floor is bare zeromq at its
-/// best (the echo peer is single-threaded too), measured at 13-20 us p50
-/// here against 25-28 us from a multi-thread runtime.
-async fn floor_calls(b: &Bench, floor: Floor, k: usize, size: usize) -> Result<Measure, String> {
-    let dir = b.dir.clone();
-    let (warmup, duration) = (b.warmup, b.duration);
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the floor's runtime: {e}"))?;
-        runtime.block_on(async {
-            let mut client = FloorClient::start(floor, &dir).await?;
-            client.run(k, size, warmup, duration).await
-        })
-    })
     .await
-    .map_err(|e| format!("the floor's client thread failed: {e}"))?
 }
 
-/// One call row: Iglu, then the floors with the same K and payload.
+/// Slices each configuration is cut into, so that Iglu and its floors take
+/// turns: a change in the machine's state between a long Iglu run and a
+/// long floor run moved the ratios by up to 2x on the shared CI machine.
+fn slices(duration: Duration) -> u32 {
+    (duration.as_millis() / SLICE_MIN.as_millis()).clamp(1, MAX_SLICES as u128) as u32
+}
+
+/// No slice is shorter than this.
+const SLICE_MIN: Duration = Duration::from_millis(125);
+/// No configuration is cut into more slices than this.
+const MAX_SLICES: u32 = 8;
+/// Not counted at the start of every slice after the first (which uses the
+/// full warm-up): enough to fill the pipeline again.
+const SLICE_WARMUP: Duration = Duration::from_millis(30);
+
+/// One call row: Iglu and the floors with the same K and payload, in
+/// alternating slices.
 pub async fn call_row(
     b: &Bench,
     workload: &str,
@@ -96,27 +91,66 @@ pub async fn call_row(
     size: usize,
     plugins: usize,
 ) -> Result<CallRow, String> {
-    let cpu0 = cpu_time();
-    let t0 = Instant::now();
-    let iglu = iglu_calls(b, k, size, plugins).await?;
-    let cpu = (cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64() * 100.0;
-    let (zmq_floor, uds_floor) = if plugins == 1 {
-        let z = floor_calls(b, Floor::Zmq, k, size).await?;
-        let u = floor_calls(b, Floor::Uds, k, size).await?;
-        (Some(z), Some(u))
+    let floors = if plugins == 1 {
+        Some(Floors::start(&b.dir).await?)
     } else {
-        (None, None)
+        None
     };
+    let result = slices_of(b, floors.as_ref(), k, size, plugins).await;
+    if let Some(f) = floors {
+        f.stop().await;
+    }
+    let (iglu, zmq, uds, cpu) = result?;
     Ok(CallRow {
         workload: workload.to_owned(),
         in_flight: k,
         payload_bytes: size,
         plugins,
-        iglu,
-        zmq_floor,
-        uds_floor,
+        iglu: iglu.measure(size),
+        zmq_floor: zmq.map(|z| z.measure(size)),
+        uds_floor: uds.map(|u| u.measure(size)),
         host_cpu_percent: Some(cpu),
     })
+}
+
+/// Iglu's, the zmq floor's and the uds floor's samples, and the bench
+/// process's CPU per wall second (in percent) while Iglu ran.
+type Slices = (Sample, Option<Sample>, Option<Sample>, f64);
+
+async fn slices_of(
+    b: &Bench,
+    floors: Option<&Floors>,
+    k: usize,
+    size: usize,
+    plugins: usize,
+) -> Result<Slices, String> {
+    let n = slices(b.duration);
+    let slice = b.duration / n;
+    let (mut iglu, mut zmq, mut uds) = (Sample::empty(), Sample::empty(), Sample::empty());
+    let (mut cpu, mut wall) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..n {
+        let warmup = if i == 0 {
+            b.warmup
+        } else {
+            SLICE_WARMUP.min(b.warmup)
+        };
+        let (cpu0, t0) = (cpu_time(), Instant::now());
+        iglu.add(&iglu_calls(b, k, size, plugins, warmup, slice).await?);
+        cpu += cpu_time().saturating_sub(cpu0);
+        wall += t0.elapsed();
+        if let Some(f) = floors {
+            zmq.add(&f.run(Floor::Zmq, k, size, warmup, slice).await?);
+            uds.add(&f.run(Floor::Uds, k, size, warmup, slice).await?);
+        }
+    }
+    let cpu_percent = cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0;
+    let measured = floors.is_some();
+    Ok((
+        iglu,
+        measured.then_some(zmq),
+        measured.then_some(uds),
+        cpu_percent,
+    ))
 }
 
 /// Event fan-out figures.
@@ -508,4 +542,19 @@ pub async fn memory(b: &Bench, calls: u64) -> Result<MemoryRow, String> {
         long_run_rss_after_kib: after,
         long_run_growth_percent: (after as f64 - before as f64) / (before.max(1) as f64) * 100.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_are_cut_into_slices_of_at_least_125_ms_and_at_most_eight() {
+        let ms = Duration::from_millis;
+        assert_eq!(slices(ms(100)), 1);
+        assert_eq!(slices(ms(200)), 1);
+        assert_eq!(slices(ms(250)), 2, "--quick");
+        assert_eq!(slices(ms(2000)), 8, "the default");
+        assert_eq!(slices(ms(60_000)), 8);
+    }
 }
