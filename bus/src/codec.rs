@@ -3,7 +3,9 @@
 use bytes::Bytes;
 
 use crate::error::BusError;
-use crate::message::{EventBody, Message};
+use serde::Deserialize;
+
+use crate::message::{Call, CallId, EventBody, Message, Reply};
 
 /// Default cap on one frame: 4 MiB. Large enough for a 1 MiB payload with
 /// room to spare, small enough that a hostile or buggy peer cannot make the
@@ -43,6 +45,74 @@ pub fn decode(frame: &[u8], max: usize) -> Result<Message, BusError> {
     Ok(rmp_serde::from_slice(frame)?)
 }
 
+/// Decodes one frame like [`decode`], except that large arguments of a CALL
+/// and large results of a REPLY share the frame's buffer instead of being
+/// copied out of it: the two messages on the path of every call, whose
+/// payload is the bulk of the frame. Any other frame, or one these do not
+/// read, goes through [`decode`], errors and all.
+pub fn decode_shared(frame: &Bytes, max: usize) -> Result<Message, BusError> {
+    if frame.len() <= max {
+        // {"call": {...}} and {"reply": {...}}, as `encode` writes them.
+        if let Some(body) = frame.strip_prefix(b"\x81\xa4call") {
+            if let Ok(c) = rmp_serde::from_slice::<CallRef<'_>>(body) {
+                return Ok(Message::Call(Call {
+                    id: c.id,
+                    method: c.method.to_owned(),
+                    deadline_ms: c.deadline_ms,
+                    args: share(frame, c.args),
+                }));
+            }
+        } else if let Some(body) = frame.strip_prefix(b"\x81\xa5reply") {
+            if let Ok(r) = rmp_serde::from_slice::<ReplyRef<'_>>(body) {
+                return Ok(Message::Reply(Reply {
+                    id: r.id,
+                    result: share(frame, r.result),
+                }));
+            }
+        }
+    }
+    decode(frame, max)
+}
+
+/// Payloads smaller than this are copied even by [`decode_shared`]: a view
+/// keeps the whole read buffer it sits in alive (up to 64 KiB in `zeromq`)
+/// for as long as the caller keeps the result; from 4 KiB up, that costs
+/// at most 16 times the payload, and the copy it saves is worth it.
+pub const SHARE_MIN: usize = 4096;
+
+/// `part` as a view of `frame`'s buffer when it is large enough (see
+/// [`SHARE_MIN`]); otherwise, or if it were not inside the frame (it always
+/// is: the decoder only lends slices of its input), a copy.
+fn share(frame: &Bytes, part: &[u8]) -> Bytes {
+    if part.len() < SHARE_MIN {
+        return Bytes::copy_from_slice(part);
+    }
+    let start = (part.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= frame.len() => frame.slice(start..end),
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+/// A CALL whose arguments are borrowed from the frame.
+#[derive(Deserialize)]
+struct CallRef<'a> {
+    id: CallId,
+    #[serde(borrow)]
+    method: &'a str,
+    deadline_ms: u32,
+    #[serde(borrow, with = "serde_bytes")]
+    args: &'a [u8],
+}
+
+/// A REPLY whose result is borrowed from the frame.
+#[derive(Deserialize)]
+struct ReplyRef<'a> {
+    id: CallId,
+    #[serde(borrow, with = "serde_bytes")]
+    result: &'a [u8],
+}
+
 /// Encodes an EVENT header frame, exactly as `encode` would, without serde:
 /// it is written once per event per subscriber, the hottest encode there is.
 pub fn encode_event_header(seq: u64, retained: bool) -> Bytes {
@@ -77,6 +147,68 @@ mod tests {
     use super::*;
     use crate::message::*;
     use uuid::Uuid;
+
+    #[test]
+    fn calls_and_replies_decode_as_views_of_the_frame() {
+        let id = Uuid::new_v4();
+        let args = Bytes::from(vec![7u8; 4096]);
+        let call = Message::Call(Call {
+            id,
+            method: "echo".into(),
+            deadline_ms: 5000,
+            args: args.clone(),
+        });
+        let reply = Message::Reply(Reply { id, result: args });
+        for message in [call, reply] {
+            let frame = encode(&message).expect("encodes");
+            let shared = decode_shared(&frame, 1 << 20).expect("decodes");
+            assert_eq!(shared, message);
+            let payload = match &shared {
+                Message::Call(c) => &c.args,
+                Message::Reply(r) => &r.result,
+                _ => unreachable!(),
+            };
+            let range = frame.as_ptr_range();
+            assert!(range.contains(&payload.as_ptr()), "a copy, not a view");
+        }
+        // A small result is copied: it must not keep a read buffer alive.
+        let small = encode(&Message::Reply(Reply {
+            id,
+            result: Bytes::from_static(b"\x01"),
+        }))
+        .expect("encodes");
+        let Message::Reply(r) = decode_shared(&small, 1 << 20).expect("decodes") else {
+            panic!("not a reply");
+        };
+        assert!(!small.as_ptr_range().contains(&r.result.as_ptr()));
+    }
+
+    #[test]
+    fn decode_shared_answers_every_other_frame_as_decode_does() {
+        let frames: Vec<Bytes> = vec![
+            encode(&Message::Heartbeat(Heartbeat {})).expect("encodes"),
+            encode(&Message::Cancel(Cancel { id: Uuid::new_v4() })).expect("encodes"),
+            Bytes::from_static(b"\x81\xa4call\x81\xa2id\xc0"),
+            Bytes::from_static(b"\x81\xa5reply"),
+            Bytes::from_static(b"\x81\xa5reply\x82\xa2id\xc4\x10"),
+            Bytes::from_static(b"\xc1"),
+            Bytes::new(),
+        ];
+        for frame in frames {
+            let ours = decode_shared(&frame, 1 << 20).map_err(|e| e.to_string());
+            let theirs = decode(&frame, 1 << 20).map_err(|e| e.to_string());
+            assert_eq!(ours, theirs, "{frame:?}");
+        }
+        let big = encode(&Message::Reply(Reply {
+            id: Uuid::new_v4(),
+            result: Bytes::from(vec![0u8; 2048]),
+        }))
+        .expect("encodes");
+        assert!(matches!(
+            decode_shared(&big, 1024),
+            Err(BusError::TooLarge { .. })
+        ));
+    }
 
     #[test]
     fn every_kind_round_trips() {

@@ -30,7 +30,7 @@ pub mod message;
 pub mod topic;
 pub mod transport;
 
-pub use codec::{decode, encode, DEFAULT_MAX_MESSAGE_BYTES};
+pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use message::{
     Call, CallId, Cancel, Credit, ErrorReply, EventBody, EventHeader, Goodbye, Heartbeat, Hello,

@@ -70,7 +70,7 @@ async fn on_frame(
         }
         None => None,
     };
-    let decoded = iglu_bus::decode(&body, shared.config.max_message_bytes);
+    let decoded = iglu_bus::decode_shared(&body, shared.config.max_message_bytes);
     match (live, decoded) {
         (Some(session), Ok(message)) => {
             session.touch();

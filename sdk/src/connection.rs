@@ -328,7 +328,7 @@ impl Session {
         frame: Bytes,
         rest: &mut std::collections::VecDeque<Bytes>,
     ) -> Result<(), SdkError> {
-        let message = match iglu_bus::decode(&frame, self.max_message) {
+        let message = match iglu_bus::decode_shared(&frame, self.max_message) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(plugin = %self.plugin_id, error = %e, "dropping a frame from the host");
