@@ -26,6 +26,10 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub type ErasedHandler =
     Arc<dyn Fn(Context, Bytes) -> BoxFuture<Result<Bytes, WireError>> + Send + Sync>;
 
+/// Least and most room reserved for an encoded result before encoding.
+const RESULT_ROOM_MIN: usize = 128;
+const RESULT_ROOM_MAX: usize = 64 * 1024;
+
 /// Wraps a typed method into an [`ErasedHandler`].
 pub fn erase<A, R, F, Fut>(method: F) -> ErasedHandler
 where
@@ -38,6 +42,9 @@ where
     Arc::new(move |ctx: Context, args: Bytes| {
         let method = method.clone();
         Box::pin(async move {
+            // Results are often about as large as the arguments (echoes,
+            // updates): room for that, so most encode without growing.
+            let room = args.len().clamp(RESULT_ROOM_MIN, RESULT_ROOM_MAX);
             let args: A = rmp_serde::from_slice(&args).map_err(|e| {
                 WireError::new(
                     ErrorCode::BadArguments,
@@ -47,8 +54,7 @@ where
             let result = method(ctx, args)
                 .await
                 .map_err(|e| WireError::new(ErrorCode::HandlerError, e.message()))?;
-            // Room for a small result, so it encodes without growing.
-            let mut out = Vec::with_capacity(128);
+            let mut out = Vec::with_capacity(room);
             rmp_serde::encode::write_named(&mut out, &result)
                 .map(|()| Bytes::from(out))
                 .map_err(|e| {
