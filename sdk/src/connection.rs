@@ -287,16 +287,16 @@ impl Session {
         head: Bytes,
         mut rest: std::collections::VecDeque<Bytes>,
     ) -> Result<usize, SdkError> {
-        let mut handled = 1;
+        // Every frame counts, an EVENT batch's header/body pairs included.
+        let frames = 1 + rest.len();
         self.send_full_batch().await?;
         self.on_frame(head, &mut rest).await?;
         while let Some(next) = rest.pop_front() {
             self.send_full_batch().await?;
             self.on_frame(next, &mut std::collections::VecDeque::new())
                 .await?;
-            handled += 1;
         }
-        Ok(handled)
+        Ok(frames)
     }
 
     /// Sends the answers once there are [`ANSWER_BATCH`] of them, and lets
