@@ -209,3 +209,60 @@ impl DealerOutbound {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use zeromq::{Endpoint, Host};
+
+    /// zeromq is vendored with its endpoint parser rewritten without regex
+    /// (vendor/zeromq/IGLU.md): these are the forms Iglu's configs, launch
+    /// environments and containers use, and the mistakes people make in them.
+    #[test]
+    fn zeromq_endpoints_parse_as_before_the_patch() {
+        let ok = [
+            (
+                "ipc:///run/iglu/host.sock",
+                Endpoint::Ipc(Some(PathBuf::from("/run/iglu/host.sock"))),
+            ),
+            (
+                "tcp://127.0.0.1:5555",
+                Endpoint::Tcp(Host::Ipv4([127, 0, 0, 1].into()), 5555),
+            ),
+            (
+                "tcp://[::1]:0",
+                Endpoint::Tcp(Host::Ipv6(std::net::Ipv6Addr::LOCALHOST), 0),
+            ),
+            (
+                "tcp://host:65535",
+                Endpoint::Tcp(Host::Domain("host".into()), 65535),
+            ),
+            (
+                "tcp://*:7000",
+                Endpoint::Tcp(Host::Domain("*".into()), 7000),
+            ),
+        ];
+        for (text, want) in ok {
+            assert_eq!(text.parse::<Endpoint>().ok(), Some(want), "{text}");
+        }
+        for bad in [
+            "",
+            "tcp:/127.0.0.1:5555",
+            "://127.0.0.1:5555",
+            "TCP://127.0.0.1:5555",
+            "tcp://",
+            "ipc://",
+            "tcp://127.0.0.1",
+            "tcp://127.0.0.1:",
+            "tcp://:5555",
+            "tcp://127.0.0.1:65536",
+            "tcp://127.0.0.1:5x",
+            "tcp://127.0.0.1:5555\n",
+            "ipc:///tmp/a\nb",
+            "udp://127.0.0.1:5555",
+        ] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad:?} parsed");
+        }
+    }
+}
