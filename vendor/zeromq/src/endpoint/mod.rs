@@ -2,7 +2,6 @@ mod error;
 mod host;
 mod transport;
 
-
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +12,6 @@ pub use host::Host;
 pub use transport::Transport;
 
 pub type Port = u16;
-
 
 /// Represents a ZMQ Endpoint.
 ///
@@ -70,7 +68,9 @@ impl FromStr for Endpoint {
         fn extract_host_port(address: &str) -> Result<(Host, Port), EndpointError> {
             let (host, port) = address
                 .rsplit_once(':')
-                .filter(|(h, p)| !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|(h, p)| {
+                    !h.is_empty() && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+                })
                 .ok_or(EndpointError::Syntax("Could not parse host and port"))?;
             let port: Port = port
                 .parse()
