@@ -161,6 +161,38 @@ fn opt_ratio(a: f64, b: Option<f64>) -> String {
     }
 }
 
+/// The whole distribution of sequential calls, for Iglu and both floors:
+/// the calls table has room for p50, p99 and max only, and a tail that moves
+/// while the median holds is what this workload is for.
+fn latency_table(out: &mut String, r: &Report) {
+    let rows: Vec<&CallRow> = r.calls.iter().filter(|c| c.workload == "latency").collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "SEQUENTIAL LATENCY (one call at a time, µs)");
+    let _ = writeln!(
+        out,
+        "{:>8} {:<10} | {:>9} | {:>7} {:>7} {:>7} {:>7} {:>8}",
+        "bytes", "who", "calls/s", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for c in rows {
+        let who = [
+            ("iglu", Some(&c.iglu)),
+            ("zmq floor", c.zmq_floor.as_ref()),
+            ("uds floor", c.uds_floor.as_ref()),
+        ];
+        for (name, m) in who {
+            let Some(m) = m else { continue };
+            let _ = writeln!(
+                out,
+                "{:>8} {:<10} | {:>9.0} | {:>7} {:>7} {:>7} {:>7} {:>8}",
+                c.payload_bytes, name, m.per_s, m.p50_us, m.p90_us, m.p99_us, m.p999_us, m.max_us
+            );
+        }
+    }
+    let _ = writeln!(out);
+}
+
 /// Tables for people.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
@@ -220,6 +252,7 @@ pub fn table(r: &Report) -> String {
             );
         }
         let _ = writeln!(out);
+        latency_table(&mut out, r);
     }
     if !r.events.is_empty() {
         let _ = writeln!(out, "EVENT FAN-OUT (64 B, published by the host)");
@@ -305,4 +338,54 @@ pub fn table(r: &Report) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::measure::Measure;
+
+    fn measure(base: u64) -> Measure {
+        Measure {
+            per_s: 1000.0,
+            p50_us: base,
+            p90_us: base + 1,
+            p99_us: base + 2,
+            p999_us: base + 3,
+            max_us: base + 4,
+            count: 10,
+            ..Measure::default()
+        }
+    }
+
+    #[test]
+    fn sequential_calls_show_their_whole_distribution_next_to_both_floors() {
+        let report = Report {
+            calls: vec![CallRow {
+                workload: "latency".into(),
+                in_flight: 1,
+                payload_bytes: 64,
+                plugins: 1,
+                iglu: measure(70),
+                zmq_floor: Some(measure(60)),
+                uds_floor: Some(measure(50)),
+                host_cpu_percent: None,
+            }],
+            ..Report::default()
+        };
+        let text = table(&report);
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("SEQUENTIAL LATENCY"))
+            .take(5)
+            .collect();
+        assert_eq!(block.len(), 5, "{text}");
+        for (line, who, base) in [(2, "iglu", 70), (3, "zmq floor", 60), (4, "uds floor", 50)] {
+            let cells: Vec<&str> = block[line].split_whitespace().collect();
+            let figures: Vec<&str> = cells[cells.len() - 5..].to_vec();
+            let want: Vec<String> = (base..base + 5).map(|v| v.to_string()).collect();
+            assert!(block[line].contains(who), "{}", block[line]);
+            assert_eq!(figures, want, "{}", block[line]);
+        }
+    }
 }
