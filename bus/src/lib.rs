@@ -21,6 +21,7 @@
 //!   hands a managed plugin its endpoint, cookie and token.
 #![deny(missing_docs)]
 
+pub mod call_map;
 pub mod codec;
 pub mod error;
 pub mod handshake;
@@ -30,6 +31,7 @@ pub mod message;
 pub mod topic;
 pub mod transport;
 
+pub use call_map::CallIdMap;
 pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use message::{

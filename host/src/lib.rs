@@ -28,6 +28,7 @@
 
 pub mod admission;
 pub mod bench;
+pub mod calls;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -5,18 +5,19 @@
 //! session closes, for whatever reason, every waiting caller is answered at
 //! once, so no caller ever waits for its deadline on a dead plugin.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iglu_bus::transport::{PeerId, RouterOutbound};
 use iglu_bus::{Call, CallId, Cancel, ErrorCode, Message, WireError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::calls::{self, CallTable, Outcome};
 use crate::events::queue::EventQueue;
 use crate::outbox::{self, Outbox};
 use crate::supervisor::SupervisorEvent;
@@ -30,6 +31,9 @@ pub const SHARED_PATH_SEND: Duration = Duration::from_millis(5);
 /// Calls one plugin may have in flight from the host: bounds what waits in
 /// its socket queue (zeromq's own bound, 100,000 messages, is no bound in bytes).
 const MAX_CALLS_IN_FLIGHT: usize = 4096;
+
+/// A deadline too far to represent counts as this far away (about 30 years).
+const FOREVER: Duration = Duration::from_secs(86400 * 365 * 30);
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +81,10 @@ impl std::fmt::Display for Loss {
     }
 }
 
-type Waiter = oneshot::Sender<Result<Bytes, WireError>>;
-
 struct Calls {
     /// Set once; after that nothing new is accepted.
     closed: Option<Loss>,
-    inflight: HashMap<CallId, Waiter>,
+    table: CallTable,
 }
 
 /// A plugin's live connection.
@@ -108,6 +110,8 @@ pub struct Session {
     /// Bounds calls in flight (see `MAX_CALLS_IN_FLIGHT`).
     call_slots: tokio::sync::Semaphore,
     calls: Mutex<Calls>,
+    /// Tells the deadline keeper (see `calls`) of a deadline earlier than its next wake.
+    deadlines: Arc<Notify>,
     /// Milliseconds since `epoch` when the plugin last sent anything.
     last_seen_ms: AtomicU64,
     epoch: Instant,
@@ -141,17 +145,25 @@ pub struct Opening {
 impl Session {
     /// Opens a session that sends through `outbound`. Nothing is sent
     /// until WELCOME has gone out (the caller sends it first).
-    /// Starts the session's flusher, which ends when the session closes or is dropped.
+    /// Starts the session's flusher and deadline keeper, which end when the
+    /// session closes or is dropped.
     pub fn open(opening: Opening, outbound: RouterOutbound) -> Arc<Session> {
         Arc::new_cyclic(|me| {
             let outbox = Arc::new(Outbox::default());
             let closed = CancellationToken::new();
+            let deadlines = Arc::new(Notify::new());
             tokio::spawn(outbox::flush(
                 outbox.clone(),
                 me.clone(),
                 outbound.clone(),
                 opening.peer.clone(),
                 closed.clone(),
+            ));
+            let keeper: Weak<Session> = me.clone();
+            tokio::spawn(calls::keep_deadlines(
+                deadlines.clone(),
+                closed.clone(),
+                move |now| keeper.upgrade().map(|s| s.expire_due(now)),
             ));
             Session {
                 plugin_id: opening.plugin_id,
@@ -166,8 +178,9 @@ impl Session {
                 call_slots: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
                 calls: Mutex::new(Calls {
                     closed: None,
-                    inflight: HashMap::new(),
+                    table: CallTable::default(),
                 }),
+                deadlines,
                 last_seen_ms: AtomicU64::new(0),
                 epoch: Instant::now(),
                 max_message: opening.max_message,
@@ -197,7 +210,7 @@ impl Session {
 
     /// Calls from the host waiting for this plugin's answer.
     pub fn calls_in_flight(&self) -> usize {
-        self.lock().inflight.len()
+        self.lock().table.len()
     }
 
     /// Calls holding a slot: sent or about to be, not yet answered. Cheaper
@@ -233,13 +246,13 @@ impl Session {
                 return;
             }
             calls.closed = Some(loss.clone());
-            std::mem::take(&mut calls.inflight)
+            calls.table.drain().collect::<Vec<_>>()
         };
         self.closed.cancel();
         let error = loss.to_call_error(&self.plugin_id);
         let failed = waiters.len();
-        for (_, waiter) in waiters {
-            let _ = waiter.send(Err(error.clone()));
+        for waiter in waiters {
+            let _ = waiter.send(Outcome::Answer(Err(error.clone())));
         }
         match loss {
             Loss::Stopping | Loss::Goodbye(_) => {
@@ -306,10 +319,38 @@ impl Session {
 
     /// Delivers the answer to a call; false if nobody waits for it any more.
     pub fn resolve(&self, id: CallId, answer: Result<Bytes, WireError>) -> bool {
-        let waiter = self.lock().inflight.remove(&id);
+        let waiter = self.lock().table.take(&id);
         match waiter {
-            Some(w) => w.send(answer).is_ok(),
+            Some(w) => w.send(Outcome::Answer(answer)).is_ok(),
             None => false,
+        }
+    }
+
+    /// Ends the calls whose deadline has passed (their callers get a
+    /// timeout, the plugin a CANCEL) and returns the next deadline.
+    fn expire_due(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        let (expired, next) = {
+            let mut calls = self.lock();
+            let expired = calls.table.expire(now);
+            (expired, calls.table.wake_at())
+        };
+        for (id, waiter) in expired {
+            let _ = waiter.send(Outcome::Expired);
+            self.cancel(id);
+        }
+        next
+    }
+
+    /// Tells the plugin to stop working on a call nobody waits for any more.
+    fn cancel(&self, id: CallId) {
+        if self.is_closed() {
+            return;
+        }
+        if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id })) {
+            // After its CALL, through the same outbox: never ahead of it.
+            if !self.outbox.push_cancel(frame, MAX_CALLS_IN_FLIGHT) {
+                tracing::debug!(plugin = %self.plugin_id, %id, "outbox full: CANCEL dropped");
+            }
         }
     }
 
@@ -355,13 +396,19 @@ impl Session {
                 ),
             ));
         };
-        let (tx, rx) = oneshot::channel();
-        {
+        let expires = tokio::time::Instant::now()
+            .checked_add(deadline)
+            .unwrap_or_else(|| tokio::time::Instant::now() + FOREVER);
+        let (tx, mut rx) = oneshot::channel();
+        let wake_keeper = {
             let mut calls = self.lock();
             if let Some(loss) = &calls.closed {
                 return Err(loss.to_call_error(&self.plugin_id));
             }
-            calls.inflight.insert(id, tx);
+            calls.table.insert(id, tx, expires)
+        };
+        if wake_keeper {
+            self.deadlines.notify_one();
         }
         let mut guard = InFlight {
             session: self,
@@ -370,44 +417,42 @@ impl Session {
         };
         // Alone, a call goes straight into the socket queue: batching has
         // nothing to gather, and the flusher's task hop would be pure latency.
-        let direct = if self.calls_awaiting() == 1 {
-            Some(frame)
+        let outcome = if self.calls_awaiting() == 1 {
+            tokio::select! {
+                biased;
+                sent = self.send(frame) => {
+                    if !sent {
+                        return Err(WireError::new(
+                            ErrorCode::NotRunning,
+                            format!("plugin {} is gone", self.plugin_id),
+                        ));
+                    }
+                    (&mut rx).await
+                }
+                // The deadline or the session's end, while the frame waited for room.
+                outcome = &mut rx => outcome,
+            }
         } else {
             self.outbox.push(frame);
-            None
+            rx.await
         };
-        let result = tokio::time::timeout(deadline, async {
-            if let Some(frame) = direct {
-                if !self.send(frame).await {
-                    return Err(WireError::new(
-                        ErrorCode::NotRunning,
-                        format!("plugin {} is gone", self.plugin_id),
-                    ));
-                }
-            }
-            let answer = rx.await;
-            // Whoever answered or closed the session took the entry out.
-            guard.answered = true;
-            match answer {
-                Ok(answer) => answer,
-                Err(_) => Err(WireError::new(
-                    ErrorCode::PluginCrashed,
-                    format!("plugin {} went away before answering", self.plugin_id),
-                )),
-            }
-        })
-        .await;
-        drop(guard);
-        result.unwrap_or_else(|_| {
-            Err(WireError::new(
+        // Whoever answered, expired the call or closed the session took the entry out.
+        guard.answered = true;
+        match outcome {
+            Ok(Outcome::Answer(answer)) => answer,
+            Ok(Outcome::Expired) => Err(WireError::new(
                 ErrorCode::Timeout,
                 format!(
                     "plugin {} did not answer {method:?} within {} ms",
                     self.plugin_id,
                     deadline.as_millis()
                 ),
-            ))
-        })
+            )),
+            Err(_) => Err(WireError::new(
+                ErrorCode::PluginCrashed,
+                format!("plugin {} went away before answering", self.plugin_id),
+            )),
+        }
     }
 }
 
@@ -425,14 +470,8 @@ impl Drop for InFlight<'_> {
         if self.answered {
             return;
         }
-        let unanswered = self.session.lock().inflight.remove(&self.id).is_some();
-        if unanswered && !self.session.is_closed() {
-            if let Ok(frame) = iglu_bus::encode(&Message::Cancel(Cancel { id: self.id })) {
-                // After its CALL, through the same outbox: never ahead of it.
-                if !self.session.outbox.push_cancel(frame, MAX_CALLS_IN_FLIGHT) {
-                    tracing::debug!(plugin = %self.session.plugin_id, id = %self.id, "outbox full: CANCEL dropped");
-                }
-            }
+        if self.session.lock().table.take(&self.id).is_some() {
+            self.session.cancel(self.id);
         }
     }
 }

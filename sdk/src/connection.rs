@@ -16,7 +16,8 @@ use futures::StreamExt;
 use iglu_bus::heartbeat::{Liveness, Timing};
 use iglu_bus::transport::{DealerConnection, DealerOutbound, DealerStream};
 use iglu_bus::{
-    CallId, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome, WireError,
+    CallId, CallIdMap, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome,
+    WireError,
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -96,7 +97,7 @@ pub(crate) struct Session {
     timing: Timing,
     host_liveness: Liveness,
     /// Calls being served, so CANCEL and the drain deadline can abort them.
-    running: HashMap<CallId, AbortHandle>,
+    running: CallIdMap<AbortHandle>,
     pending: Pending,
     outgoing_tx: mpsc::Sender<Outgoing>,
     /// Which connection of this process this is (credits of an earlier one are stale).
@@ -159,7 +160,7 @@ impl Session {
             max_message: welcome.max_message_bytes as usize,
             timing,
             host_liveness: Liveness::new(timing, Instant::now()),
-            running: HashMap::new(),
+            running: CallIdMap::default(),
             pending,
             outgoing_tx,
             connection: link.connection,

@@ -3,12 +3,11 @@
 //! Calls are correlated by id in `pending`; the I/O loop resolves them when a
 //! REPLY or ERROR arrives and fails them all when the connection ends.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use iglu_bus::{Call, CallId, Message, WireError};
+use iglu_bus::{Call, CallId, CallIdMap, Message, WireError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +27,7 @@ pub(crate) struct PendingCall {
     pub sent_on: u64,
 }
 
-pub(crate) type Pending = Arc<Mutex<HashMap<CallId, PendingCall>>>;
+pub(crate) type Pending = Arc<Mutex<CallIdMap<PendingCall>>>;
 
 /// A handle for calling the host. Cheap to clone.
 #[derive(Clone)]
@@ -150,7 +149,7 @@ impl HostClient {
         rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<CallId, PendingCall>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, CallIdMap<PendingCall>> {
         // A poisoned map only means another thread panicked mid-insert; the map itself is fine.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }

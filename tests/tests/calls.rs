@@ -131,7 +131,7 @@ fn bad_arguments_are_refused_without_calling_the_method() {
 }
 
 #[test]
-fn deadline_exceeded_is_a_timeout_and_the_plugin_stays() {
+fn deadline_exceeded_is_a_timeout_the_plugin_drops_the_work_and_stays() {
     let host = echo_host("");
     let pid = host.plugin("echo")["pid"].clone();
     let err = host
@@ -139,6 +139,30 @@ fn deadline_exceeded_is_a_timeout_and_the_plugin_stays() {
         .unwrap_err();
     assert_eq!(err.code, "timeout");
     assert!(err.message.contains("300 ms"), "{err:?}");
+    // The plugin stops the work at the deadline too (its own and the host's CANCEL).
+    host.eventually("the timed-out sleep to be cancelled in the plugin", || {
+        let n = host.call("echo", "cancelled", json!(null)).ok()?;
+        (n == json!(1)).then_some(())
+    });
+    // A call with an earlier deadline than one already waiting expires at
+    // its own, and the later one is not cut short.
+    let long = std::thread::scope(|s| {
+        let long =
+            s.spawn(|| host.call_with_timeout("echo", "sleep", json!({"ms": 1_500}), 20_000));
+        host.wait_plugin("echo", "the long call in flight", |p| {
+            p["calls_in_flight"] == json!(1)
+        });
+        let short = host
+            .call_with_timeout("echo", "sleep", json!({"ms": 20_000}), 200)
+            .unwrap_err();
+        assert_eq!(short.code, "timeout", "{short:?}");
+        long.join().unwrap()
+    });
+    assert_eq!(
+        long.unwrap(),
+        json!(1_500),
+        "the longer deadline was not cut short"
+    );
     assert_eq!(
         host.call("echo", "echo", json!("after")).unwrap(),
         json!("after")

@@ -10,9 +10,15 @@ use serde_json::{json, Value};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embed_publish_call_and_watch_lifecycle() {
-    let dir = fresh_dir("embed");
+/// A host embedded in this test with the echo plugin, once the plugin is Running.
+async fn host_with_echo(
+    tag: &str,
+) -> (
+    Host,
+    tokio::sync::broadcast::Receiver<iglu_host::events::lifecycle::LifecycleEvent>,
+    std::path::PathBuf,
+) {
+    let dir = fresh_dir(tag);
     let text = format!(
         "runtime_dir = {:?}\n{}",
         dir.join("rt").display().to_string(),
@@ -26,8 +32,6 @@ async fn embed_publish_call_and_watch_lifecycle() {
     let config = Config::parse(&text, &dir.join("iglu.toml")).unwrap();
     let host = Host::start(config).await.unwrap();
     let mut lifecycle = host.lifecycle();
-
-    // Watch the plugin come up.
     tokio::time::timeout(PATIENCE, async {
         loop {
             let change = lifecycle.recv().await.unwrap();
@@ -38,6 +42,47 @@ async fn embed_publish_call_and_watch_lifecycle() {
     })
     .await
     .unwrap();
+    (host, lifecycle, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_its_caller_abandons_is_cancelled_in_the_plugin() {
+    let (host, _lifecycle, dir) = host_with_echo("embed-cancel").await;
+    let args = payload(&json!({"ms": 120_000})).unwrap();
+    // The caller gives up long before the call's own deadline (and the
+    // plugin's, which counts from the same 120 s): only a CANCEL can stop it.
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(200),
+        host.call("echo", "sleep", args, Duration::from_secs(120)),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the sleep cannot have finished");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = host
+                .call(
+                    "echo",
+                    "cancelled",
+                    payload(&json!(null)).unwrap(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            if rmp_serde::from_slice::<u64>(&r).unwrap() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the plugin stopped the abandoned call");
+    host.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_publish_call_and_watch_lifecycle() {
+    let (host, mut lifecycle, dir) = host_with_echo("embed").await;
 
     // Publish from the embedding program; an in-process subscriber and the plugin both get it.
     let mut tap = host.subscribe(vec!["home/#".into()], 16).unwrap();

@@ -7,11 +7,30 @@
 mod recorder;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+
+/// `sleep` calls that ended before their time because the host cancelled
+/// them (deadline passed, caller gone): `cancelled` returns the count, so a
+/// test can see that a CANCEL reached the plugin and stopped the work.
+static CANCELLED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts its call as cancelled if dropped before `finished` is set.
+struct CancelWatch {
+    finished: bool,
+}
+
+impl Drop for CancelWatch {
+    fn drop(&mut self) {
+        if !self.finished {
+            CANCELLED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct Millis {
@@ -202,8 +221,13 @@ fn main() -> ExitCode {
             })
         })
         .method("sleep", |_ctx: Context, args: Millis| async move {
+            let mut watch = CancelWatch { finished: false };
             tokio::time::sleep(Duration::from_millis(args.ms)).await;
+            watch.finished = true;
             Ok::<_, HandlerError>(args.ms)
+        })
+        .method("cancelled", |_ctx: Context, _: IgnoredAny| async move {
+            Ok::<_, HandlerError>(CANCELLED.load(Ordering::Relaxed))
         })
         .method("fail", |_ctx: Context, args: Message| async move {
             Err::<(), _>(HandlerError::msg(args.message))
