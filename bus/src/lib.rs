@@ -21,9 +21,9 @@
 //!   hands a managed plugin its endpoint, cookie and token.
 #![deny(missing_docs)]
 
-pub mod call_map;
 pub mod codec;
 pub mod error;
+pub mod fold_hash;
 pub mod handshake;
 pub mod heartbeat;
 pub mod launch;
@@ -31,9 +31,9 @@ pub mod message;
 pub mod topic;
 pub mod transport;
 
-pub use call_map::CallIdMap;
 pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
+pub use fold_hash::{CallIdMap, FoldMap, FoldSet};
 pub use message::{
     Call, CallId, Cancel, Credit, ErrorReply, EventBody, EventHeader, Goodbye, Heartbeat, Hello,
     Manifest, Message, Reject, Reply, Welcome,

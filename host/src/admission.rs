@@ -4,13 +4,12 @@
 //! need no host state; the token is compared in constant time before the
 //! host says anything about the plugin's session or manifest.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use iglu_bus::handshake::{check_hello_basics, tokens_match, validate_manifest, PROTOCOL_VERSIONS};
 use iglu_bus::transport::PeerId;
-use iglu_bus::{Hello, Message, Reject, RejectCode, Welcome};
+use iglu_bus::{FoldSet, Hello, Message, Reject, RejectCode, Welcome};
 
 use crate::events::{delivery, lifecycle};
 use crate::host::Shared;
@@ -110,7 +109,7 @@ fn check(
             plugin_id: Arc::from(hello.plugin_id.as_str()),
             launch,
             peer: peer.clone(),
-            methods: hello.methods.iter().cloned().collect::<HashSet<_>>(),
+            methods: hello.methods.iter().cloned().collect::<FoldSet<_>>(),
             version,
             max_message: shared.config.max_message_bytes,
             supervisor: entry.events.clone(),

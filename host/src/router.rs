@@ -6,13 +6,12 @@
 //! plugin cannot stall the others. Peer input never panics the loop: every
 //! failure is a logged reason and, where a session exists, an ERROR.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use iglu_bus::transport::{PeerEvent, PeerEvents, PeerId, RouterInbound};
-use iglu_bus::{BusError, ErrorCode, ErrorReply, Message, RejectCode};
+use iglu_bus::{BusError, ErrorCode, ErrorReply, FoldMap, Message, RejectCode};
 
 use crate::admission::{admit, reject};
 use crate::host::Shared;
@@ -21,7 +20,8 @@ use crate::session::{Loss, Session};
 
 /// Runs until the host shuts down.
 pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: PeerEvents) {
-    let mut peers: HashMap<PeerId, Arc<Session>> = HashMap::new();
+    // Only peers that passed the handshake go in, so no stranger picks keys.
+    let mut peers: FoldMap<PeerId, Arc<Session>> = FoldMap::default();
     // Made once, not per message: each new one joins the token's waiter
     // list and leaves it again, on the path of every reply.
     let shutdown = shared.shutdown.cancelled();
@@ -30,7 +30,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
         tokio::select! {
             _ = &mut shutdown => break,
             received = inbound.recv() => match received {
-                                Ok((peer, frames)) => {
+                Ok((peer, frames)) => {
                     if frames.is_empty() {
                         tracing::warn!("dropped a message with no body frame");
                     }
@@ -58,7 +58,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
 
 async fn on_frame(
     shared: &Shared,
-    peers: &mut HashMap<PeerId, Arc<Session>>,
+    peers: &mut FoldMap<PeerId, Arc<Session>>,
     peer: PeerId,
     body: Bytes,
 ) {

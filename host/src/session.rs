@@ -5,14 +5,13 @@
 //! session closes, for whatever reason, every waiting caller is answered at
 //! once, so no caller ever waits for its deadline on a dead plugin.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iglu_bus::transport::{PeerId, RouterOutbound};
-use iglu_bus::{Call, CallId, Cancel, ErrorCode, Message, WireError};
+use iglu_bus::{Call, CallId, Cancel, ErrorCode, FoldSet, Message, WireError};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -98,7 +97,7 @@ pub struct Session {
     /// The routing id the handshake bound to this session.
     pub peer: PeerId,
     /// Methods the plugin declared; calls to others fail fast without a round trip.
-    pub methods: HashSet<String>,
+    pub methods: FoldSet<String>,
     /// The negotiated protocol version.
     pub version: u32,
     /// The plugin's event queue (it outlives the session).
@@ -131,7 +130,7 @@ pub struct Opening {
     /// Its routing id.
     pub peer: PeerId,
     /// Its declared methods.
-    pub methods: HashSet<String>,
+    pub methods: FoldSet<String>,
     /// The negotiated protocol version.
     pub version: u32,
     /// The plugin's event queue.

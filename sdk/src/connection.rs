@@ -7,7 +7,6 @@
 //! heartbeat by a scheduler slice at most, never by the length of a handler.
 //! What outlives a connection (and reconnecting) is in [`crate::link`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,8 @@ use futures::StreamExt;
 use iglu_bus::heartbeat::{Liveness, Timing};
 use iglu_bus::transport::{DealerConnection, DealerOutbound, DealerStream};
 use iglu_bus::{
-    CallId, CallIdMap, ErrorCode, ErrorReply, Goodbye, Heartbeat, Hello, Message, Reply, Welcome,
-    WireError,
+    CallId, CallIdMap, ErrorCode, ErrorReply, FoldMap, Goodbye, Heartbeat, Hello, Message, Reply,
+    Welcome, WireError,
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -67,7 +66,7 @@ pub(crate) enum Outgoing {
 /// Everything the loop needs that does not change between connections.
 pub(crate) struct Service {
     pub hello: Hello,
-    pub handlers: HashMap<String, ErasedHandler>,
+    pub handlers: FoldMap<String, ErasedHandler>,
     pub handler_runtime: Handle,
     /// How long in-flight calls may run after SIGTERM/SIGINT or the host's GOODBYE.
     pub grace: Duration,
@@ -228,7 +227,7 @@ impl Session {
                     }
                     self.send_answers().await?;
                 }
-                                                Some(out) = link.outgoing_rx.recv() => {
+                Some(out) = link.outgoing_rx.recv() => {
                     // Whatever else is ready goes in the same ZeroMQ message:
                     // under load one write carries many answers.
                     let mut batch = Vec::new();

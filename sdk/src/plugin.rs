@@ -1,12 +1,11 @@
 //! The builder a plugin author uses, and `serve`, which runs everything.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use iglu_bus::Manifest;
+use iglu_bus::{FoldMap, Manifest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -30,7 +29,7 @@ const DEFAULT_EVENT_WINDOW: u32 = 256;
 /// A plugin under construction: its manifest and its methods.
 pub struct Plugin {
     manifest: Manifest,
-    handlers: HashMap<String, ErasedHandler>,
+    handlers: FoldMap<String, ErasedHandler>,
     grace: Duration,
     handler_threads: Option<usize>,
     subscriptions: Vec<String>,
@@ -45,7 +44,7 @@ impl Plugin {
     pub fn new(manifest: Manifest) -> Plugin {
         Plugin {
             manifest,
-            handlers: HashMap::new(),
+            handlers: FoldMap::default(),
             grace: DEFAULT_GRACE,
             handler_threads: None,
             subscriptions: Vec::new(),

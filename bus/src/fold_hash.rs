@@ -1,28 +1,35 @@
-//! Tables keyed by call id, hashed without SipHash.
+//! Hash tables for the call path, hashed without SipHash.
 //!
-//! A call id is a v4 uuid from the caller's random generator: its bits are
-//! already uniform, and the side that keys a table with ids is the side that
-//! made them (or, in a plugin, its trusted host), so nobody can choose keys
-//! that collide. std's SipHash, built for keys an attacker chooses, cost two
-//! hashes of 16 bytes per call on each side (seen with callgrind on
-//! `iglu bench`); this folds the bytes with one multiply per 8.
+//! std's SipHash is built for keys an attacker chooses; on the call path it
+//! cost a few hundred instructions per lookup, several lookups per call on
+//! each side (seen with callgrind on `iglu bench`). This folds the key's
+//! bytes with one multiply per 8 (the FxHash step) instead. Use it only where
+//! nobody untrusted picks the keys that go in: call ids (random v4 uuids,
+//! made by the side that keys a table with them, or by a plugin's trusted
+//! host), a plugin's own method names, and peers that passed the handshake.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::message::CallId;
 
-/// A map from call id to `V`.
-pub type CallIdMap<V> = HashMap<CallId, V, BuildHasherDefault<CallIdHasher>>;
+/// A map hashed by [`FoldHasher`].
+pub type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
-/// Folds the written bytes 8 at a time (the FxHash step). Meant for
-/// uniformly random keys only: see the module's documentation.
+/// A set hashed by [`FoldHasher`].
+pub type FoldSet<K> = HashSet<K, BuildHasherDefault<FoldHasher>>;
+
+/// A map from call id to `V`.
+pub type CallIdMap<V> = FoldMap<CallId, V>;
+
+/// Folds the written bytes 8 at a time. See the module's documentation for
+/// where it may be used.
 #[derive(Default, Clone, Copy)]
-pub struct CallIdHasher(u64);
+pub struct FoldHasher(u64);
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 
-impl Hasher for CallIdHasher {
+impl Hasher for FoldHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -48,7 +55,7 @@ mod tests {
 
     #[test]
     fn equal_ids_hash_equal_and_random_ids_spread_over_buckets() {
-        let build = BuildHasherDefault::<CallIdHasher>::default();
+        let build = BuildHasherDefault::<FoldHasher>::default();
         let id = CallId::new_v4();
         assert_eq!(build.hash_one(id), build.hash_one(id));
         // hashbrown picks the bucket from the low bits and a tag from the top
@@ -58,6 +65,17 @@ mod tests {
         let top: HashSet<u64> = ids.iter().map(|id| build.hash_one(id) >> 57).collect();
         assert!(low.len() > 2000, "{} of 4096 low-bit buckets", low.len());
         assert_eq!(top.len(), 128, "every top-7-bit tag appears");
+    }
+
+    #[test]
+    fn strings_that_differ_only_past_eight_bytes_hash_apart() {
+        let build = BuildHasherDefault::<FoldHasher>::default();
+        assert_ne!(build.hash_one("set_level"), build.hash_one("set_limit"));
+        let set: FoldSet<String> = ["get_state", "get_stats", "echo"]
+            .map(String::from)
+            .into_iter()
+            .collect();
+        assert!(set.contains("get_stats") && !set.contains("get_s"));
     }
 
     #[test]
