@@ -265,4 +265,11 @@ mod tests {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad:?} parsed");
         }
     }
+
+    /// zeromq 0.7 panicked (`todo!`) on a wildcard ipc path; the vendored
+    /// copy refuses it, so a bad endpoint in a config is an error to show.
+    #[tokio::test]
+    async fn a_wildcard_ipc_endpoint_is_an_error_not_a_panic() {
+        assert!(super::RouterEndpoint::bind("ipc://*").await.is_err());
+    }
 }

@@ -88,7 +88,10 @@ where
 {
     let wildcard: &Path = "*".as_ref();
     if path == wildcard {
-        todo!("Need to implement support for wildcard paths!");
+        // Iglu: an error, not a panic, for a path nobody can bind.
+        return Err(crate::ZmqError::Socket(
+            "ipc://* is not supported: an ipc endpoint needs a path",
+        ));
     }
 
     #[cfg(all(feature = "tokio-runtime", target_family = "unix"))]
