@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use zeromq::{
     DealerRecvHalf, DealerSendHalf, DealerSocket, RouterRecvHalf, RouterSendHalf, RouterSocket,
-    Socket, SocketEvent, SocketRecv, SocketSend, ZmqMessage,
+    Socket, SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
 };
 
 use crate::error::BusError;
@@ -35,9 +35,27 @@ pub struct RouterEndpoint {
 }
 
 impl RouterEndpoint {
-    /// Binds a ROUTER on `endpoint` (`ipc://path` or `tcp://addr:port`).
+    /// Binds a ROUTER on `endpoint` (`ipc://path` or `tcp://addr:port`)
+    /// that reads frames of any size a peer claims.
     pub async fn bind(endpoint: &str) -> Result<RouterEndpoint, BusError> {
-        let mut socket = RouterSocket::new();
+        Self::bind_with(endpoint, SocketOptions::default()).await
+    }
+
+    /// Like [`RouterEndpoint::bind`], but a peer whose frame header claims
+    /// more than `max_frame` bytes is disconnected at that header, before
+    /// anything is allocated for the frame. Without a cap, 73 bytes claiming
+    /// 2^50 make the process abort on a failed allocation.
+    pub async fn bind_with_frame_cap(
+        endpoint: &str,
+        max_frame: usize,
+    ) -> Result<RouterEndpoint, BusError> {
+        let mut options = SocketOptions::default();
+        options.max_frame_size(max_frame);
+        Self::bind_with(endpoint, options).await
+    }
+
+    async fn bind_with(endpoint: &str, options: SocketOptions) -> Result<RouterEndpoint, BusError> {
+        let mut socket = RouterSocket::with_options(options);
         // The monitor must be taken before split(): it lives on the backend.
         let monitor = socket.monitor();
         socket.bind(endpoint).await?;

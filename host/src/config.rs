@@ -14,6 +14,10 @@ use crate::error::ConfigError;
 /// Environment variable naming the runtime directory when the config does not.
 pub const RUNTIME_DIR_ENV: &str = "IGLU_RUNTIME_DIR";
 
+/// Room over `max_message_bytes` for a frame the host still reads, so that
+/// a plugin slightly over the cap hears why (see `Config::transport_frame_cap`).
+const FRAME_OVERHEAD: usize = 1024;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -312,6 +316,15 @@ impl Config {
         if self.simulator.interval_ms == 0 {
             self.simulator.interval_ms = 2000;
         }
+    }
+
+    /// The largest frame the host reads off a plugin connection, ipc or
+    /// TCP. A frame a little over `max_message_bytes` is still read, so the
+    /// plugin gets a `too_large` ERROR with the reason; a frame claiming more
+    /// cuts that one connection at its header, before anything is allocated
+    /// for it (the plugin is then restarted like any that lost its connection).
+    pub fn transport_frame_cap(&self) -> usize {
+        self.max_message_bytes.saturating_add(FRAME_OVERHEAD)
     }
 
     /// The host runtime's thread count: `worker_threads` if set, else half

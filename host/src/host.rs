@@ -70,7 +70,7 @@ impl Host {
         runtime_dir::clear_stale_socket(&plugin_socket)?;
         let endpoint = format!("ipc://{}", plugin_socket.display());
         let router_socket =
-            RouterEndpoint::bind(&endpoint)
+            RouterEndpoint::bind_with_frame_cap(&endpoint, config.transport_frame_cap())
                 .await
                 .map_err(|source| HostError::Bind {
                     endpoint: endpoint.clone(),

@@ -275,9 +275,12 @@ async fn wait_for_signal() -> &'static str {
 
 fn init_logging() {
     use std::io::IsTerminal;
-    // zeromq warns when it finds its ipc socket already removed at shutdown; the host removes it on purpose.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=error"));
+    // zeromq warns when it finds its ipc socket already removed at shutdown;
+    // the host removes it on purpose. A peer it drops for what it sent stays
+    // visible (the `dropped_peer` target is Iglu's patch, vendor/zeromq/IGLU.md).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,zeromq=error,zeromq::dropped_peer=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -97,6 +97,33 @@ fn malformed_manifest_is_rejected_for_a_managed_plugin() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A peer on the local socket, before any HELLO, claims a frame of 2^50
+/// bytes. Read as claimed, that is an allocation the host cannot survive:
+/// the host must cut that connection at the frame's header and keep serving.
+#[test]
+fn a_frame_claiming_a_petabyte_cuts_that_peer_and_the_host_keeps_serving() {
+    let host = TestHost::start("", &[plugin("echo", "iglu-plugin-echo", &[])]);
+    host.wait_state("echo", "running");
+    let (exit, lines) = misbehave(&host, "huge-frame", "echo", "");
+    assert!(
+        lines.iter().any(|l| l["event"] == json!("cut")),
+        "the host did not cut the connection: {lines:?}\n{}",
+        host.log()
+    );
+    assert_eq!(exit, Some(0));
+    assert_eq!(
+        host.call("echo", "echo", json!("still here")).unwrap(),
+        json!("still here")
+    );
+    assert_eq!(host.plugin("echo")["restarts"], json!(0));
+    assert!(
+        host.log()
+            .contains("Frame length exceeds the socket's maximum frame size"),
+        "the cut is not logged with its reason:\n{}",
+        host.log()
+    );
+}
+
 #[test]
 fn messages_before_hello_are_dropped_and_the_handshake_still_works() {
     let dir = fresh_dir("early");

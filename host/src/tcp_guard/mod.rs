@@ -27,8 +27,6 @@ use zmtp::Inspector;
 
 /// Bytes read from a client at a time.
 const CHUNK: usize = 16 * 1024;
-/// Room for ZMTP framing on top of the protocol's own frame cap.
-const FRAME_OVERHEAD: u64 = 1024;
 
 /// Limits one connection lives under.
 #[derive(Clone, Copy)]
@@ -48,7 +46,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let timing = shared.config.timing();
     let limits = Limits {
-        max_frame: shared.config.max_message_bytes as u64 + FRAME_OVERHEAD,
+        max_frame: shared.config.transport_frame_cap() as u64,
         hello_deadline: Duration::from_millis(config.handshake_timeout_ms),
         // A live plugin speaks every interval; twice the liveness timeout of
         // silence means the peer is gone (a network cut sends no FIN).

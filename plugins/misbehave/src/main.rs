@@ -17,6 +17,9 @@
 //!   kind, a frame over the size cap and a second HELLO; prints each ERROR
 //!   the host answers; then serves `echo` and heartbeats.
 //! - `silent`: connects and never says anything.
+//! - `huge-frame`: speaks ZMTP by hand on the ipc socket and sends a frame
+//!   header claiming 2^50 bytes, before any HELLO; prints `cut` when the
+//!   host closes the connection, exits 0 (2 if it never does).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -74,6 +77,18 @@ fn hello(mode: &str) -> Hello {
 async fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let endpoint = std::env::var(iglu_bus::launch::ENDPOINT).unwrap_or_default();
+    if mode == "huge-frame" {
+        return match huge_frame(&endpoint).await {
+            Ok(()) => {
+                report(json!({"event": "cut"}));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                report(json!({"event": "failed", "detail": e}));
+                ExitCode::from(2)
+            }
+        };
+    }
     let conn = match tokio::time::timeout(
         Duration::from_secs(10),
         DealerConnection::connect(&endpoint),
@@ -173,4 +188,48 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
             }
         }
     }
+}
+
+/// ZMTP 3.0 by hand: the greeting, a READY as a DEALER, then the header of
+/// a frame claiming 2^50 bytes. An uncapped decoder reserves that much and
+/// the process aborts; the host must instead close this one connection.
+async fn huge_frame(endpoint: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = endpoint
+        .strip_prefix("ipc://")
+        .ok_or_else(|| format!("not an ipc endpoint: {endpoint}"))?;
+    let mut stream = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut greeting = [0u8; 64];
+    greeting[0] = 0xff;
+    greeting[9] = 0x7f;
+    greeting[10] = 3;
+    greeting[12..16].copy_from_slice(b"NULL");
+    let mut bytes = greeting.to_vec();
+    let mut ready = vec![5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&6u32.to_be_bytes());
+    ready.extend_from_slice(b"DEALER");
+    bytes.extend_from_slice(&[0x04, ready.len() as u8]);
+    bytes.extend_from_slice(&ready);
+    bytes.push(0x02);
+    bytes.extend_from_slice(&(1u64 << 50).to_be_bytes());
+    bytes.extend_from_slice(b"and then some");
+    stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    // The host's own greeting and READY come back first; then it must hang up.
+    let mut sink = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_to_end)
+        .await
+        .map_err(|_| "the host kept the connection open for 20 s".to_owned())
 }

@@ -353,6 +353,8 @@ pub struct SocketOptions {
     // Shared by read preparation and decoder reservation.
     pub(crate) read_buffer_max_size: usize,
     pub(crate) read_buffer_short_reads: usize,
+    // Iglu patch: frames claiming more are refused at their header (IGLU.md).
+    pub(crate) max_frame_size: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -363,6 +365,7 @@ impl Default for SocketOptions {
             read_buffer_initial_size: 128,
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
+            max_frame_size: None,
         }
     }
 }
@@ -416,6 +419,15 @@ impl SocketOptions {
         self.read_buffer_initial_size = initial_size;
         self.read_buffer_max_size = max_size;
         self.read_buffer_short_reads = short_reads;
+        self
+    }
+
+    /// Refuses any incoming frame whose header claims more than `max` bytes:
+    /// the connection that sent it is dropped (a ROUTER drops that one peer)
+    /// before anything is reserved for the frame. Without it, a peer decides
+    /// how much this process allocates (Iglu patch, see IGLU.md).
+    pub fn max_frame_size(&mut self, max: usize) -> &mut Self {
+        self.max_frame_size = Some(max);
         self
     }
 

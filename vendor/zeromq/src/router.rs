@@ -82,7 +82,8 @@ impl SocketRecv for RouterSocket {
                     // We could take an approach of using `tracing` and have that be an optional feature
                     // tracing::warn!("Received unimplemented message type: {:?}", msg);
                 }
-                Some((peer_id, Err(_e))) => {
+                Some((peer_id, Err(e))) => {
+                    log_dropped_peer(&peer_id, &e);
                     self.backend.peer_disconnected(&peer_id);
                     // We could take an approach of using `tracing` and have that be an optional feature
                     // tracing::error!("Error receiving message from peer {}: {:?}", peer_id, e);
@@ -193,7 +194,8 @@ impl SocketRecv for RouterRecvHalf {
                     return Ok(message);
                 }
                 Some((_peer_id, Ok(_))) => {}
-                Some((peer_id, Err(_e))) => {
+                Some((peer_id, Err(e))) => {
+                    log_dropped_peer(&peer_id, &e);
                     self.inner.backend.peer_disconnected(&peer_id);
                 }
                 None => {
@@ -201,5 +203,14 @@ impl SocketRecv for RouterRecvHalf {
                 }
             };
         }
+    }
+}
+
+/// Iglu patch: a peer dropped for what it sent is worth a line; one whose
+/// connection simply broke is not (IGLU.md).
+fn log_dropped_peer(peer_id: &PeerIdentity, error: &CodecError) {
+    match error {
+        CodecError::Io(e) => log::debug!(target: "zeromq::dropped_peer", "peer {:?} dropped: {}", peer_id, e),
+        other => log::warn!(target: "zeromq::dropped_peer", "peer {:?} dropped: {}", peer_id, other),
     }
 }

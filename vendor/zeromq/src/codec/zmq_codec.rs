@@ -33,6 +33,7 @@ pub struct ZmqCodec {
     // internal details to higher levels
     buffered_message: Option<ZmqMessage>,
     max_read_chunk_size: usize,
+    max_frame_size: Option<usize>,
 }
 
 impl ZmqCodec {
@@ -46,6 +47,7 @@ impl ZmqCodec {
             waiting_for: 64, // len of the greeting frame
             buffered_message: None,
             max_read_chunk_size: options.read_buffer_max_size,
+            max_frame_size: options.max_frame_size,
         }
     }
 
@@ -123,6 +125,11 @@ impl Decoder for ZmqCodec {
                     } else {
                         usize::from(src.get_u8())
                     };
+                    if self.max_frame_size.is_some_and(|max| frame_len > max) {
+                        return Err(CodecError::Decode(
+                            "Frame length exceeds the socket's maximum frame size",
+                        ));
+                    }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
