@@ -31,7 +31,7 @@ pub mod message;
 pub mod topic;
 pub mod transport;
 
-pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES};
+pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES, MAX_FRAMES_PER_MESSAGE};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use fold_hash::{CallIdMap, FoldMap, FoldSet};
 pub use message::{

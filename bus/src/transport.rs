@@ -41,16 +41,19 @@ impl RouterEndpoint {
         Self::bind_with(endpoint, SocketOptions::default()).await
     }
 
-    /// Like [`RouterEndpoint::bind`], but a peer whose frame header claims
-    /// more than `max_frame` bytes is disconnected at that header, before
-    /// anything is allocated for the frame. Without a cap, 73 bytes claiming
-    /// 2^50 make the process abort on a failed allocation.
-    pub async fn bind_with_frame_cap(
+    /// Like [`RouterEndpoint::bind`], but a peer is disconnected at the
+    /// header of a frame that claims more than `max_frame` bytes, or that
+    /// would take one multipart message past `max_message`, before anything
+    /// is allocated for it. Uncapped, 73 bytes claiming 2^50 make the
+    /// process abort on a failed allocation.
+    pub async fn bind_capped(
         endpoint: &str,
         max_frame: usize,
+        max_message: usize,
     ) -> Result<RouterEndpoint, BusError> {
         let mut options = SocketOptions::default();
         options.max_frame_size(max_frame);
+        options.max_message_size(max_message);
         Self::bind_with(endpoint, options).await
     }
 

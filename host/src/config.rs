@@ -327,6 +327,14 @@ impl Config {
         self.max_message_bytes.saturating_add(FRAME_OVERHEAD)
     }
 
+    /// The largest ZeroMQ message (all its frames) the host reads off a
+    /// plugin connection: [`iglu_bus::MAX_FRAMES_PER_MESSAGE`] frames at
+    /// the frame cap. Past it, the connection is cut like one over the frame cap.
+    pub fn transport_message_cap(&self) -> usize {
+        self.transport_frame_cap()
+            .saturating_mul(iglu_bus::MAX_FRAMES_PER_MESSAGE)
+    }
+
     /// The host runtime's thread count: `worker_threads` if set, else half
     /// the CPUs, at least 1. The plugins are processes that need CPUs too,
     /// and every wakeup of a thread on another CPU costs tens of

@@ -69,13 +69,16 @@ impl Host {
         runtime_dir::clear_stale_socket(&control_socket)?;
         runtime_dir::clear_stale_socket(&plugin_socket)?;
         let endpoint = format!("ipc://{}", plugin_socket.display());
-        let router_socket =
-            RouterEndpoint::bind_with_frame_cap(&endpoint, config.transport_frame_cap())
-                .await
-                .map_err(|source| HostError::Bind {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
+        let router_socket = RouterEndpoint::bind_capped(
+            &endpoint,
+            config.transport_frame_cap(),
+            config.transport_message_cap(),
+        )
+        .await
+        .map_err(|source| HostError::Bind {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
         let listener = control::server::bind(&control_socket)?;
         let tcp = match &config.tcp {
             Some(tcp) => Some(tokio::net::TcpListener::bind(&tcp.bind).await.map_err(

@@ -34,8 +34,9 @@ use crate::link::Link;
 /// a flood of finished calls wait for the socket instead of growing memory.
 pub(crate) const OUTGOING_QUEUE: usize = 1024;
 
-/// Most messages sent in one ZeroMQ message (one per frame).
-const MAX_BATCH: usize = 64;
+/// Most messages sent in one ZeroMQ message (one per frame); the host cuts
+/// a connection that sends more at the size cap.
+const MAX_BATCH: usize = iglu_bus::MAX_FRAMES_PER_MESSAGE;
 
 /// Answers to inline calls go out in batches of at most this many, even
 /// when more calls are waiting: one write then carries many answers, and

@@ -124,6 +124,35 @@ fn a_frame_claiming_a_petabyte_cuts_that_peer_and_the_host_keeps_serving() {
     );
 }
 
+/// The same peer sends 64 KiB frames flagged MORE without end: one
+/// multipart message that never finishes. The host must cut it once the
+/// message passes 64 frames at the cap, not buffer it all.
+#[test]
+fn a_message_that_never_ends_cuts_that_peer_and_the_host_keeps_serving() {
+    let host = TestHost::start(
+        "max_message_bytes = 65536",
+        &[plugin("echo", "iglu-plugin-echo", &[])],
+    );
+    host.wait_state("echo", "running");
+    let (exit, lines) = misbehave(&host, "endless-message", "echo", "");
+    assert!(
+        lines.iter().any(|l| l["event"] == json!("cut")),
+        "the host did not cut the connection: {lines:?}\n{}",
+        host.log()
+    );
+    assert_eq!(exit, Some(0));
+    assert_eq!(
+        host.call("echo", "echo", json!("still here")).unwrap(),
+        json!("still here")
+    );
+    assert!(
+        host.log()
+            .contains("Multipart message exceeds the socket's maximum message size"),
+        "the cut is not logged with its reason:\n{}",
+        host.log()
+    );
+}
+
 #[test]
 fn messages_before_hello_are_dropped_and_the_handshake_still_works() {
     let dir = fresh_dir("early");

@@ -20,6 +20,7 @@
 //! - `huge-frame`: speaks ZMTP by hand on the ipc socket and sends a frame
 //!   header claiming 2^50 bytes, before any HELLO; prints `cut` when the
 //!   host closes the connection, exits 0 (2 if it never does).
+//! - `endless-message`: the same, but 64 KiB frames flagged MORE without end.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -77,8 +78,8 @@ fn hello(mode: &str) -> Hello {
 async fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let endpoint = std::env::var(iglu_bus::launch::ENDPOINT).unwrap_or_default();
-    if mode == "huge-frame" {
-        return match huge_frame(&endpoint).await {
+    if mode == "huge-frame" || mode == "endless-message" {
+        return match raw_zmtp(&endpoint, &mode).await {
             Ok(()) => {
                 report(json!({"event": "cut"}));
                 ExitCode::SUCCESS
@@ -190,46 +191,72 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
     }
 }
 
-/// ZMTP 3.0 by hand: the greeting, a READY as a DEALER, then the header of
-/// a frame claiming 2^50 bytes. An uncapped decoder reserves that much and
-/// the process aborts; the host must instead close this one connection.
-async fn huge_frame(endpoint: &str) -> Result<(), String> {
+/// ZMTP 3.0 by hand: the greeting and a READY as a DEALER, then what
+/// `mode` sends; returns once the host has closed the connection.
+/// `huge-frame`: the header of a frame claiming 2^50 bytes (an uncapped
+/// decoder reserves that much and the process aborts). `endless-message`:
+/// 64 KiB frames flagged MORE, without end (an uncapped decoder buffers them all).
+async fn raw_zmtp(endpoint: &str, mode: &str) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let path = endpoint
         .strip_prefix("ipc://")
         .ok_or_else(|| format!("not an ipc endpoint: {endpoint}"))?;
-    let mut stream = tokio::net::UnixStream::connect(path)
+    let stream = tokio::net::UnixStream::connect(path)
         .await
         .map_err(|e| e.to_string())?;
+    let (mut reader, mut writer) = stream.into_split();
     let mut greeting = [0u8; 64];
     greeting[0] = 0xff;
     greeting[9] = 0x7f;
     greeting[10] = 3;
     greeting[12..16].copy_from_slice(b"NULL");
-    let mut bytes = greeting.to_vec();
+    let mut opening = greeting.to_vec();
     let mut ready = vec![5];
     ready.extend_from_slice(b"READY");
     ready.push(11);
     ready.extend_from_slice(b"Socket-Type");
     ready.extend_from_slice(&6u32.to_be_bytes());
     ready.extend_from_slice(b"DEALER");
-    bytes.extend_from_slice(&[0x04, ready.len() as u8]);
-    bytes.extend_from_slice(&ready);
-    bytes.push(0x02);
-    bytes.extend_from_slice(&(1u64 << 50).to_be_bytes());
-    bytes.extend_from_slice(b"and then some");
-    stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
-    // The host's own greeting and READY come back first; then it must hang up.
-    let mut sink = [0u8; 1024];
-    let read_to_end = async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+    opening.extend_from_slice(&[0x04, ready.len() as u8]);
+    opening.extend_from_slice(&ready);
+    writer
+        .write_all(&opening)
+        .await
+        .map_err(|e| e.to_string())?;
+    let attack = async {
+        match mode {
+            "huge-frame" => {
+                let mut header = vec![0x02];
+                header.extend_from_slice(&(1u64 << 50).to_be_bytes());
+                header.extend_from_slice(b"and then some");
+                let _ = writer.write_all(&header).await;
+                std::future::pending::<()>().await
+            }
+            _ => {
+                let mut frame = vec![0x03];
+                frame.extend_from_slice(&65536u64.to_be_bytes());
+                frame.resize(9 + 65536, 0x90);
+                // Ends when the host closes: the write fails.
+                while writer.write_all(&frame).await.is_ok() {}
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), read_to_end)
+    // The host's own greeting and READY come back first; then it must hang up.
+    let hung_up = async {
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let cut = async {
+        tokio::select! {
+            _ = attack => {}
+            _ = hung_up => {}
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), cut)
         .await
         .map_err(|_| "the host kept the connection open for 20 s".to_owned())
 }

@@ -355,6 +355,7 @@ pub struct SocketOptions {
     pub(crate) read_buffer_short_reads: usize,
     // Iglu patch: frames claiming more are refused at their header (IGLU.md).
     pub(crate) max_frame_size: Option<usize>,
+    pub(crate) max_message_size: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -366,6 +367,7 @@ impl Default for SocketOptions {
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
             max_frame_size: None,
+            max_message_size: None,
         }
     }
 }
@@ -428,6 +430,14 @@ impl SocketOptions {
     /// how much this process allocates (Iglu patch, see IGLU.md).
     pub fn max_frame_size(&mut self, max: usize) -> &mut Self {
         self.max_frame_size = Some(max);
+        self
+    }
+
+    /// Like [`SocketOptions::max_frame_size`], for the sum of the frames of
+    /// one multipart message, so a peer cannot grow one without end by
+    /// sending frames flagged MORE (Iglu patch, see IGLU.md).
+    pub fn max_message_size(&mut self, max: usize) -> &mut Self {
+        self.max_message_size = Some(max);
         self
     }
 

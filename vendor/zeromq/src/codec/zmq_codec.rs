@@ -34,6 +34,9 @@ pub struct ZmqCodec {
     buffered_message: Option<ZmqMessage>,
     max_read_chunk_size: usize,
     max_frame_size: Option<usize>,
+    max_message_size: Option<usize>,
+    // Bytes of the frames in `buffered_message`.
+    buffered_len: usize,
 }
 
 impl ZmqCodec {
@@ -48,6 +51,8 @@ impl ZmqCodec {
             buffered_message: None,
             max_read_chunk_size: options.read_buffer_max_size,
             max_frame_size: options.max_frame_size,
+            max_message_size: options.max_message_size,
+            buffered_len: 0,
         }
     }
 
@@ -130,6 +135,15 @@ impl Decoder for ZmqCodec {
                             "Frame length exceeds the socket's maximum frame size",
                         ));
                     }
+                    if !frame.command
+                        && self
+                            .max_message_size
+                            .is_some_and(|max| self.buffered_len.saturating_add(frame_len) > max)
+                    {
+                        return Err(CodecError::Decode(
+                            "Multipart message exceeds the socket's maximum message size",
+                        ));
+                    }
                     self.state = DecoderState::Frame(frame);
                     self.waiting_for = frame_len;
                 }
@@ -142,12 +156,14 @@ impl Decoder for ZmqCodec {
                     }
 
                     // process incoming message frame
+                    self.buffered_len += data.len();
                     match &mut self.buffered_message {
                         Some(v) => v.push_back(data.freeze()),
                         None => self.buffered_message = Some(ZmqMessage::from(data.freeze())),
                     }
 
                     if !frame.more {
+                        self.buffered_len = 0;
                         // Quoth the Raven “Nevermore.”
                         return Ok(Some(Message::Message(
                             self.buffered_message
