@@ -314,6 +314,48 @@ pub fn alive(pid: u64) -> bool {
     }
 }
 
+/// Every live process below `pid` (children, their children...), with its
+/// command line, read from /proc. A process that exits meanwhile is skipped.
+pub fn descendants(pid: u64) -> Vec<(u64, String)> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
+            // After the parenthesised command name: state, then the parent's pid.
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u64>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((child, ppid));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(child, ppid) in &parent_of {
+            if ppid == parent && alive(child) {
+                let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                found.push((child, cmdline.trim().to_owned()));
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
 /// The environment of a running process (for reading a plugin's launch token).
 pub fn environ(pid: u64) -> Vec<(String, String)> {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
