@@ -11,11 +11,6 @@ use crate::message::{Call, CallId, EventBody, Message, Reply};
 /// host buffer much. Configurable on the host (`max_message_bytes`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Most protocol messages batched into one ZeroMQ message (one per frame).
-/// The host cuts a connection whose ZeroMQ message would carry more than
-/// this many frames at the size cap, so a peer cannot grow one without end.
-pub const MAX_FRAMES_PER_MESSAGE: usize = 64;
-
 /// Encodes a message as a MessagePack map with string keys.
 pub fn encode(message: &Message) -> Result<Bytes, BusError> {
     match message {

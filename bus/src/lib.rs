@@ -6,6 +6,7 @@
 //! - [`transport`] moves opaque frames over ZeroMQ (host ROUTER, plugin
 //!   DEALER) and reports peers that disconnect. It is the only module that
 //!   names the `zeromq` crate, so the transport can be swapped.
+//! - [`batch`] gathers several messages into one ZeroMQ message.
 //! - [`codec`] turns one frame into one [`message::Message`] and back, and
 //!   enforces the size cap before anything is decoded.
 //! - [`message`] holds every message kind (HELLO, WELCOME, REJECT, CALL,
@@ -21,6 +22,7 @@
 //!   hands a managed plugin its endpoint, cookie and token.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod fold_hash;
@@ -31,7 +33,8 @@ pub mod message;
 pub mod topic;
 pub mod transport;
 
-pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES, MAX_FRAMES_PER_MESSAGE};
+pub use batch::{Batch, MAX_FRAMES_PER_MESSAGE};
+pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use fold_hash::{CallIdMap, FoldMap, FoldSet};
 pub use message::{

@@ -22,11 +22,6 @@ use tokio::sync::Notify;
 
 use crate::session::{Loss, Session};
 
-/// Most frames in one ZeroMQ message: a batch big enough to make one write
-/// carry many calls, small enough that the plugin starts answering before
-/// the whole backlog has arrived.
-const MAX_FRAMES: usize = 64;
-
 /// Most CANCELs waiting here; beyond it they are dropped. CALLs are bounded
 /// by the session's call slots, but a CANCEL outlives its call's slot: with
 /// a plugin that stopped reading, calls that time out one after another
@@ -101,13 +96,14 @@ pub async fn flush(
             tokio::task::yield_now().await;
         }
         loop {
-            let mut frames = outbox.take();
+            let frames = outbox.take();
             if frames.is_empty() {
                 break;
             }
-            while !frames.is_empty() {
-                let rest = frames.split_off(frames.len().min(MAX_FRAMES));
-                let batch = std::mem::replace(&mut frames, rest);
+            // Batches big enough to make one write carry many calls, small
+            // enough that the plugin starts answering before the whole
+            // backlog has arrived (see `iglu_bus::batch`).
+            for batch in iglu_bus::batch::batches(frames) {
                 // Waits only when the plugin's socket queue is full: this
                 // task serves this plugin alone, and stops waiting when the
                 // session ends (what it held is then of no use to anyone).
@@ -135,7 +131,7 @@ mod tests {
     use std::time::Duration;
 
     /// Over real sockets: frames pushed while the flusher is busy arrive in
-    /// order, several per message, never more than `MAX_FRAMES` in one.
+    /// order, several per message, never more than `MAX_FRAMES_PER_MESSAGE` in one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn frames_arrive_in_order_in_bounded_batches() {
         let dir = std::env::temp_dir().join(format!("iglu-outbox-{}", std::process::id()));
@@ -173,7 +169,7 @@ mod tests {
                 .unwrap();
             messages += 1;
             assert!(
-                rest.len() < MAX_FRAMES,
+                rest.len() < iglu_bus::MAX_FRAMES_PER_MESSAGE,
                 "{} frames in one message",
                 rest.len() + 1
             );

@@ -15,8 +15,8 @@ use futures::StreamExt;
 use iglu_bus::heartbeat::{Liveness, Timing};
 use iglu_bus::transport::{DealerConnection, DealerOutbound, DealerStream};
 use iglu_bus::{
-    CallId, CallIdMap, ErrorCode, ErrorReply, FoldMap, Goodbye, Heartbeat, Hello, Message, Reply,
-    Welcome, WireError,
+    Batch, CallId, CallIdMap, ErrorCode, ErrorReply, FoldMap, Goodbye, Heartbeat, Hello, Message,
+    Reply, Welcome, WireError,
 };
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -34,12 +34,8 @@ use crate::link::Link;
 /// a flood of finished calls wait for the socket instead of growing memory.
 pub(crate) const OUTGOING_QUEUE: usize = 1024;
 
-/// Most messages sent in one ZeroMQ message (one per frame); the host cuts
-/// a connection that sends more at the size cap.
-const MAX_BATCH: usize = iglu_bus::MAX_FRAMES_PER_MESSAGE;
-
-/// Answers to inline calls go out in batches of at most this many, even
-/// when more calls are waiting: one write then carries many answers, and
+/// Answers to inline calls go out in batches of at most this many (and at
+/// most `iglu_bus::batch::MAX_BATCH_BYTES`), even when more calls are waiting: one write then carries many answers, and
 /// the host starts on them while this loop handles the rest. Answering
 /// everything that had arrived at once (up to 64) made host and plugin take
 /// turns, each idle while the other worked: `iglu bench` at 64 calls in
@@ -107,7 +103,7 @@ pub(crate) struct Session {
     /// The last look for more messages found some: look again next time.
     busy: bool,
     /// Answers of inline handlers that finished at once, sent as one batch.
-    answers: Vec<Bytes>,
+    answers: Batch,
     /// Events for the event task; its capacity is the credit window, so it never fills
     /// while the host honours credit.
     event_tx: mpsc::Sender<Event>,
@@ -166,7 +162,7 @@ impl Session {
             connection: link.connection,
             ctx,
             busy: false,
-            answers: Vec::new(),
+            answers: Batch::default(),
             event_tx,
             draining: None,
         }
@@ -231,16 +227,16 @@ impl Session {
                 Some(out) = link.outgoing_rx.recv() => {
                     // Whatever else is ready goes in the same ZeroMQ message:
                     // under load one write carries many answers.
-                    let mut batch = Vec::new();
+                    let mut batch = Batch::default();
                     self.on_outgoing(out, &mut batch);
-                    while batch.len() < MAX_BATCH {
+                    while batch.has_room() {
                         match link.outgoing_rx.try_recv() {
                             Ok(more) => self.on_outgoing(more, &mut batch),
                             Err(_) => break,
                         }
                     }
                     if !batch.is_empty() {
-                        self.outbound.send_frames(batch).await?;
+                        self.outbound.send_frames(batch.take()).await?;
                     }
                 }
                 _ = ticker.tick() => {
@@ -300,10 +296,11 @@ impl Session {
         Ok(frames)
     }
 
-    /// Sends the answers once there are [`ANSWER_BATCH`] of them, and lets
+    /// Sends the answers once there are [`ANSWER_BATCH`] of them or the
+    /// batch is full by size, and lets
     /// the writer task write them before more calls are handled.
     async fn send_full_batch(&mut self) -> Result<(), SdkError> {
-        if self.answers.len() >= ANSWER_BATCH {
+        if self.answers.len() >= ANSWER_BATCH || !self.answers.has_room() {
             self.send_answers().await?;
             tokio::task::yield_now().await;
         }
@@ -315,7 +312,7 @@ impl Session {
         if self.answers.is_empty() {
             return Ok(());
         }
-        let answers = std::mem::take(&mut self.answers);
+        let answers = self.answers.take();
         self.outbound.send_frames(answers).await?;
         Ok(())
     }
@@ -453,7 +450,7 @@ impl Session {
     }
 
     /// Adds the frame `out` stands for, if it is still wanted, to `batch`.
-    fn on_outgoing(&mut self, out: Outgoing, batch: &mut Vec<Bytes>) {
+    fn on_outgoing(&mut self, out: Outgoing, batch: &mut Batch) {
         match out {
             Outgoing::Call(id) => {
                 let frame = {
@@ -468,7 +465,9 @@ impl Session {
                         None => None,
                     }
                 };
-                batch.extend(frame);
+                if let Some(frame) = frame {
+                    batch.push(frame);
+                }
             }
             Outgoing::Credit { connection, frame } => {
                 if connection == self.connection {
