@@ -97,30 +97,39 @@ fn malformed_manifest_is_rejected_for_a_managed_plugin() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A peer on the local socket, before any HELLO, claims a frame of 2^50
-/// bytes. Read as claimed, that is an allocation the host cannot survive:
-/// the host must cut that connection at the frame's header and keep serving.
-#[test]
-fn a_frame_claiming_a_petabyte_cuts_that_peer_and_the_host_keeps_serving() {
-    let host = TestHost::start("", &[plugin("echo", "iglu-plugin-echo", &[])]);
+/// Runs a raw-ZMTP misbehave `mode` against a host with an echo plugin:
+/// the host must cut that one connection, log `reason`, and keep serving.
+fn raw_peer_is_cut(settings: &str, mode: &str, reason: &str) {
+    let host = TestHost::start(settings, &[plugin("echo", "iglu-plugin-echo", &[])]);
     host.wait_state("echo", "running");
-    let (exit, lines) = misbehave(&host, "huge-frame", "echo", "");
+    let (exit, lines) = misbehave(&host, mode, "echo", "");
     assert!(
         lines.iter().any(|l| l["event"] == json!("cut")),
-        "the host did not cut the connection: {lines:?}\n{}",
+        "{mode}: the host did not cut the connection: {lines:?}\n{}",
         host.log()
     );
-    assert_eq!(exit, Some(0));
+    assert_eq!(exit, Some(0), "{mode}");
     assert_eq!(
         host.call("echo", "echo", json!("still here")).unwrap(),
         json!("still here")
     );
     assert_eq!(host.plugin("echo")["restarts"], json!(0));
     assert!(
+        host.log().contains(reason),
+        "{mode}: the cut is not logged with its reason:\n{}",
         host.log()
-            .contains("Frame length exceeds the socket's maximum frame size"),
-        "the cut is not logged with its reason:\n{}",
-        host.log()
+    );
+}
+
+/// A peer on the local socket, before any HELLO, claims a frame of 2^50
+/// bytes. Read as claimed, that is an allocation the host cannot survive:
+/// the host must cut that connection at the frame's header.
+#[test]
+fn a_frame_claiming_a_petabyte_cuts_that_peer_and_the_host_keeps_serving() {
+    raw_peer_is_cut(
+        "",
+        "huge-frame",
+        "Frame length exceeds the socket's maximum frame size",
     );
 }
 
@@ -129,27 +138,10 @@ fn a_frame_claiming_a_petabyte_cuts_that_peer_and_the_host_keeps_serving() {
 /// message passes 64 frames at the cap, not buffer it all.
 #[test]
 fn a_message_that_never_ends_cuts_that_peer_and_the_host_keeps_serving() {
-    let host = TestHost::start(
+    raw_peer_is_cut(
         "max_message_bytes = 65536",
-        &[plugin("echo", "iglu-plugin-echo", &[])],
-    );
-    host.wait_state("echo", "running");
-    let (exit, lines) = misbehave(&host, "endless-message", "echo", "");
-    assert!(
-        lines.iter().any(|l| l["event"] == json!("cut")),
-        "the host did not cut the connection: {lines:?}\n{}",
-        host.log()
-    );
-    assert_eq!(exit, Some(0));
-    assert_eq!(
-        host.call("echo", "echo", json!("still here")).unwrap(),
-        json!("still here")
-    );
-    assert!(
-        host.log()
-            .contains("Multipart message exceeds the socket's maximum message size"),
-        "the cut is not logged with its reason:\n{}",
-        host.log()
+        "endless-message",
+        "Multipart message exceeds the socket's maximum message size",
     );
 }
 
