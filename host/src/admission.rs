@@ -116,6 +116,7 @@ fn check(
             events: entry.queue.clone(),
         },
         shared.outbound.clone(),
+        &shared.clock,
     );
     let timing = shared.config.timing();
     let welcome = Message::Welcome(Welcome {

@@ -46,6 +46,9 @@ pub enum HostError {
         /// Its socket.
         path: PathBuf,
     },
+    /// The thread for the host's timers could not start.
+    #[error("cannot start the host's clock thread: {0}")]
+    Clock(std::io::Error),
     /// The plugin endpoint could not be bound.
     #[error("cannot listen for plugins on {endpoint}: {source}")]
     Bind {

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::HostError;
 use crate::events::lifecycle::{self, LifecycleEvent};
@@ -42,6 +43,8 @@ pub struct Shared {
     pub outbound: RouterOutbound,
     /// Cancelled once, when the host shuts down.
     pub shutdown: CancellationToken,
+    /// Where tasks that wait on time run (see [`crate::clock`]).
+    pub clock: tokio::runtime::Handle,
 }
 
 /// A running host.
@@ -50,6 +53,7 @@ pub struct Host {
     supervisors: Vec<JoinHandle<()>>,
     services: Vec<JoinHandle<()>>,
     sockets: Vec<PathBuf>,
+    clock: Clock,
 }
 
 impl Host {
@@ -89,6 +93,7 @@ impl Host {
             )?),
             None => None,
         };
+        let clock = Clock::start().map_err(HostError::Clock)?;
         let shared = Arc::new(Shared {
             config,
             registry: Registry::default(),
@@ -98,6 +103,7 @@ impl Host {
             endpoint,
             outbound: router_socket.outbound,
             shutdown: CancellationToken::new(),
+            clock: clock.handle().clone(),
         });
         let mut services = vec![
             tokio::spawn(router::run(
@@ -105,7 +111,7 @@ impl Host {
                 router_socket.inbound,
                 router_socket.events,
             )),
-            tokio::spawn(liveness::run(shared.clone())),
+            shared.clock.spawn(liveness::run(shared.clone())),
             tokio::spawn(control::server::serve(shared.clone(), listener)),
         ];
         if let (Some(listener), Some(tcp)) = (tcp, shared.config.tcp.clone()) {
@@ -118,7 +124,7 @@ impl Host {
             )));
         }
         if shared.config.simulator.enabled {
-            services.push(tokio::spawn(simulator::run(shared.clone())));
+            services.push(shared.clock.spawn(simulator::run(shared.clone())));
         }
         let mut supervisors = Vec::new();
         for spec in plugins {
@@ -159,6 +165,7 @@ impl Host {
             supervisors,
             services,
             sockets: vec![plugin_socket, control_socket],
+            clock,
         })
     }
 
@@ -248,6 +255,7 @@ impl Host {
                 abort.abort();
             }
         }
+        self.clock.stop().await;
         for socket in &self.sockets {
             let _ = std::fs::remove_file(socket);
         }

@@ -29,6 +29,7 @@
 pub mod admission;
 pub mod bench;
 pub mod calls;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod error;

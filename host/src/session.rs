@@ -144,9 +144,13 @@ pub struct Opening {
 impl Session {
     /// Opens a session that sends through `outbound`. Nothing is sent
     /// until WELCOME has gone out (the caller sends it first).
-    /// Starts the session's flusher and deadline keeper, which end when the
-    /// session closes or is dropped.
-    pub fn open(opening: Opening, outbound: RouterOutbound) -> Arc<Session> {
+    /// Starts the session's flusher, and its deadline keeper on `clock`
+    /// (see [`crate::clock`]); both end when the session closes or is dropped.
+    pub fn open(
+        opening: Opening,
+        outbound: RouterOutbound,
+        clock: &tokio::runtime::Handle,
+    ) -> Arc<Session> {
         Arc::new_cyclic(|me| {
             let outbox = Arc::new(Outbox::default());
             let closed = CancellationToken::new();
@@ -159,7 +163,7 @@ impl Session {
                 closed.clone(),
             ));
             let keeper: Weak<Session> = me.clone();
-            tokio::spawn(calls::keep_deadlines(
+            clock.spawn(calls::keep_deadlines(
                 deadlines.clone(),
                 closed.clone(),
                 move |now| keeper.upgrade().map(|s| s.expire_due(now)),

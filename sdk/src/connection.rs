@@ -29,6 +29,7 @@ use crate::handler::{run_guarded, ErasedHandler};
 use crate::host::{HostClient, Pending};
 use crate::launch::Launch;
 use crate::link::Link;
+use crate::ticker::Ticker;
 
 /// Frames queued for the host from handlers and host calls. The bound makes
 /// a flood of finished calls wait for the socket instead of growing memory.
@@ -199,8 +200,7 @@ impl Session {
             name
         };
         tokio::pin!(stop);
-        let mut ticker = tokio::time::interval(self.timing.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = Ticker::every(self.timing.interval);
         let result = loop {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {

@@ -55,6 +55,7 @@ pub mod launch;
 mod link;
 pub mod plugin;
 mod signals;
+mod ticker;
 
 pub use context::Context;
 pub use error::{CallError, HandlerError, SdkError};
