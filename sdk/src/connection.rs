@@ -29,7 +29,7 @@ use crate::handler::{run_guarded, ErasedHandler};
 use crate::host::{HostClient, Pending};
 use crate::launch::Launch;
 use crate::link::Link;
-use crate::ticker::Ticker;
+use crate::ticker::{self, Ticker};
 
 /// Frames queued for the host from handlers and host calls. The bound makes
 /// a flood of finished calls wait for the socket instead of growing memory.
@@ -91,7 +91,6 @@ pub(crate) struct Session {
     inbound: DealerStream,
     outbound: DealerOutbound,
     max_message: usize,
-    timing: Timing,
     host_liveness: Liveness,
     /// Calls being served, so CANCEL and the drain deadline can abort them.
     running: CallIdMap<AbortHandle>,
@@ -108,6 +107,8 @@ pub(crate) struct Session {
     /// Events for the event task; its capacity is the credit window, so it never fills
     /// while the host honours credit.
     event_tx: mpsc::Sender<Event>,
+    /// Heartbeat ticks (see [`crate::ticker`]).
+    ticker: Ticker,
     /// Set once we stop taking calls: the reason and the drain deadline.
     draining: Option<(Ended, tokio::time::Instant)>,
 }
@@ -118,6 +119,7 @@ impl Session {
         service: Arc<Service>,
         conn: DealerConnection,
         welcome: Welcome,
+        ticker: ticker::Pending,
         link: &Link,
     ) -> Session {
         let timing = Timing {
@@ -155,7 +157,6 @@ impl Session {
             inbound: conn.inbound.into_stream(),
             outbound: conn.outbound,
             max_message: welcome.max_message_bytes as usize,
-            timing,
             host_liveness: Liveness::new(timing, Instant::now()),
             running: CallIdMap::default(),
             pending,
@@ -165,6 +166,7 @@ impl Session {
             busy: false,
             answers: Batch::default(),
             event_tx,
+            ticker: ticker.start(timing.interval),
             draining: None,
         }
     }
@@ -200,7 +202,6 @@ impl Session {
             name
         };
         tokio::pin!(stop);
-        let mut ticker = Ticker::every(self.timing.interval);
         let result = loop {
             let drain_deadline = self.draining.as_ref().map(|(_, d)| *d);
             tokio::select! {
@@ -239,7 +240,7 @@ impl Session {
                         self.outbound.send_frames(batch.take()).await?;
                     }
                 }
-                _ = ticker.tick() => {
+                _ = self.ticker.tick() => {
                     self.send(iglu_bus::encode(&Message::Heartbeat(Heartbeat {}))?).await?;
                     let now = Instant::now();
                     if self.host_liveness.expired(now) {

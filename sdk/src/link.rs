@@ -19,6 +19,7 @@ use crate::connection::{Ended, Outgoing, Service, Session, OUTGOING_QUEUE};
 use crate::error::SdkError;
 use crate::host::Pending;
 use crate::launch::{Launch, Mode};
+use crate::ticker;
 
 /// First and longest wait between reconnection attempts of an external plugin.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -104,7 +105,7 @@ async fn connect_once(
     service: &Arc<Service>,
     link: &mut Link,
 ) -> Result<Ended, SdkError> {
-    let (conn, welcome) =
+    let (conn, welcome, ticker) =
         tokio::time::timeout(launch.handshake_timeout, handshake(launch, service))
             .await
             .map_err(|_| SdkError::HandshakeTimeout {
@@ -118,7 +119,7 @@ async fn connect_once(
         version = welcome.version,
         "connected to the host"
     );
-    Session::new(launch, service.clone(), conn, welcome, link)
+    Session::new(launch, service.clone(), conn, welcome, ticker, link)
         .serve(link)
         .await
 }
@@ -126,14 +127,16 @@ async fn connect_once(
 async fn handshake(
     launch: &Launch,
     service: &Service,
-) -> Result<(DealerConnection, Welcome), SdkError> {
+) -> Result<(DealerConnection, Welcome, ticker::Pending), SdkError> {
     let mut conn = DealerConnection::connect(&launch.endpoint).await?;
     let hello = iglu_bus::encode(&Message::Hello(service.hello.clone()))?;
     conn.outbound.send(hello).await?;
+    // Started while the host handles the HELLO, not after its WELCOME.
+    let ticker = ticker::Pending::spawn();
     loop {
         let (frame, _) = conn.inbound.recv().await?;
         match iglu_bus::decode(&frame, iglu_bus::DEFAULT_MAX_MESSAGE_BYTES) {
-            Ok(Message::Welcome(w)) => return Ok((conn, w)),
+            Ok(Message::Welcome(w)) => return Ok((conn, w, ticker)),
             Ok(Message::Reject(r)) => {
                 return Err(SdkError::Rejected {
                     code: r.code,

@@ -15,42 +15,75 @@ use tokio::sync::mpsc;
 /// Bytes of stack for the ticking thread: it only sleeps and sends.
 const STACK: usize = 64 * 1024;
 
-/// Ticks every `interval`, the first one an interval after it starts.
+/// A ticking thread started before its interval is known: the plugin
+/// starts it while it waits for WELCOME, so the thread's start-up is not on
+/// the way to the first call. It ends if dropped before [`Pending::start`].
+pub(crate) struct Pending {
+    interval: Option<std::sync::mpsc::Sender<Duration>>,
+    ticks: Option<mpsc::Receiver<()>>,
+}
+
+impl Pending {
+    pub(crate) fn spawn() -> Pending {
+        let (interval_tx, interval_rx) = std::sync::mpsc::channel::<Duration>();
+        let (tx, rx) = mpsc::channel(1);
+        let started = std::thread::Builder::new()
+            .name("iglu-heartbeat".into())
+            .stack_size(STACK)
+            .spawn(move || {
+                let Ok(interval) = interval_rx.recv() else {
+                    return;
+                };
+                loop {
+                    std::thread::sleep(interval);
+                    // Full: the last tick is still unread, one is enough.
+                    if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                        return;
+                    }
+                }
+            });
+        match started {
+            Ok(_) => Pending {
+                interval: Some(interval_tx),
+                ticks: Some(rx),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no heartbeat thread: ticking on the I/O runtime");
+                Pending {
+                    interval: None,
+                    ticks: None,
+                }
+            }
+        }
+    }
+
+    /// Ticks every `interval`, the first one an interval from now.
+    pub(crate) fn start(self, interval: Duration) -> Ticker {
+        let thread = match (self.interval, self.ticks) {
+            (Some(start), Some(ticks)) if start.send(interval).is_ok() => Some(ticks),
+            _ => None,
+        };
+        Ticker {
+            interval,
+            source: thread.map_or_else(|| timer(interval), Source::Thread),
+        }
+    }
+}
+
+/// Ticks every `interval`.
 pub(crate) struct Ticker {
     interval: Duration,
     source: Source,
 }
 
 enum Source {
-    /// A thread that ends within an interval of the ticker being dropped.
+    /// The thread; it ends within an interval of the ticker being dropped.
     Thread(mpsc::Receiver<()>),
     /// If no thread could be started (or it is gone): a tokio timer.
     Timer(tokio::time::Interval),
 }
 
 impl Ticker {
-    pub(crate) fn every(interval: Duration) -> Ticker {
-        let (tx, rx) = mpsc::channel(1);
-        let started = std::thread::Builder::new()
-            .name("iglu-heartbeat".into())
-            .stack_size(STACK)
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                // Full: the last tick is still unread, one is enough.
-                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
-                    return;
-                }
-            });
-        let source = match started {
-            Ok(_) => Source::Thread(rx),
-            Err(e) => {
-                tracing::warn!(error = %e, "no heartbeat thread: ticking on the I/O runtime");
-                timer(interval)
-            }
-        };
-        Ticker { interval, source }
-    }
-
     /// The next tick. Cancel-safe.
     pub(crate) async fn tick(&mut self) {
         loop {
@@ -82,10 +115,40 @@ fn timer(interval: Duration) -> Source {
 mod tests {
     use super::*;
 
+    /// Threads of this process named `iglu-heartbeat`.
+    fn heartbeat_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "iglu-heartbeat")
+            })
+            .count()
+    }
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < end, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    // One test, so no other test's ticker changes the thread count meanwhile.
     #[tokio::test]
-    async fn ticks_come_an_interval_apart() {
+    async fn ticks_come_from_a_thread_that_ends_with_its_ticker() {
+        let before = heartbeat_threads();
+        let pending = Pending::spawn();
+        until("the thread starts", || heartbeat_threads() == before + 1).await;
+        drop(pending);
+        until("dropped before it started, the thread ends", || {
+            heartbeat_threads() == before
+        })
+        .await;
+
         let interval = Duration::from_millis(20);
-        let mut ticker = Ticker::every(interval);
+        let mut ticker = Pending::spawn().start(interval);
         assert!(matches!(ticker.source, Source::Thread(_)));
         let start = std::time::Instant::now();
         for _ in 0..3 {
@@ -94,5 +157,10 @@ mod tests {
                 .unwrap();
         }
         assert!(start.elapsed() >= interval * 3, "{:?}", start.elapsed());
+        drop(ticker);
+        until("the thread ends within an interval of its ticker", || {
+            heartbeat_threads() == before
+        })
+        .await;
     }
 }
