@@ -36,11 +36,12 @@ use crate::ticker::{self, Ticker};
 pub(crate) const OUTGOING_QUEUE: usize = 1024;
 
 /// Answers to inline calls go out in batches of at most this many (and at
-/// most `iglu_bus::batch::MAX_BATCH_BYTES`), even when more calls are waiting: one write then carries many answers, and
-/// the host starts on them while this loop handles the rest. Answering
-/// everything that had arrived at once (up to 64) made host and plugin take
-/// turns, each idle while the other worked: `iglu bench` at 64 calls in
-/// flight measured 0.68x the zeromq floor with 64, 1.13x with 16.
+/// most `iglu_bus::batch::MAX_BATCH_BYTES`), even when more calls are
+/// waiting: one write then carries many answers, and the host starts on
+/// them while this loop handles the rest. Answering everything that had
+/// arrived at once (up to 64) made host and plugin take turns, each idle
+/// while the other worked: `iglu bench` at 64 calls in flight measured
+/// 0.68x the zeromq floor with 64, 1.13x with 16.
 const ANSWER_BATCH: usize = 16;
 
 /// Most frames handled before the loop looks at its other branches
