@@ -10,6 +10,7 @@
 //! the ROUTER's local ipc socket. Cutting a connection closes its ipc side,
 //! which the ROUTER sees as that one peer disconnecting.
 
+pub mod watchdog;
 pub mod zmtp;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::TcpConfig;
 use crate::host::Shared;
+use watchdog::Activity;
 use zmtp::Inspector;
 
 /// Bytes read from a client at a time.
@@ -79,9 +81,10 @@ pub async fn run(
         };
         let socket = router_socket.clone();
         let shutdown = shared.shutdown.clone();
+        let clock = shared.clock.clone();
         tokio::spawn(async move {
             let reason = tokio::select! {
-                r = serve(stream, peer, &socket, limits) => r,
+                r = serve(stream, peer, &socket, limits, &clock) => r,
                 _ = shutdown.cancelled() => "host shutting down".to_owned(),
             };
             tracing::info!(%peer, %reason, "TCP connection closed");
@@ -96,6 +99,7 @@ async fn serve(
     peer: SocketAddr,
     router_socket: &PathBuf,
     limits: Limits,
+    clock: &tokio::runtime::Handle,
 ) -> String {
     let _ = tcp.set_nodelay(true);
     let ipc = match UnixStream::connect(router_socket).await {
@@ -110,34 +114,24 @@ async fn serve(
             Err(e) => format!("sending to the client failed: {e}"),
         }
     };
+    let activity = Activity::new();
+    let overdue = watchdog::watch(clock, activity.clone(), limits.hello_deadline, limits.idle);
     let up = async {
         let mut inspector = Inspector::new(limits.max_frame);
         let mut buf = vec![0u8; CHUNK];
-        let hello_by = tokio::time::Instant::now() + limits.hello_deadline;
         loop {
-            let deadline = if inspector.message_frames == 0 {
-                hello_by
-            } else {
-                tokio::time::Instant::now() + limits.idle
+            let n = match tcp_read.read(&mut buf).await {
+                Ok(0) => return "the client closed the connection".to_owned(),
+                Ok(n) => n,
+                Err(e) => return format!("reading from the client failed: {e}"),
             };
-            let n = tokio::select! {
-                r = tcp_read.read(&mut buf) => match r {
-                    Ok(0) => return "the client closed the connection".to_owned(),
-                    Ok(n) => n,
-                    Err(e) => return format!("reading from the client failed: {e}"),
-                },
-                _ = tokio::time::sleep_until(deadline) => {
-                    return if inspector.message_frames == 0 {
-                        tracing::warn!(%peer, ms = limits.hello_deadline.as_millis() as u64, "cut: no HELLO in time");
-                        format!("no HELLO within {} ms", limits.hello_deadline.as_millis())
-                    } else {
-                        format!("silent for {} ms", limits.idle.as_millis())
-                    };
-                }
-            };
+            activity.read();
             if let Err(v) = inspector.feed(&buf[..n]) {
                 tracing::warn!(%peer, violation = %v, "cut: protocol violation");
                 return format!("cut: {v}");
+            }
+            if inspector.message_frames > 0 {
+                activity.greeted();
             }
             if let Err(e) = ipc_write.write_all(&buf[..n]).await {
                 return format!("forwarding to the host failed: {e}");
@@ -147,5 +141,9 @@ async fn serve(
     tokio::select! {
         r = up => r,
         r = down => r,
+        Ok(why) = overdue => {
+            tracing::warn!(%peer, reason = %why, "cut: deadline passed");
+            why
+        }
     }
 }
