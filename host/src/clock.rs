@@ -9,9 +9,9 @@
 //! Measured with `iglu bench --workloads calls --inflight 1` pinned to one
 //! vCPU, four runs each: 0.87x the zeromq floor's rate with the timers
 //! there, 0.95x with them here and the plugin's heartbeat on a thread of
-//! its own. So heartbeats and silence checks, call deadlines and the
-//! simulator tick here, and the call path's runtime holds no timer while it
-//! only serves calls.
+//! its own. So heartbeats and silence checks, call deadlines, the TCP
+//! guard's deadlines and the simulator tick here, and the call path's
+//! runtime holds no timer while it only serves calls.
 
 use std::time::Duration;
 
