@@ -105,6 +105,31 @@ impl Host {
             shutdown: CancellationToken::new(),
             clock: clock.handle().clone(),
         });
+        // Every plugin is in the registry before anything can ask about it:
+        // a status request, or an external plugin's HELLO, that came in
+        // between would find it missing (and the plugin would be refused).
+        let mut managed = Vec::new();
+        for spec in plugins {
+            let id = spec.id.clone();
+            let autostart = spec.autostart;
+            let state = if autostart {
+                PluginState::Starting
+            } else {
+                PluginState::Stopped
+            };
+            let (commands_rx, events_rx) = register(&shared, &id, PluginKind::Managed(spec), state);
+            managed.push((id, autostart, commands_rx, events_rx));
+        }
+        let mut external = Vec::new();
+        for (spec, token) in externals {
+            let (commands_rx, events_rx) = register(
+                &shared,
+                &spec.id,
+                PluginKind::External(spec.clone()),
+                PluginState::Starting,
+            );
+            external.push((spec, token, commands_rx, events_rx));
+        }
         let mut services = vec![
             tokio::spawn(router::run(
                 shared.clone(),
@@ -127,15 +152,7 @@ impl Host {
             services.push(shared.clock.spawn(simulator::run(shared.clone())));
         }
         let mut supervisors = Vec::new();
-        for spec in plugins {
-            let id = spec.id.clone();
-            let autostart = spec.autostart;
-            let state = if autostart {
-                PluginState::Starting
-            } else {
-                PluginState::Stopped
-            };
-            let (commands_rx, events_rx) = register(&shared, &id, PluginKind::Managed(spec), state);
+        for (id, autostart, commands_rx, events_rx) in managed {
             supervisors.push(tokio::spawn(supervisor::supervise(
                 shared.clone(),
                 id,
@@ -144,13 +161,7 @@ impl Host {
                 events_rx,
             )));
         }
-        for (spec, token) in externals {
-            let (commands_rx, events_rx) = register(
-                &shared,
-                &spec.id,
-                PluginKind::External(spec.clone()),
-                PluginState::Starting,
-            );
+        for (spec, token, commands_rx, events_rx) in external {
             supervisors.push(tokio::spawn(external::supervise(
                 shared.clone(),
                 spec,
