@@ -129,10 +129,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(why, "no HELLO within 20 ms");
+        // A greeted, active connection is not cut; when it ends (the
+        // receiver is dropped), its watch task ends too.
         a.greeted();
+        let metrics = clock.handle().metrics();
         let ended = watch(clock.handle(), a, hello, Duration::from_secs(60));
+        assert_eq!(metrics.num_alive_tasks(), 1, "the watch is running");
         drop(ended);
-        // The task sees its receiver gone at its next look; the clock stops cleanly.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while metrics.num_alive_tasks() > 0 {
+            assert!(
+                std::time::Instant::now() < end,
+                "the watch outlived its connection"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         clock.stop().await;
     }
 }
