@@ -33,6 +33,9 @@ pub enum ErrorCode {
     UnknownPlugin,
     /// The callee failed for a reason of its own (for example a full store).
     Internal,
+    /// Too much is already in flight to the callee (calls, or bytes of
+    /// calls); nothing was sent. Retry later.
+    Overloaded,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -53,6 +56,7 @@ impl ErrorCode {
             ErrorCode::BadMessage => "bad_message",
             ErrorCode::UnknownPlugin => "unknown_plugin",
             ErrorCode::Internal => "internal",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -160,4 +164,16 @@ pub enum BusError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] zeromq::ZmqError),
+    /// A send that must not wait found the peer's socket queue at its
+    /// bound: the peer has stopped reading.
+    #[error("the peer is not reading: {messages} messages or {bytes} bytes wait in its socket queue")]
+    PeerQueueFull {
+        /// The queue's bound in messages.
+        messages: usize,
+        /// Bytes waiting when the send was refused.
+        bytes: usize,
+    },
+    /// The peer's connection is gone.
+    #[error("the peer is gone")]
+    PeerGone,
 }

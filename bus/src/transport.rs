@@ -24,6 +24,22 @@ pub enum PeerEvent {
     Disconnected(PeerId),
 }
 
+/// What one peer of the host's ROUTER may send, and have waiting for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterCaps {
+    /// A peer is disconnected at the header of a frame claiming more than
+    /// this, before anything is allocated for it. Uncapped, 73 bytes
+    /// claiming 2^50 make the process abort on a failed allocation.
+    pub max_frame: usize,
+    /// The same for the sum of the frames of one multipart message.
+    pub max_message: usize,
+    /// Messages that may wait in one peer's socket queue.
+    pub queue_messages: usize,
+    /// Bytes that may wait there, for sends that must not wait
+    /// ([`RouterOutbound::try_send`]); one message always fits an empty queue.
+    pub queue_bytes: usize,
+}
+
 /// The host side: a bound ROUTER split into its halves, plus its monitor.
 pub struct RouterEndpoint {
     /// Receives frames from every peer.
@@ -41,19 +57,13 @@ impl RouterEndpoint {
         Self::bind_with(endpoint, SocketOptions::default()).await
     }
 
-    /// Like [`RouterEndpoint::bind`], but a peer is disconnected at the
-    /// header of a frame that claims more than `max_frame` bytes, or that
-    /// would take one multipart message past `max_message`, before anything
-    /// is allocated for it. Uncapped, 73 bytes claiming 2^50 make the
-    /// process abort on a failed allocation.
-    pub async fn bind_capped(
-        endpoint: &str,
-        max_frame: usize,
-        max_message: usize,
-    ) -> Result<RouterEndpoint, BusError> {
+    /// Like [`RouterEndpoint::bind`], with the bounds of [`RouterCaps`]
+    /// on what each peer may send and have waiting for it.
+    pub async fn bind_capped(endpoint: &str, caps: RouterCaps) -> Result<RouterEndpoint, BusError> {
         let mut options = SocketOptions::default();
-        options.max_frame_size(max_frame);
-        options.max_message_size(max_message);
+        options.max_frame_size(caps.max_frame);
+        options.max_message_size(caps.max_message);
+        options.peer_queue(caps.queue_messages, caps.queue_bytes);
         Self::bind_with(endpoint, options).await
     }
 
@@ -113,6 +123,43 @@ impl RouterOutbound {
         all.push_back(peer.clone());
         all.extend(frames);
         self.send_routed(all).await
+    }
+
+    /// Queues one frame for one peer without waiting: a peer whose socket
+    /// queue is at its bound (it stopped reading) gets nothing and
+    /// [`BusError::PeerQueueFull`] comes back, as libzmq's ROUTER drops at
+    /// its high-water mark. What to do with that peer is the caller's call.
+    pub fn try_send(&self, peer: &PeerId, frame: Bytes) -> Result<(), BusError> {
+        let mut both = std::collections::VecDeque::with_capacity(2);
+        both.push_back(peer.clone());
+        both.push_back(frame);
+        self.try_send_routed(both)
+    }
+
+    /// [`RouterOutbound::try_send`] for a message of several frames.
+    pub fn try_send_frames(&self, peer: &PeerId, frames: Vec<Bytes>) -> Result<(), BusError> {
+        let mut all = std::collections::VecDeque::with_capacity(frames.len() + 1);
+        all.push_back(peer.clone());
+        all.extend(frames);
+        self.try_send_routed(all)
+    }
+
+    fn try_send_routed(&self, frames: std::collections::VecDeque<Bytes>) -> Result<(), BusError> {
+        self.0
+            .try_send(message_of(frames, 2)?)
+            .map_err(|e| match e {
+                zeromq::TrySendError::NotFound => BusError::PeerGone,
+                zeromq::TrySendError::Full { messages, bytes } => {
+                    BusError::PeerQueueFull { messages, bytes }
+                }
+            })
+    }
+
+    /// Closes one peer's connection: nothing more is read from it, and what
+    /// waits for it is written for at most `linger` (a REJECT before the
+    /// hang-up). [`PeerEvents`] then reports it disconnected.
+    pub fn disconnect(&self, peer: &PeerId, linger: std::time::Duration) {
+        self.0.disconnect(peer.clone(), linger);
     }
 
     /// Sends `frames`, the peer's routing id first.
@@ -285,6 +332,96 @@ mod tests {
         ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    /// The freeze of issue 12: a send waiting on a peer's full queue held
+    /// that peer's entry in the ROUTER's peer map, and the peer's disconnect
+    /// then waited for the entry synchronously on the only runtime thread.
+    /// Here a DEALER that never reads has its queue filled by a waiting
+    /// `send`, and then goes away: the runtime must go on (a timer fires,
+    /// another peer is served), and a non-waiting send reports the full queue.
+    #[test]
+    fn a_full_peer_that_disconnects_does_not_stop_the_runtime() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let dir = std::env::temp_dir().join(format!("iglu-full-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("dir");
+                let endpoint = format!("ipc://{}", dir.join("r.sock").display());
+                let caps = super::RouterCaps {
+                    max_frame: 1 << 20,
+                    max_message: 1 << 20,
+                    queue_messages: 64,
+                    queue_bytes: 64 << 10,
+                };
+                let mut router = super::RouterEndpoint::bind_capped(&endpoint, caps)
+                    .await
+                    .expect("bind");
+                let mut deaf = super::DealerConnection::connect(&endpoint)
+                    .await
+                    .expect("connect");
+                deaf.outbound
+                    .send(bytes::Bytes::from_static(b"hi"))
+                    .await
+                    .expect("send");
+                let (peer, _) = router.inbound.recv().await.expect("recv");
+                let frame = bytes::Bytes::from(vec![7u8; 16 << 10]);
+                // Fill the kernel buffers and the queue until a send waits.
+                let mut out = router.outbound.clone();
+                let (peer2, frame2) = (peer.clone(), frame.clone());
+                let filler = tokio::spawn(async move {
+                    loop {
+                        if out.send(&peer2, frame2.clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut full = false;
+                for _ in 0..2000 {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    if let Err(crate::BusError::PeerQueueFull { .. }) =
+                        router.outbound.try_send(&peer, frame.clone())
+                    {
+                        full = true;
+                        break;
+                    }
+                }
+                assert!(full, "the deaf peer's queue never filled");
+                // The peer leaves while a send waits on its full queue.
+                drop(deaf);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), filler).await;
+                // Another peer is served as before.
+                let mut other = super::DealerConnection::connect(&endpoint)
+                    .await
+                    .expect("connect");
+                other
+                    .outbound
+                    .send(bytes::Bytes::from_static(b"me"))
+                    .await
+                    .expect("send");
+                let (peer, _) = router.inbound.recv().await.expect("recv");
+                router
+                    .outbound
+                    .try_send(&peer, bytes::Bytes::from_static(b"answer"))
+                    .expect("queued");
+                let (answer, _) = other.inbound.recv().await.expect("answer");
+                assert_eq!(answer.as_ref(), b"answer");
+                let _ = std::fs::remove_dir_all(&dir);
+            });
+            let _ = done_tx.send(());
+        });
+        let finished = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(
+            finished.is_ok(),
+            "the runtime froze after a peer with a full queue disconnected"
+        );
+        worker.join().expect("the runtime thread panicked");
     }
 
     /// zeromq 0.7 panicked (`todo!`) on a wildcard ipc path; the vendored

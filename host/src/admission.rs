@@ -31,7 +31,7 @@ pub fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
 /// anyone else, so no heartbeat, call or event can overtake it.
 pub async fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session>, Reject> {
     let (session, welcome, launch) = check(shared, peer, &hello)?;
-    if !session.send(welcome).await {
+    if !session.send(welcome) {
         return Err(reject(
             RejectCode::MalformedHello,
             "the peer left during the handshake",
@@ -112,6 +112,7 @@ fn check(
             methods: hello.methods.iter().cloned().collect::<FoldSet<_>>(),
             version,
             max_message: shared.config.max_message_bytes,
+            call_bytes_max: shared.config.send_queue_bytes / 2,
             supervisor: entry.events.clone(),
             events: entry.queue.clone(),
         },

@@ -43,6 +43,20 @@ pub struct Config {
     pub stop_grace_ms: u64,
     /// Events that may wait in one plugin's queue; beyond it the oldest are dropped (default 1024).
     pub event_queue: usize,
+    /// Bytes of events one plugin's queue may hold, waiting and in flight
+    /// together; beyond it the oldest waiting are dropped (default 16 MiB).
+    pub event_queue_bytes: usize,
+    /// Bytes that may wait in one plugin's socket queue, unread by it
+    /// (default 64 MiB). A plugin past it has stopped reading: its session is
+    /// closed with that reason, as a hung plugin's is.
+    pub send_queue_bytes: usize,
+    /// The same bound in messages (default 65,536).
+    pub send_queue_messages: usize,
+    /// Default for calls to a plugin that is starting or restarting: wait
+    /// for it to be running, up to the call's deadline, instead of failing
+    /// at once with `not_running` (default false; `iglu call --wait` and the
+    /// embedding API's `CallOptions` choose per call).
+    pub call_wait_for_running: bool,
     /// Threads of the host's async runtime (default: half the CPUs, at
     /// least 1; see [`Config::worker_threads`]).
     pub worker_threads: usize,
@@ -71,6 +85,22 @@ pub struct TcpConfig {
     /// A connection must have sent its HELLO within this, or it is cut (default 5000).
     #[serde(default = "default_tcp_handshake_ms")]
     pub handshake_timeout_ms: u64,
+    /// Connections not yet admitted (no WELCOME yet) served at once: a
+    /// small budget of its own, so strangers can never take the slots that
+    /// admitted plugins need (default 32).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// The same budget for one source address (default 4).
+    #[serde(default = "default_max_pending_per_address")]
+    pub max_pending_per_address: usize,
+}
+
+fn default_max_pending() -> usize {
+    32
+}
+
+fn default_max_pending_per_address() -> usize {
+    4
 }
 
 fn default_max_connections() -> usize {
@@ -313,6 +343,15 @@ impl Config {
         if self.event_queue == 0 {
             self.event_queue = 1024;
         }
+        if self.event_queue_bytes == 0 {
+            self.event_queue_bytes = 16 << 20;
+        }
+        if self.send_queue_bytes == 0 {
+            self.send_queue_bytes = 64 << 20;
+        }
+        if self.send_queue_messages == 0 {
+            self.send_queue_messages = 65_536;
+        }
         if self.simulator.interval_ms == 0 {
             self.simulator.interval_ms = 2000;
         }
@@ -333,6 +372,16 @@ impl Config {
     pub fn transport_message_cap(&self) -> usize {
         self.transport_frame_cap()
             .saturating_mul(iglu_bus::MAX_FRAMES_PER_MESSAGE)
+    }
+
+    /// Every bound the host's ROUTER puts on one peer.
+    pub fn router_caps(&self) -> iglu_bus::transport::RouterCaps {
+        iglu_bus::transport::RouterCaps {
+            max_frame: self.transport_frame_cap(),
+            max_message: self.transport_message_cap(),
+            queue_messages: self.send_queue_messages,
+            queue_bytes: self.send_queue_bytes,
+        }
     }
 
     /// The host runtime's thread count: `worker_threads` if set, else half

@@ -111,7 +111,7 @@ async fn say_goodbye(shared: &Shared, id: &str) {
         if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
             reason: "the host is stopping this plugin".into(),
         })) {
-            session.send_bounded(frame).await;
+            session.send(frame);
         }
     }
     close_session(shared, id, Loss::Stopping);

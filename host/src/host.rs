@@ -73,11 +73,7 @@ impl Host {
         runtime_dir::clear_stale_socket(&control_socket)?;
         runtime_dir::clear_stale_socket(&plugin_socket)?;
         let endpoint = format!("ipc://{}", plugin_socket.display());
-        let router_socket = RouterEndpoint::bind_capped(
-            &endpoint,
-            config.transport_frame_cap(),
-            config.transport_message_cap(),
-        )
+        let router_socket = RouterEndpoint::bind_capped(&endpoint, config.router_caps())
         .await
         .map_err(|source| HostError::Bind {
             endpoint: endpoint.clone(),

@@ -30,6 +30,7 @@ pub mod admission;
 pub mod bench;
 pub mod calls;
 pub mod clock;
+pub mod conduct;
 pub mod config;
 pub mod control;
 pub mod error;

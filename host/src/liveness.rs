@@ -36,9 +36,9 @@ pub async fn run(shared: Arc<Shared>) {
             if silent > timing.timeout() {
                 session.close(Loss::HeartbeatTimeout(silent));
             } else if beat {
-                // A full socket queue means the plugin is not reading: skipping a
-                // heartbeat is right, its own silence check will tell.
-                session.send_bounded(frame.clone()).await;
+                // Never waits: a plugin whose socket queue is full is not
+                // reading, and this send ends its session (`Session::send`).
+                session.send(frame.clone());
             }
         }
     }

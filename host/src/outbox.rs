@@ -20,7 +20,7 @@ use bytes::Bytes;
 use iglu_bus::transport::{PeerId, RouterOutbound};
 use tokio::sync::Notify;
 
-use crate::session::{Loss, Session};
+use crate::session::Session;
 
 /// Most CANCELs waiting here; beyond it they are dropped. CALLs are bounded
 /// by the session's call slots, but a CANCEL outlives its call's slot: with
@@ -78,7 +78,7 @@ impl Outbox {
 pub async fn flush(
     outbox: Arc<Outbox>,
     session: Weak<Session>,
-    mut outbound: RouterOutbound,
+    outbound: RouterOutbound,
     peer: PeerId,
     closed: tokio_util::sync::CancellationToken,
 ) {
@@ -104,17 +104,13 @@ pub async fn flush(
             // enough that the plugin starts answering before the whole
             // backlog has arrived (see `iglu_bus::batch`).
             for batch in iglu_bus::batch::batches(frames) {
-                // Waits only when the plugin's socket queue is full: this
-                // task serves this plugin alone, and stops waiting when the
-                // session ends (what it held is then of no use to anyone).
-                let sent = tokio::select! {
-                    sent = outbound.send_frames(&peer, batch) => sent,
-                    _ = closed.cancelled() => return,
-                };
+                // Never waits: a plugin whose socket queue is full has
+                // stopped reading (the session's call budget keeps a reading
+                // plugin well below the bound), and its session ends.
+                let sent = outbound.try_send_frames(&peer, batch);
                 if let Err(e) = sent {
                     if let Some(session) = session.upgrade() {
-                        tracing::debug!(plugin = %session.plugin_id, error = %e, "send failed");
-                        session.close(Loss::SendFailed(e.to_string()));
+                        session.send_failed(e);
                     }
                     return;
                 }

@@ -1,10 +1,12 @@
 //! The ROUTER loop: every frame from every plugin passes through here.
 //!
 //! A frame from a peer with a live session is dispatched by kind; a frame
-//! from any other peer must be a HELLO, or it is dropped and logged. Nothing
-//! here awaits on one plugin's behalf except a REJECT to a new peer, so one
-//! plugin cannot stall the others. Peer input never panics the loop: every
-//! failure is a logged reason and, where a session exists, an ERROR.
+//! from any other peer must be a HELLO, or it is dropped and logged, and a
+//! peer that keeps sending them is cut. A REJECT is followed by a hang-up.
+//! Nothing here awaits on one plugin's behalf (every send only queues, see
+//! `Session::send`), so one plugin cannot stall the others. Peer input never
+//! panics the loop: every failure is a logged reason (rate-limited per
+//! source, see [`crate::conduct`]) and, where a session exists, an ERROR.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +16,34 @@ use iglu_bus::transport::{PeerEvent, PeerEvents, PeerId, RouterInbound};
 use iglu_bus::{BusError, ErrorCode, ErrorReply, FoldMap, Message, RejectCode};
 
 use crate::admission::{admit, reject};
+use crate::conduct::{Conduct, Verdict};
 use crate::host::Shared;
 use crate::host_api::{self, HostApi};
 use crate::session::{Loss, Session};
+
+/// How long a REJECT may take to reach its peer before the hang-up.
+const REJECT_LINGER: Duration = Duration::from_millis(200);
+/// Messages other than HELLO a peer without a session may send (dropped)
+/// before it is cut: a few heartbeats of a plugin whose session just ended
+/// are normal, a stream of them is not.
+const STRANGER_STRIKES: u32 = 16;
+/// Peers without a session whose strikes are remembered; past it the record
+/// starts over (a flood of new peers must not grow the host's memory).
+const STRANGERS_REMEMBERED: usize = 4096;
+
+/// Peers that have no session, and what they did.
+#[derive(Default)]
+struct Strangers {
+    strikes: FoldMap<PeerId, u32>,
+    /// One log budget for all of them: strangers come and go by the thousand.
+    conduct: Conduct,
+}
 
 /// Runs until the host shuts down.
 pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: PeerEvents) {
     // Only peers that passed the handshake go in, so no stranger picks keys.
     let mut peers: FoldMap<PeerId, Arc<Session>> = FoldMap::default();
+    let mut strangers = Strangers::default();
     // Made once, not per message: each new one joins the token's waiter
     // list and leaves it again, on the path of every reply.
     let shutdown = shared.shutdown.cancelled();
@@ -36,7 +58,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
                     }
                     // A plugin may batch several messages, one per frame.
                     for frame in frames {
-                        on_frame(&shared, &mut peers, peer.clone(), frame).await;
+                        on_frame(&shared, &mut peers, &mut strangers, peer.clone(), frame).await;
                     }
                 }
                 Err(e) => {
@@ -47,6 +69,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
             },
             Some(event) = events.next() => match event {
                 PeerEvent::Disconnected(peer) => {
+                    strangers.strikes.remove(&peer);
                     if let Some(session) = peers.remove(&peer) {
                         session.close(Loss::Disconnected);
                     }
@@ -59,6 +82,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
 async fn on_frame(
     shared: &Shared,
     peers: &mut FoldMap<PeerId, Arc<Session>>,
+    strangers: &mut Strangers,
     peer: PeerId,
     body: Bytes,
 ) {
@@ -74,48 +98,91 @@ async fn on_frame(
     match (live, decoded) {
         (Some(session), Ok(message)) => {
             session.touch();
-            on_message(shared, &session, message).await;
+            on_message(shared, &session, message);
         }
         (Some(session), Err(e)) => {
             session.touch();
-            tracing::warn!(plugin = %session.plugin_id, error = %e, "bad frame from plugin");
             let code = match e {
                 BusError::TooLarge { .. } => ErrorCode::TooLarge,
                 _ => ErrorCode::BadMessage,
             };
-            send_error(&session, None, code, e.to_string()).await;
+            misbehaved(&session, code, format!("bad frame from plugin: {e}"));
         }
         (None, Ok(Message::Hello(hello))) => {
             let plugin = hello.plugin_id.clone();
             match admit(shared, &peer, hello).await {
                 Ok(session) => {
                     tracing::info!(plugin = %plugin, session = %session.id, "plugin connected");
+                    strangers.strikes.remove(&peer);
                     peers.insert(peer, session);
                 }
                 Err(r) => {
-                    tracing::warn!(plugin = %plugin, code = %r.code, reason = %r.message, "handshake rejected");
-                    send_reject(shared, &peer, r).await;
+                    let verdict = strangers.conduct.offend(std::time::Instant::now());
+                    if verdict.log {
+                        tracing::warn!(plugin = %plugin, code = %r.code, reason = %r.message, suppressed = verdict.suppressed, "handshake rejected");
+                    }
+                    send_reject(shared, &peer, r);
                 }
             }
         }
         (None, Ok(other)) => {
-            tracing::warn!(
-                kind = kind(&other),
-                "dropped a message from a peer that has not completed the handshake"
-            );
+            let verdict = strangers.conduct.offend(std::time::Instant::now());
+            if strangers.strikes.len() >= STRANGERS_REMEMBERED {
+                strangers.strikes.clear();
+            }
+            let strikes = strangers.strikes.entry(peer.clone()).or_insert(0);
+            *strikes += 1;
+            let cut = *strikes > STRANGER_STRIKES;
+            if verdict.log {
+                tracing::warn!(
+                    kind = kind(&other),
+                    strikes = *strikes,
+                    suppressed = verdict.suppressed,
+                    "dropped a message from a peer that has not completed the handshake"
+                );
+            }
+            if cut {
+                strangers.strikes.remove(&peer);
+                shared.outbound.disconnect(&peer, Duration::ZERO);
+            }
         }
         (None, Err(e)) => {
-            tracing::warn!(error = %e, "undecodable first message from a new peer");
+            let verdict = strangers.conduct.offend(std::time::Instant::now());
+            if verdict.log {
+                tracing::warn!(error = %e, suppressed = verdict.suppressed, "undecodable first message from a new peer");
+            }
             let r = reject(
                 RejectCode::MalformedHello,
                 format!("the first message must be a HELLO: {e}"),
             );
-            send_reject(shared, &peer, r).await;
+            send_reject(shared, &peer, r);
         }
     }
 }
 
-async fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
+/// A plugin sent something it must not: it hears why (an ERROR), the log
+/// hears of it within the plugin's budget, and a flood ends its session.
+fn misbehaved(session: &Session, code: ErrorCode, what: String) {
+    let verdict: Verdict = session
+        .conduct
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .offend(std::time::Instant::now());
+    if verdict.log {
+        tracing::warn!(plugin = %session.plugin_id, suppressed = verdict.suppressed, "{what}");
+    }
+    if verdict.cut {
+        session.close(Loss::Misbehaving(format!(
+            "{} bad messages within {} s",
+            verdict.in_window,
+            crate::conduct::WINDOW.as_secs()
+        )));
+        return;
+    }
+    send_error(session, None, code, what);
+}
+
+fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
     match message {
         Message::Reply(r) => {
             if !session.resolve(r.id, Ok(r.result)) {
@@ -150,9 +217,8 @@ async fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
             };
             match iglu_bus::encode(&message) {
                 Ok(frame) => {
-                    if !session.send_bounded(frame).await {
-                        tracing::warn!(plugin = %session.plugin_id, method = %call.method, "could not send the answer to a host call");
-                    }
+                    // False only when the session just ended, which logged why.
+                    session.send(frame);
                 }
                 Err(e) => {
                     tracing::error!(plugin = %session.plugin_id, error = %e, "could not encode an answer")
@@ -172,40 +238,31 @@ async fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
         | Message::Reject(_)
         | Message::Event(_)) => {
             let k = kind(&other);
-            tracing::warn!(plugin = %session.plugin_id, kind = k, "message a plugin may not send");
-            send_error(
+            misbehaved(
                 session,
-                None,
                 ErrorCode::BadMessage,
                 format!("a plugin may not send {k} after the handshake"),
-            )
-            .await;
+            );
         }
     }
 }
 
-async fn send_error(
-    session: &Session,
-    id: Option<iglu_bus::CallId>,
-    code: ErrorCode,
-    message: String,
-) {
+fn send_error(session: &Session, id: Option<iglu_bus::CallId>, code: ErrorCode, message: String) {
     let frame = iglu_bus::encode(&Message::Error(ErrorReply { id, code, message }));
     if let Ok(frame) = frame {
-        session.send_bounded(frame).await;
+        session.send(frame);
     }
 }
 
-async fn send_reject(shared: &Shared, peer: &PeerId, r: iglu_bus::Reject) {
-    let Ok(frame) = iglu_bus::encode(&Message::Reject(r)) else {
-        return;
-    };
-    let mut outbound = shared.outbound.clone();
-    // A new peer's queue is empty, so this does not wait; bound it anyway.
-    let sent = tokio::time::timeout(Duration::from_millis(100), outbound.send(peer, frame)).await;
-    if !matches!(sent, Ok(Ok(()))) {
-        tracing::debug!("could not deliver a REJECT (the peer left)");
+/// Queues the REJECT and hangs up once it had time to go out: a refused
+/// peer has nothing more to say, and must not keep its connection.
+fn send_reject(shared: &Shared, peer: &PeerId, r: iglu_bus::Reject) {
+    if let Ok(frame) = iglu_bus::encode(&Message::Reject(r)) {
+        if shared.outbound.try_send(peer, frame).is_err() {
+            tracing::debug!("could not queue a REJECT (the peer left)");
+        }
     }
+    shared.outbound.disconnect(peer, REJECT_LINGER);
 }
 
 fn kind(m: &Message) -> &'static str {

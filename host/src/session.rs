@@ -5,7 +5,7 @@
 //! session closes, for whatever reason, every waiting caller is answered at
 //! once, so no caller ever waits for its deadline on a dead plugin.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,17 +18,11 @@ use uuid::Uuid;
 
 use crate::calls::{self, CallTable, Outcome};
 use crate::events::queue::EventQueue;
+use crate::conduct::Conduct;
 use crate::outbox::{self, Outbox};
 use crate::supervisor::SupervisorEvent;
 
-/// Longest a send on a path that serves other plugins (router replies,
-/// heartbeats, goodbyes) may wait for this plugin's socket queue. The queue
-/// holds 100,000 messages, so it is full only for a plugin that stopped
-/// reading long ago; then the frame is dropped rather than anyone waiting.
-pub const SHARED_PATH_SEND: Duration = Duration::from_millis(5);
-
-/// Calls one plugin may have in flight from the host: bounds what waits in
-/// its socket queue (zeromq's own bound, 100,000 messages, is no bound in bytes).
+/// Calls one plugin may have in flight from the host.
 const MAX_CALLS_IN_FLIGHT: usize = 4096;
 
 /// A deadline too far to represent counts as this far away (about 30 years).
@@ -49,6 +43,10 @@ pub enum Loss {
     Stopping,
     /// The host could not send to the plugin.
     SendFailed(String),
+    /// The plugin's socket queue reached its bound: it stopped reading.
+    NotReading(String),
+    /// The plugin sent bad frames faster than the host tolerates.
+    Misbehaving(String),
 }
 
 impl Loss {
@@ -76,6 +74,8 @@ impl std::fmt::Display for Loss {
             Loss::Goodbye(reason) => write!(f, "said goodbye: {reason}"),
             Loss::Stopping => write!(f, "stopped by the host"),
             Loss::SendFailed(e) => write!(f, "send failed: {e}"),
+            Loss::NotReading(e) => write!(f, "stopped reading its socket ({e})"),
+            Loss::Misbehaving(e) => write!(f, "cut for misbehaving: {e}"),
         }
     }
 }
@@ -108,6 +108,14 @@ pub struct Session {
     outbox: Arc<Outbox>,
     /// Bounds calls in flight (see `MAX_CALLS_IN_FLIGHT`).
     call_slots: tokio::sync::Semaphore,
+    /// Bytes of CALL frames in flight, and their bound: calls past it fail
+    /// with `overloaded`, so the host's own callers can fill at most this
+    /// much of the plugin's socket queue and never push a plugin that
+    /// reads into the queue's bound (which means "not reading").
+    call_bytes: AtomicUsize,
+    call_bytes_max: usize,
+    /// Bad frames from this plugin: rate-limited logging, and the cut.
+    pub conduct: Mutex<Conduct>,
     calls: Mutex<Calls>,
     /// Tells the deadline keeper (see `calls`) of a deadline earlier than its next wake.
     deadlines: Arc<Notify>,
@@ -137,6 +145,8 @@ pub struct Opening {
     pub events: Arc<EventQueue>,
     /// The frame size cap.
     pub max_message: usize,
+    /// Bytes of calls that may be in flight to the plugin at once.
+    pub call_bytes_max: usize,
     /// Where to report the session's end.
     pub supervisor: mpsc::Sender<SupervisorEvent>,
 }
@@ -179,6 +189,9 @@ impl Session {
                 outbound,
                 outbox,
                 call_slots: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
+                call_bytes: AtomicUsize::new(0),
+                call_bytes_max: opening.call_bytes_max,
+                conduct: Mutex::new(Conduct::default()),
                 calls: Mutex::new(Calls {
                     closed: None,
                     table: CallTable::default(),
@@ -252,6 +265,14 @@ impl Session {
             calls.table.drain().collect::<Vec<_>>()
         };
         self.closed.cancel();
+        if matches!(
+            loss,
+            Loss::NotReading(_) | Loss::Misbehaving(_) | Loss::HeartbeatTimeout(_)
+        ) {
+            // Its connection is of no further use and may hold a full queue:
+            // close it now rather than when the peer goes (it may never).
+            self.outbound.disconnect(&self.peer, Duration::ZERO);
+        }
         let error = loss.to_call_error(&self.plugin_id);
         let failed = waiters.len();
         for waiter in waiters {
@@ -280,42 +301,48 @@ impl Session {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    /// Sends one frame to the plugin; false if the session is closed or the
-    /// send failed (which closes it). Waits only if the plugin's socket queue is full.
-    pub async fn send(&self, frame: Bytes) -> bool {
+    /// Queues one frame for the plugin; never waits. False if the session
+    /// is closed or the frame could not be queued, which closes it: a full
+    /// socket queue means the plugin stopped reading (the host's own calls
+    /// are bounded well below it, see `call_bytes`), and nobody may wait
+    /// for such a plugin, on any path.
+    pub fn send(&self, frame: Bytes) -> bool {
         if self.is_closed() {
             return false;
         }
-        let mut out = self.outbound.clone();
-        let sent = out.send(&self.peer, frame).await;
-        self.sent(sent)
-    }
-
-    /// Sends on a path that serves other plugins too: waits at most
-    /// [`SHARED_PATH_SEND`], then drops the frame.
-    pub async fn send_bounded(&self, frame: Bytes) -> bool {
-        tokio::time::timeout(SHARED_PATH_SEND, self.send(frame))
-            .await
-            .unwrap_or(false)
-    }
-
-    /// Sends a multi-frame message (EVENTs: header and shared body, per event).
-    pub async fn send_frames(&self, frames: Vec<Bytes>) -> bool {
-        if self.is_closed() {
-            return false;
-        }
-        let mut out = self.outbound.clone();
-        let sent = out.send_frames(&self.peer, frames).await;
-        self.sent(sent)
-    }
-
-    fn sent(&self, result: Result<(), iglu_bus::BusError>) -> bool {
-        match result {
+        match self.outbound.try_send(&self.peer, frame) {
             Ok(()) => true,
             Err(e) => {
+                self.send_failed(e);
+                false
+            }
+        }
+    }
+
+    /// [`Session::send`] for a multi-frame message (EVENTs: header and
+    /// shared body per event; a batch of CALLs).
+    pub fn send_frames(&self, frames: Vec<Bytes>) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        match self.outbound.try_send_frames(&self.peer, frames) {
+            Ok(()) => true,
+            Err(e) => {
+                self.send_failed(e);
+                false
+            }
+        }
+    }
+
+    /// Ends the session for a send that could not be queued.
+    pub fn send_failed(&self, error: iglu_bus::BusError) {
+        match error {
+            e @ iglu_bus::BusError::PeerQueueFull { .. } => {
+                self.close(Loss::NotReading(e.to_string()))
+            }
+            e => {
                 tracing::debug!(plugin = %self.plugin_id, error = %e, "send failed");
                 self.close(Loss::SendFailed(e.to_string()));
-                false
             }
         }
     }
@@ -392,17 +419,18 @@ impl Session {
         }
         let Ok(_slot) = self.call_slots.try_acquire() else {
             return Err(WireError::new(
-                ErrorCode::Internal,
+                ErrorCode::Overloaded,
                 format!(
                     "plugin {} already has {MAX_CALLS_IN_FLIGHT} calls in flight",
                     self.plugin_id
                 ),
             ));
         };
+        let _bytes = self.reserve_call_bytes(frame.len())?;
         let expires = tokio::time::Instant::now()
             .checked_add(deadline)
             .unwrap_or_else(|| tokio::time::Instant::now() + FOREVER);
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         let wake_keeper = {
             let mut calls = self.lock();
             if let Some(loss) = &calls.closed {
@@ -421,20 +449,17 @@ impl Session {
         // Alone, a call goes straight into the socket queue: batching has
         // nothing to gather, and the flusher's task hop would be pure latency.
         let outcome = if self.calls_awaiting() == 1 {
-            tokio::select! {
-                biased;
-                sent = self.send(frame) => {
-                    if !sent {
-                        return Err(WireError::new(
-                            ErrorCode::NotRunning,
-                            format!("plugin {} is gone", self.plugin_id),
-                        ));
-                    }
-                    (&mut rx).await
-                }
-                // The deadline or the session's end, while the frame waited for room.
-                outcome = &mut rx => outcome,
+            if !self.send(frame) {
+                // Closing the session answered the waiter; that answer says why.
+                return match rx.await {
+                    Ok(Outcome::Answer(answer)) => answer,
+                    _ => Err(WireError::new(
+                        ErrorCode::NotRunning,
+                        format!("plugin {} is gone", self.plugin_id),
+                    )),
+                };
             }
+            rx.await
         } else {
             self.outbox.push(frame);
             rx.await
@@ -456,6 +481,42 @@ impl Session {
                 format!("plugin {} went away before answering", self.plugin_id),
             )),
         }
+    }
+}
+
+impl Session {
+    /// Takes `size` bytes of the call budget until the returned guard drops;
+    /// a call always fits when none is in flight, however big.
+    fn reserve_call_bytes(&self, size: usize) -> Result<CallBytes<'_>, WireError> {
+        let before = self.call_bytes.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before.saturating_add(size) > self.call_bytes_max {
+            self.call_bytes.fetch_sub(size, Ordering::AcqRel);
+            return Err(WireError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "plugin {} already has {before} bytes of calls in flight (the bound is {}); try again when some are answered",
+                    self.plugin_id, self.call_bytes_max
+                ),
+            ));
+        }
+        Ok(CallBytes {
+            session: self,
+            size,
+        })
+    }
+}
+
+/// A call's share of [`Session::call_bytes`], given back however the call ends.
+struct CallBytes<'a> {
+    session: &'a Session,
+    size: usize,
+}
+
+impl Drop for CallBytes<'_> {
+    fn drop(&mut self) {
+        self.session
+            .call_bytes
+            .fetch_sub(self.size, Ordering::AcqRel);
     }
 }
 

@@ -247,8 +247,9 @@ async fn watch(
 /// After the session is lost, makes sure the process is gone and says why.
 async fn reap_after_loss(process: &mut PluginProcess, loss: Loss) -> String {
     let wait = match loss {
-        // A frozen plugin will not exit by itself.
-        Loss::HeartbeatTimeout(_) => Duration::ZERO,
+        // A frozen plugin will not exit by itself; one that stopped reading
+        // or flooded the host is not given the chance.
+        Loss::HeartbeatTimeout(_) | Loss::NotReading(_) | Loss::Misbehaving(_) => Duration::ZERO,
         _ => EXIT_AFTER_DISCONNECT,
     };
     match tokio::time::timeout(wait, process.wait()).await {
@@ -275,7 +276,7 @@ async fn stop(shared: &Shared, id: &str, process: &mut PluginProcess) {
         if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
             reason: "the host is stopping this plugin".into(),
         })) {
-            session.send_bounded(frame).await;
+            session.send(frame);
         }
     }
     let status = match session {

@@ -148,8 +148,15 @@ impl TestHost {
     }
 
     fn try_request(&self, request: &Value) -> std::io::Result<Value> {
+        self.request_within(request, Duration::from_secs(120))
+    }
+
+    /// One control request that must be answered within `within`: an error
+    /// (not a panic) if the host does not answer in time.
+    pub fn request_within(&self, request: &Value, within: Duration) -> std::io::Result<Value> {
         let mut stream = UnixStream::connect(self.control_socket())?;
-        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        stream.set_read_timeout(Some(within))?;
+        stream.set_write_timeout(Some(within))?;
         stream.write_all(format!("{request}\n").as_bytes())?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;

@@ -34,7 +34,7 @@ pub async fn run(session: Arc<Session>, queue: Arc<EventQueue>) {
             ));
             frames.push(item.event.body.clone());
         }
-        if !session.send_frames(frames).await {
+        if !session.send_frames(frames) {
             break;
         }
     }

@@ -21,6 +21,12 @@
 //!   header claiming 2^50 bytes, before any HELLO; prints `cut` when the
 //!   host closes the connection, exits 0 (2 if it never does).
 //! - `endless-message`: the same, but 64 KiB frames flagged MORE without end.
+//! - `flood-calls`, `flood-garbage`: a valid HELLO, then `IGLU_FLOOD`
+//!   (default 150,000) valid `kv.get` host calls, or undecodable frames, sent
+//!   without ever reading the socket again; prints `flooded` and then waits,
+//!   still not reading, for the test to kill it. With `IGLU_FLOOD_ONCE` set
+//!   to a file path, only the launch that creates that file floods; later
+//!   launches serve like `hello` (so a restart can be seen to succeed).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -158,6 +164,19 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
             other => report(json!({"event": "unexpected", "detail": format!("{other:?}")})),
         }
     };
+    if mode.starts_with("flood-") {
+        let once = std::env::var("IGLU_FLOOD_ONCE").ok();
+        let first = once.as_ref().is_none_or(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .is_ok()
+        });
+        if first {
+            return flood(mode, conn, send).await;
+        }
+    }
     if mode == "garbage" {
         let unknown_kind = Bytes::from_static(b"\x81\xaafrobnicate\x80");
         for frame in [
@@ -189,6 +208,46 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
             }
         }
     }
+}
+
+/// Sends `IGLU_FLOOD` messages and never reads again: a plugin whose
+/// socket queue on the host fills up and stays full.
+async fn flood(
+    mode: &str,
+    mut conn: DealerConnection,
+    send: impl Fn(&Message) -> Result<Bytes, String>,
+) -> Result<u8, String> {
+    let count: usize = std::env::var("IGLU_FLOOD")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(150_000);
+    let frame = if mode == "flood-calls" {
+        let args = rmp_serde::to_vec_named(&json!({"key": "k"})).map_err(|e| e.to_string())?;
+        send(&Message::Call(Call {
+            id: iglu_bus::CallId::new_v4(),
+            method: "kv.get".into(),
+            deadline_ms: 10_000,
+            args: Bytes::from(args),
+        }))?
+    } else {
+        Bytes::from_static(&[0xc1, 0xff, 0x00])
+    };
+    let mut sent = 0usize;
+    while sent < count {
+        // Batches of 64 frames, as the SDK sends them: the flood is fast.
+        let n = (count - sent).min(64);
+        let batch = vec![frame.clone(); n];
+        if let Err(e) = conn.outbound.send_frames(batch).await {
+            report(json!({"event": "flood_stopped", "sent": sent, "detail": e.to_string()}));
+            break;
+        }
+        sent += n;
+    }
+    report(json!({"event": "flooded", "sent": sent}));
+    // Keep the connection and never read it: the host's queue to us stays full.
+    let _keep = conn;
+    std::future::pending::<()>().await;
+    Ok(0)
 }
 
 /// ZMTP 3.0 by hand: the greeting and a READY as a DEALER, then what

@@ -2,14 +2,14 @@ use crate::async_rt;
 use crate::codec::{FramedIo, Message, ZmqFramedRead};
 use crate::fair_queue::QueueInner;
 use crate::util::PeerIdentity;
-use crate::write_queue::write_message_queue;
+use crate::write_queue::{message_bytes, write_message_queue};
 use crate::{
     MultiPeerBackend, SocketBackend, SocketEvent, SocketOptions, SocketType, ZmqError, ZmqResult,
 };
 
 use async_trait::async_trait;
 use crossbeam_queue::SegQueue;
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::SinkExt;
 use parking_lot::Mutex;
 
@@ -19,23 +19,47 @@ use std::sync::Arc;
 
 /// Sender for notifying reconnection tasks when a peer disconnects.
 pub(crate) type DisconnectNotifier = mpsc::Sender<PeerIdentity>;
-const PEER_SEND_QUEUE_CAPACITY: usize = 100_000;
+pub(crate) const PEER_SEND_QUEUE_CAPACITY: usize = 100_000;
+
+/// Iglu patch: one sender per peer, shared, never cloned per send. A
+/// `futures` channel gives every `Sender` clone a slot of its own beyond the
+/// capacity, so cloning one for each send (as the unpatched code did on its
+/// waiting path) made the queue unbounded. A send that waits for room holds
+/// this peer's lock alone (asynchronously), never the peer map.
+pub(crate) type SharedSender = Arc<futures::lock::Mutex<mpsc::Sender<Message>>>;
 
 pub(crate) struct Peer {
-    pub(crate) send_queue: mpsc::Sender<Message>,
+    pub(crate) send_queue: SharedSender,
+    /// Iglu patch: bytes in `send_queue` and not yet flushed to the
+    /// connection, so a peer that stops reading has a bound in bytes too.
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
+    /// Iglu patch: dropping it stops the peer's writer task, even one
+    /// blocked on a connection the peer no longer reads, which closes it.
+    pub(crate) stop_writer: Option<oneshot::Sender<()>>,
+}
+
+/// Iglu patch: why a send that must not wait did not happen.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// No such peer (it left, or never was).
+    NotFound,
+    /// The peer's send queue is at its bound in messages or bytes.
+    Full { messages: usize, bytes: usize },
 }
 
 #[derive(Clone)]
 struct SinglePeer {
     peer_id: PeerIdentity,
-    send_queue: mpsc::Sender<Message>,
+    send_queue: SharedSender,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 enum CachedSend {
     Sent,
     Full {
         peer_id: PeerIdentity,
-        send_queue: mpsc::Sender<Message>,
+        send_queue: SharedSender,
+        queued_bytes: Arc<AtomicUsize>,
         message: Message,
     },
     Disconnected {
@@ -51,7 +75,14 @@ enum SendResolution {
 }
 
 pub(crate) struct GenericSocketBackend {
-    pub(crate) peers: scc::HashMap<PeerIdentity, Peer>,
+    /// Iglu patch: a plain map under a short lock instead of `scc::HashMap`.
+    /// Its entry guards were held across the await of a send to a full
+    /// queue, and `peer_disconnected` (synchronous, on a runtime thread)
+    /// then waited for that entry with `remove_sync`: with the sending task
+    /// suspended on the same thread, the thread never woke again. This lock
+    /// is never held across an await, so no wait on it can outlast one
+    /// map operation.
+    pub(crate) peers: Mutex<HashMap<PeerIdentity, Peer>>,
     fair_queue_inner: Option<Arc<Mutex<QueueInner<ZmqFramedRead, PeerIdentity>>>>,
     pub(crate) round_robin: SegQueue<PeerIdentity>,
     socket_type: SocketType,
@@ -70,7 +101,7 @@ impl GenericSocketBackend {
         options: SocketOptions,
     ) -> Self {
         Self {
-            peers: scc::HashMap::new(),
+            peers: Mutex::new(HashMap::new()),
             fair_queue_inner,
             round_robin: SegQueue::new(),
             socket_type,
@@ -132,10 +163,11 @@ impl GenericSocketBackend {
                     }
                 },
             };
-            let send_result = match self.peers.get_async(&next_peer_id).await {
-                Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
-                None => continue,
+            // The sender is cloned out: no lock is held while it waits.
+            let Some((send_queue, queued_bytes)) = self.peer_sender(&next_peer_id) else {
+                continue;
             };
+            let send_result = send_to_peer_queue(&send_queue, &queued_bytes, message).await;
             return match send_result {
                 Ok(()) => {
                     self.round_robin.push(next_peer_id);
@@ -162,10 +194,11 @@ impl GenericSocketBackend {
             SendResolution::Miss(message) => message,
         };
 
-        let send_result = match self.peers.get_async(peer_id).await {
-            Some(mut peer) => send_to_peer_queue(&mut peer.send_queue, message).await,
-            None => return Err(ZmqError::Other("Destination client not found by identity")),
+        // The sender is cloned out: no lock is held while it waits.
+        let Some((send_queue, queued_bytes)) = self.peer_sender(peer_id) else {
+            return Err(ZmqError::Other("Destination client not found by identity"));
         };
+        let send_result = send_to_peer_queue(&send_queue, &queued_bytes, message).await;
         match send_result {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -173,6 +206,97 @@ impl GenericSocketBackend {
                 Err(e.into())
             }
         }
+    }
+
+    fn peer_sender(
+        &self,
+        peer_id: &PeerIdentity,
+    ) -> Option<(SharedSender, Arc<AtomicUsize>)> {
+        self.peers
+            .lock()
+            .get(peer_id)
+            .map(|p| (p.send_queue.clone(), p.queued_bytes.clone()))
+    }
+
+    /// Iglu patch: queues `message` for `peer_id` without ever waiting. A
+    /// peer whose queue is at its bound (in messages, or in bytes when
+    /// `SocketOptions::peer_queue_bytes` is set) is reported `Full` and the
+    /// message is not queued, as libzmq's ROUTER does at its high-water
+    /// mark; what to do about that peer is the caller's decision.
+    pub(crate) fn try_send_to_peer(
+        &self,
+        peer_id: &PeerIdentity,
+        message: Message,
+    ) -> Result<(), TrySendError> {
+        let size = message_bytes(&message);
+        let byte_cap = self.socket_options.peer_queue_bytes;
+        let disconnected = {
+            let mut peers = self.peers.lock();
+            let Some(peer) = peers.get_mut(peer_id) else {
+                return Err(TrySendError::NotFound);
+            };
+            let queued = peer.queued_bytes.load(Ordering::Acquire);
+            // One message always fits an empty queue, however big.
+            if let Some(cap) = byte_cap {
+                if queued > 0 && queued.saturating_add(size) > cap {
+                    return Err(TrySendError::Full {
+                        messages: self.socket_options.peer_queue_messages,
+                        bytes: queued,
+                    });
+                }
+            }
+            // Held by a send waiting for room: the queue is full.
+            let Some(mut sender) = peer.send_queue.try_lock() else {
+                return Err(TrySendError::Full {
+                    messages: self.socket_options.peer_queue_messages,
+                    bytes: queued,
+                });
+            };
+            peer.queued_bytes.fetch_add(size, Ordering::AcqRel);
+            match sender.try_send(message) {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    peer.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                    if error.is_full() {
+                        return Err(TrySendError::Full {
+                            messages: self.socket_options.peer_queue_messages,
+                            bytes: queued,
+                        });
+                    }
+                    true
+                }
+            }
+        };
+        if disconnected {
+            self.peer_disconnected(peer_id);
+        }
+        Err(TrySendError::NotFound)
+    }
+
+    /// Iglu patch: closes one peer's connection. Nothing more is read from
+    /// it at once; what is already queued for it may still be written for
+    /// up to `linger` (a REJECT before the hang-up), then the writer is
+    /// stopped even if the peer does not read. The monitor reports the
+    /// peer `Disconnected` as for any other loss.
+    pub(crate) fn disconnect_peer(&self, peer_id: &PeerIdentity, linger: std::time::Duration) {
+        let removed = self.peers.lock().remove(peer_id);
+        let Some(mut peer) = removed else {
+            return;
+        };
+        let stop_writer = peer.stop_writer.take();
+        // Dropping the queue's sender lets the writer drain and finish.
+        drop(peer);
+        if let Some(stop) = stop_writer {
+            if linger.is_zero() {
+                drop(stop);
+            } else {
+                async_rt::task::spawn(async move {
+                    async_rt::task::sleep(linger).await;
+                    drop(stop);
+                });
+            }
+        }
+        self.forget_peer(peer_id, true);
     }
 
     fn try_send_cached_single_peer(
@@ -195,17 +319,35 @@ impl GenericSocketBackend {
             }
         }
 
-        match single_peer.send_queue.try_send(message) {
-            Ok(()) => CachedSend::Sent,
-            Err(error) if error.is_full() => CachedSend::Full {
+        let size = message_bytes(&message);
+        let Some(mut sender) = single_peer.send_queue.try_lock() else {
+            // A send waits for room already: wait behind it.
+            return CachedSend::Full {
                 peer_id: single_peer.peer_id.clone(),
                 send_queue: single_peer.send_queue.clone(),
-                message: error.into_inner(),
-            },
-            Err(error) => CachedSend::Disconnected {
-                peer_id: single_peer.peer_id.clone(),
-                error: error.into_send_error(),
-            },
+                queued_bytes: single_peer.queued_bytes.clone(),
+                message,
+            };
+        };
+        single_peer.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        match sender.try_send(message) {
+            Ok(()) => CachedSend::Sent,
+            Err(error) => {
+                single_peer.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                if error.is_full() {
+                    CachedSend::Full {
+                        peer_id: single_peer.peer_id.clone(),
+                        send_queue: single_peer.send_queue.clone(),
+                        queued_bytes: single_peer.queued_bytes.clone(),
+                        message: error.into_inner(),
+                    }
+                } else {
+                    CachedSend::Disconnected {
+                        peer_id: single_peer.peer_id.clone(),
+                        error: error.into_send_error(),
+                    }
+                }
+            }
         }
     }
 
@@ -214,9 +356,10 @@ impl GenericSocketBackend {
             CachedSend::Sent => Ok(SendResolution::Sent),
             CachedSend::Full {
                 peer_id,
-                mut send_queue,
+                send_queue,
+                queued_bytes,
                 message,
-            } => match send_queue.send(message).await {
+            } => match send_to_peer_queue(&send_queue, &queued_bytes, message).await {
                 Ok(()) => Ok(SendResolution::Sent),
                 Err(e) => {
                     self.peer_disconnected(&peer_id);
@@ -232,94 +375,25 @@ impl GenericSocketBackend {
     }
 
     fn refresh_single_peer_cache(&self) {
-        let peer_count = self.peers.len();
+        let peers = self.peers.lock();
+        let peer_count = peers.len();
         self.peer_count.store(peer_count, Ordering::Release);
 
         let mut single_peer = self.single_peer.lock();
         if peer_count == 1 {
-            *single_peer = self.peers.begin_sync().map(|peer| SinglePeer {
-                peer_id: peer.key().clone(),
+            *single_peer = peers.iter().next().map(|(peer_id, peer)| SinglePeer {
+                peer_id: peer_id.clone(),
                 send_queue: peer.send_queue.clone(),
+                queued_bytes: peer.queued_bytes.clone(),
             });
         } else {
             *single_peer = None;
         }
     }
-}
 
-async fn send_to_peer_queue(
-    send_queue: &mut mpsc::Sender<Message>,
-    message: Message,
-) -> Result<(), mpsc::SendError> {
-    match send_queue.try_send(message) {
-        Ok(()) => Ok(()),
-        Err(error) if error.is_full() => send_queue.send(error.into_inner()).await,
-        Err(error) => Err(error.into_send_error()),
-    }
-}
-
-impl SocketBackend for GenericSocketBackend {
-    fn socket_type(&self) -> SocketType {
-        self.socket_type
-    }
-
-    fn socket_options(&self) -> &Arc<SocketOptions> {
-        &self.socket_options
-    }
-
-    fn shutdown(&self) {
-        self.peers.clear_sync();
-        self.single_peer.lock().take();
-        self.peer_count.store(0, Ordering::Release);
-        // Clear fair_queue streams to ensure TCP connections are closed
-        // even when reconnect tasks still hold Arc references to the backend
-        if let Some(inner) = &self.fair_queue_inner {
-            inner.lock().clear();
-        }
-    }
-
-    fn monitor(&self) -> &Mutex<Option<mpsc::Sender<SocketEvent>>> {
-        &self.socket_monitor
-    }
-}
-
-#[async_trait]
-impl MultiPeerBackend for GenericSocketBackend {
-    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
-        let (recv_queue, send_queue) = io.into_parts();
-        let (queue_sender, queue_receiver) = mpsc::channel(PEER_SEND_QUEUE_CAPACITY);
-        self.peers
-            .upsert_async(
-                peer_id.clone(),
-                Peer {
-                    send_queue: queue_sender,
-                },
-            )
-            .await;
-        self.refresh_single_peer_cache();
-        let writer_backend = self.clone();
-        let writer_peer_id = peer_id.clone();
-        async_rt::task::spawn(async move {
-            if let Err(error) = write_message_queue(queue_receiver, send_queue).await {
-                log::debug!(
-                    "Error sending message to peer {:?}: {:?}",
-                    writer_peer_id,
-                    error
-                );
-                writer_backend.peer_disconnected(&writer_peer_id);
-            }
-        });
-        self.round_robin.push(peer_id.clone());
-        match &self.fair_queue_inner {
-            None => {}
-            Some(inner) => {
-                inner.lock().insert(peer_id.clone(), recv_queue);
-            }
-        };
-    }
-
-    fn peer_disconnected(&self, peer_id: &PeerIdentity) {
-        let peer_removed = self.peers.remove_sync(peer_id).is_some();
+    /// Everything but the map entry: the single-peer cache, the fair queue,
+    /// the monitor event (when the peer was known) and reconnect notifiers.
+    fn forget_peer(&self, peer_id: &PeerIdentity, peer_removed: bool) {
         self.refresh_single_peer_cache();
         match &self.fair_queue_inner {
             None => {}
@@ -343,6 +417,112 @@ impl MultiPeerBackend for GenericSocketBackend {
     }
 }
 
+/// Queues `message`, waiting while the queue is full; counts its bytes
+/// until the writer has flushed them (Iglu patch).
+async fn send_to_peer_queue(
+    send_queue: &SharedSender,
+    queued_bytes: &AtomicUsize,
+    message: Message,
+) -> Result<(), mpsc::SendError> {
+    let size = message_bytes(&message);
+    let mut send_queue = send_queue.lock().await;
+    queued_bytes.fetch_add(size, Ordering::AcqRel);
+    let result = match send_queue.try_send(message) {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_full() => send_queue.send(error.into_inner()).await,
+        Err(error) => Err(error.into_send_error()),
+    };
+    if result.is_err() {
+        queued_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+    result
+}
+
+impl SocketBackend for GenericSocketBackend {
+    fn socket_type(&self) -> SocketType {
+        self.socket_type
+    }
+
+    fn socket_options(&self) -> &Arc<SocketOptions> {
+        &self.socket_options
+    }
+
+    fn shutdown(&self) {
+        self.peers.lock().clear();
+        self.single_peer.lock().take();
+        self.peer_count.store(0, Ordering::Release);
+        // Clear fair_queue streams to ensure TCP connections are closed
+        // even when reconnect tasks still hold Arc references to the backend
+        if let Some(inner) = &self.fair_queue_inner {
+            inner.lock().clear();
+        }
+    }
+
+    fn monitor(&self) -> &Mutex<Option<mpsc::Sender<SocketEvent>>> {
+        &self.socket_monitor
+    }
+}
+
+#[async_trait]
+impl MultiPeerBackend for GenericSocketBackend {
+    async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
+        let (recv_queue, send_queue) = io.into_parts();
+        let (queue_sender, queue_receiver) =
+            mpsc::channel(self.socket_options.peer_queue_messages);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let (stop_writer, writer_stopped) = oneshot::channel::<()>();
+        let replaced = self.peers.lock().insert(
+            peer_id.clone(),
+            Peer {
+                send_queue: Arc::new(futures::lock::Mutex::new(queue_sender)),
+                queued_bytes: queued_bytes.clone(),
+                stop_writer: Some(stop_writer),
+            },
+        );
+        // A second connection with the same identity replaces the first;
+        // the first's writer stops with its entry.
+        drop(replaced);
+        self.refresh_single_peer_cache();
+        let writer_backend = Arc::downgrade(&self);
+        let writer_peer_id = peer_id.clone();
+        async_rt::task::spawn(async move {
+            let write = write_message_queue(queue_receiver, send_queue, queued_bytes);
+            futures::pin_mut!(write);
+            // Stopped (its peer was disconnected or replaced): the
+            // connection's write half is dropped here, whatever it waited for.
+            let result = match futures::future::select(write, writer_stopped).await {
+                futures::future::Either::Left((result, _)) => result,
+                futures::future::Either::Right(_) => return,
+            };
+            if let Err(error) = result {
+                log::debug!(
+                    "Error sending message to peer {:?}: {:?}",
+                    writer_peer_id,
+                    error
+                );
+                if let Some(backend) = writer_backend.upgrade() {
+                    backend.peer_disconnected(&writer_peer_id);
+                }
+            }
+        });
+        self.round_robin.push(peer_id.clone());
+        match &self.fair_queue_inner {
+            None => {}
+            Some(inner) => {
+                inner.lock().insert(peer_id.clone(), recv_queue);
+            }
+        };
+    }
+
+    fn peer_disconnected(&self, peer_id: &PeerIdentity) {
+        // Taken out under the lock, dropped after it (stopping its writer).
+        let removed = self.peers.lock().remove(peer_id);
+        let peer_removed = removed.is_some();
+        drop(removed);
+        self.forget_peer(peer_id, peer_removed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,15 +542,20 @@ mod tests {
         message.get(0).expect("message frame").clone()
     }
 
+    fn test_peer(send_queue: mpsc::Sender<Message>) -> Peer {
+        Peer {
+            send_queue: Arc::new(futures::lock::Mutex::new(send_queue)),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            stop_writer: None,
+        }
+    }
+
     async fn insert_peer(
         backend: &GenericSocketBackend,
         peer_id: PeerIdentity,
     ) -> (PeerIdentity, mpsc::Receiver<Message>) {
         let (send_queue, recv_queue) = mpsc::channel(8);
-        backend
-            .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
-            .await;
+        backend.peers.lock().insert(peer_id.clone(), test_peer(send_queue));
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
         (peer_id, recv_queue)
@@ -451,10 +636,7 @@ mod tests {
         send_queue
             .try_send(message_with_frame(b"prefilled"))
             .expect("prefill peer queue");
-        backend
-            .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
-            .await;
+        backend.peers.lock().insert(peer_id.clone(), test_peer(send_queue));
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
 
@@ -482,10 +664,7 @@ mod tests {
         let peer_id: PeerIdentity = "closed-peer".parse().expect("peer id");
         let (send_queue, recv_queue) = mpsc::channel(1);
         drop(recv_queue);
-        backend
-            .peers
-            .upsert_async(peer_id.clone(), Peer { send_queue })
-            .await;
+        backend.peers.lock().insert(peer_id.clone(), test_peer(send_queue));
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
 
@@ -497,7 +676,7 @@ mod tests {
         assert!(matches!(error, ZmqError::BufferFull(_)));
         assert_eq!(0, backend.peer_count.load(Ordering::Acquire));
         assert!(backend.single_peer.lock().is_none());
-        assert!(backend.peers.get_async(&peer_id).await.is_none());
+        assert!(backend.peers.lock().get(&peer_id).is_none());
     }
 
     #[crate::async_rt::test]

@@ -192,7 +192,7 @@ pub mod __bench {
         W: AsyncWrite + Unpin + Send + Sync + 'static,
     {
         let send_queue = ZmqFramedWrite::new(Box::new(writer), ZmqCodec::new());
-        write_message_queue(receiver, send_queue).await
+        write_message_queue(receiver, send_queue, Default::default()).await
     }
 }
 
@@ -356,6 +356,9 @@ pub struct SocketOptions {
     // Iglu patch: frames claiming more are refused at their header (IGLU.md).
     pub(crate) max_frame_size: Option<usize>,
     pub(crate) max_message_size: Option<usize>,
+    // Iglu patch: bounds of each peer's send queue (IGLU.md).
+    pub(crate) peer_queue_messages: usize,
+    pub(crate) peer_queue_bytes: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -368,6 +371,8 @@ impl Default for SocketOptions {
             read_buffer_short_reads: 2,
             max_frame_size: None,
             max_message_size: None,
+            peer_queue_messages: backend::PEER_SEND_QUEUE_CAPACITY,
+            peer_queue_bytes: None,
         }
     }
 }
@@ -438,6 +443,16 @@ impl SocketOptions {
     /// sending frames flagged MORE (Iglu patch, see IGLU.md).
     pub fn max_message_size(&mut self, max: usize) -> &mut Self {
         self.max_message_size = Some(max);
+        self
+    }
+
+    /// Bounds each peer's send queue: at most `messages` messages (default
+    /// 100,000) and, for sends that must not wait (`RouterSendHalf::try_send`),
+    /// at most `bytes` bytes not yet flushed to the connection (Iglu patch,
+    /// see IGLU.md).
+    pub fn peer_queue(&mut self, messages: usize, bytes: usize) -> &mut Self {
+        self.peer_queue_messages = messages.max(1);
+        self.peer_queue_bytes = Some(bytes);
         self
     }
 

@@ -1,4 +1,5 @@
 use crate::backend::GenericSocketBackend;
+pub use crate::backend::TrySendError;
 use crate::codec::*;
 use crate::endpoint::Endpoint;
 use crate::error::{ZmqError, ZmqResult};
@@ -181,6 +182,33 @@ impl SocketSend for RouterSendHalf {
             .backend
             .send_to_peer(&peer_id, Message::Message(message))
             .await
+    }
+}
+
+impl RouterSendHalf {
+    /// Iglu patch: queues a message (identity frame first) without waiting.
+    /// A peer whose send queue is at its bound gets nothing and `Full` is
+    /// returned; the caller decides what that peer has earned.
+    pub fn try_send(&self, mut message: ZmqMessage) -> Result<(), TrySendError> {
+        if message.len() <= 1 {
+            return Err(TrySendError::NotFound);
+        }
+        let Some(identity) = message.pop_front() else {
+            return Err(TrySendError::NotFound);
+        };
+        let peer_id: PeerIdentity = identity.try_into().map_err(|_| TrySendError::NotFound)?;
+        self.inner
+            .backend
+            .try_send_to_peer(&peer_id, Message::Message(message))
+    }
+
+    /// Iglu patch: closes one peer's connection (see IGLU.md): nothing more
+    /// is read from it; what is queued for it may be written for up to
+    /// `linger`. The monitor reports it `Disconnected`.
+    pub fn disconnect(&self, identity: bytes::Bytes, linger: std::time::Duration) {
+        if let Ok(peer_id) = PeerIdentity::try_from(identity) {
+            self.inner.backend.disconnect_peer(&peer_id, linger);
+        }
     }
 }
 

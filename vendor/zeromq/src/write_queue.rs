@@ -3,15 +3,28 @@ use crate::codec::{CodecResult, Message, ZmqFramedWrite};
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 const WRITE_BATCH_LIMIT: usize = 128;
 
+/// Bytes a message holds in a send queue: the sum of its frames (Iglu patch).
+pub(crate) fn message_bytes(message: &Message) -> usize {
+    match message {
+        Message::Message(m) => m.iter().map(|f| f.len()).sum(),
+        _ => 0,
+    }
+}
+
 /// Writes queued socket messages into the underlying framed sink in small batches.
+/// Iglu patch: takes each message's bytes off `queued_bytes` once flushed.
 #[inline]
 pub(crate) async fn write_message_queue(
     mut queue_receiver: mpsc::Receiver<Message>,
     mut send_queue: ZmqFramedWrite,
+    queued_bytes: std::sync::Arc<AtomicUsize>,
 ) -> CodecResult<()> {
     while let Some(message) = queue_receiver.next().await {
+        let mut written = message_bytes(&message);
         // When backlog already exists, feed a batch before flushing once to avoid per-message flush cost during bursts.
         send_queue.feed(message).await?;
 
@@ -20,10 +33,12 @@ pub(crate) async fn write_message_queue(
                 Ok(message) => message,
                 Err(_) => break,
             };
+            written += message_bytes(&message);
             send_queue.feed(message).await?;
         }
 
         send_queue.flush().await?;
+        queued_bytes.fetch_sub(written, Ordering::AcqRel);
     }
 
     Ok(())
@@ -122,7 +137,7 @@ mod tests {
         };
         let send_queue = ZmqFramedWrite::new(Box::new(writer), ZmqCodec::new());
 
-        write_message_queue(receiver, send_queue)
+        write_message_queue(receiver, send_queue, Default::default())
             .await
             .expect("write queued messages");
 
@@ -144,7 +159,7 @@ mod tests {
         drop(sender);
 
         let send_queue = ZmqFramedWrite::new(Box::new(FailingWrite), ZmqCodec::new());
-        let error = write_message_queue(receiver, send_queue)
+        let error = write_message_queue(receiver, send_queue, Default::default())
             .await
             .expect_err("write error");
 
