@@ -103,3 +103,198 @@ fn a_plugin_flooding_host_calls_without_reading_then_killed_does_not_freeze_the_
 fn a_plugin_flooding_garbage_without_reading_then_killed_does_not_freeze_the_host() {
     managed_flood_then_sigkill("flood-garbage");
 }
+
+const TOKEN: &str = "a-test-token-of-some-length";
+
+/// A host with the TCP endpoint on `port` (every loopback address), plugin
+/// `echo`, and external plugin `ext` configured.
+fn tcp_host(port: u16, extra: &str) -> TestHost {
+    TestHost::start(
+        &format!(
+            "worker_threads = 1\n{extra}\n[tcp]\nbind = \"0.0.0.0:{port}\"\nmax_connections = 20\nhandshake_timeout_ms = 3000\n\
+             [[external]]\nid = \"ext\"\ntoken = {TOKEN:?}\n"
+        ),
+        &[plugin("echo", "iglu-plugin-echo", &[])],
+    )
+}
+
+/// ZMTP 3.0 as a DEALER: greeting and READY.
+fn zmtp_opening() -> Vec<u8> {
+    let mut bytes = vec![0u8; 64];
+    bytes[0] = 0xff;
+    bytes[9] = 0x7f;
+    bytes[10] = 3;
+    bytes[12..16].copy_from_slice(b"NULL");
+    let mut ready = vec![5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&6u32.to_be_bytes());
+    ready.extend_from_slice(b"DEALER");
+    bytes.extend_from_slice(&[0x04, ready.len() as u8]);
+    bytes.extend_from_slice(&ready);
+    bytes
+}
+
+/// One ZMTP message frame (long form).
+fn zmtp_frame(body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02];
+    f.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+/// A HELLO for `ext` with a wrong token.
+fn wrong_hello() -> Vec<u8> {
+    let hello = iglu_bus::Message::Hello(iglu_bus::Hello {
+        cookie: iglu_bus::handshake::COOKIE_VALUE.to_owned(),
+        versions: iglu_bus::handshake::PROTOCOL_VERSIONS.to_vec(),
+        plugin_id: "ext".into(),
+        token: "not-the-token-at-all-no".into(),
+        manifest: iglu_bus::Manifest {
+            id: "ext".into(),
+            name: "Attacker".into(),
+            author: "nobody".into(),
+            version: "0.0.0".into(),
+            description: "guesses tokens".into(),
+        },
+        methods: vec![],
+        subscriptions: vec![],
+        receive_own: false,
+    });
+    zmtp_frame(&iglu_bus::encode(&hello).unwrap())
+}
+
+/// A TCP connection to `port` on 127.0.0.1 from source address `from`.
+fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(socket.into())
+}
+
+/// Reads until EOF or `within`; true if the other side closed.
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Issue 12, item 1, first trigger: no token needed. A HELLO with a wrong
+/// token, then 160,000 garbage frames without reading, then a close.
+#[test]
+fn an_unauthenticated_tcp_flood_does_not_freeze_the_host() {
+    let port = iglu_tests::free_port();
+    let host = tcp_host(port, "");
+    host.wait_state("echo", "running");
+    let mut s = connect_from([127, 0, 0, 1], port).unwrap();
+    s.write_all(&zmtp_opening()).unwrap();
+    s.write_all(&wrong_hello()).unwrap();
+    let garbage = zmtp_frame(&[0xc1, 0xff, 0x00]);
+    let mut batch = Vec::with_capacity(garbage.len() * 1000);
+    for _ in 0..1000 {
+        batch.extend_from_slice(&garbage);
+    }
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sent = 0;
+    // Stops when the host cuts us (it should, right after the REJECT).
+    while sent < 160_000 && s.write_all(&batch).is_ok() {
+        sent += 1000;
+    }
+    assert!(
+        closed_within(&mut s, PATIENCE),
+        "a peer whose HELLO was rejected must be cut"
+    );
+    drop(s);
+    still_serving(&host, "after an unauthenticated flood");
+    // A real external plugin still gets in.
+    let log = host.dir.join("ext.log");
+    let _ext = iglu_tests::external_plugin(
+        "iglu-plugin-echo",
+        &format!("tcp://127.0.0.1:{port}"),
+        "ext",
+        TOKEN,
+        &[],
+        &log,
+    );
+    host.wait_state("ext", "running");
+    stops_cleanly(host);
+}
+
+/// Issue 12, item 3: peers that were rejected but keep talking, and peers
+/// that never say HELLO, from many addresses, must not lock out a real
+/// external plugin; a rejected connection is closed at once.
+#[test]
+fn rejected_and_idle_strangers_cannot_lock_out_an_external_plugin() {
+    let port = iglu_tests::free_port();
+    let host = tcp_host(port, "");
+    host.wait_state("echo", "running");
+    // Rejected at once: closed well before any idle or handshake deadline.
+    let mut s = connect_from([127, 0, 0, 2], port).unwrap();
+    s.write_all(&zmtp_opening()).unwrap();
+    s.write_all(&wrong_hello()).unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut s, PATIENCE), "a rejected peer must be cut");
+    let after_reject = started.elapsed();
+    assert!(
+        after_reject < Duration::from_millis(2500),
+        "cut {after_reject:?} after its REJECT: that is the handshake deadline, not the REJECT"
+    );
+    // 60 strangers from 30 addresses keep connecting: half say a wrong
+    // HELLO and keep chattering, half stay silent; each reconnects when cut.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for i in 0..60u8 {
+            let stop = &stop;
+            scope.spawn(move || {
+                let from = [127, 0, 1, 1 + i / 2];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(mut s) = connect_from(from, port) else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                    if s.write_all(&zmtp_opening()).is_err() {
+                        continue;
+                    }
+                    if i % 2 == 0 {
+                        let _ = s.write_all(&wrong_hello());
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                            && s.write_all(&zmtp_frame(b"\x81\xa1x\x80")).is_ok()
+                        {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    } else {
+                        let _ = closed_within(&mut s, Duration::from_secs(10));
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let log = host.dir.join("ext.log");
+        let _ext = iglu_tests::external_plugin(
+            "iglu-plugin-echo",
+            &format!("tcp://127.0.0.1:{port}"),
+            "ext",
+            TOKEN,
+            &[],
+            &log,
+        );
+        host.wait_state("ext", "running");
+        let who = host.call("ext", "whoami", json!(null));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(who.is_ok(), "{who:?}");
+    });
+    still_serving(&host, "after the strangers left");
+}

@@ -18,8 +18,8 @@ pub struct Activity {
     since: Instant,
     /// Milliseconds from `since` to the last read.
     last_read_ms: AtomicU64,
-    /// A complete message frame (the HELLO) has come through.
-    greeted: AtomicBool,
+    /// The host answered the connection's HELLO with WELCOME.
+    admitted: AtomicBool,
 }
 
 impl Activity {
@@ -28,7 +28,7 @@ impl Activity {
         Arc::new(Activity {
             since: Instant::now(),
             last_read_ms: AtomicU64::new(0),
-            greeted: AtomicBool::new(false),
+            admitted: AtomicBool::new(false),
         })
     }
 
@@ -38,9 +38,11 @@ impl Activity {
         self.last_read_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// The client's HELLO has come through: from now on, only silence counts.
-    pub fn greeted(&self) {
-        self.greeted.store(true, Ordering::Relaxed);
+    /// The host admitted the plugin: from now on, only silence counts.
+    /// Until then the handshake deadline runs whatever the client sends, so
+    /// a peer that is never admitted cannot stay by chattering.
+    pub fn admitted(&self) {
+        self.admitted.store(true, Ordering::Relaxed);
     }
 
     /// Why the connection must be cut now, if it must.
@@ -55,9 +57,9 @@ impl Activity {
         hello_deadline: Duration,
         idle: Duration,
     ) -> Option<String> {
-        if !self.greeted.load(Ordering::Relaxed) {
+        if !self.admitted.load(Ordering::Relaxed) {
             return (age >= hello_deadline)
-                .then(|| format!("no HELLO within {} ms", hello_deadline.as_millis()));
+                .then(|| format!("not admitted within {} ms", hello_deadline.as_millis()));
         }
         let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
         (age.saturating_sub(last) >= idle).then(|| format!("silent for {} ms", idle.as_millis()))
@@ -99,7 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_hello_deadline_counts_until_the_hello_and_silence_after_it() {
+    fn the_handshake_deadline_counts_until_admission_and_silence_after_it() {
         let a = Activity::new();
         let (hello, idle) = (Duration::from_millis(30), Duration::from_millis(60));
         let at = |ms: u64| a.overdue_at(Duration::from_millis(ms), hello, idle);
@@ -107,10 +109,10 @@ mod tests {
         a.last_read_ms.store(40, Ordering::Relaxed);
         assert_eq!(
             at(40).unwrap(),
-            "no HELLO within 30 ms",
+            "not admitted within 30 ms",
             "reads do not count"
         );
-        a.greeted();
+        a.admitted();
         assert_eq!(at(40), None, "it just read");
         assert_eq!(at(99), None);
         assert_eq!(at(100).unwrap(), "silent for 60 ms");
@@ -128,10 +130,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(why, "no HELLO within 20 ms");
-        // A greeted, active connection is not cut; when it ends (the
+        assert_eq!(why, "not admitted within 20 ms");
+        // An admitted, active connection is not cut; when it ends (the
         // receiver is dropped), its watch task ends too.
-        a.greeted();
+        a.admitted();
         let metrics = clock.handle().metrics();
         let ended = watch(clock.handle(), a, hello, Duration::from_secs(60));
         assert_eq!(metrics.num_alive_tasks(), 1, "the watch is running");

@@ -36,17 +36,29 @@ enum State {
     Body { left: u64, message: bool },
 }
 
-/// Follows the client's byte stream.
+/// Follows one direction of a connection's byte stream.
 pub struct Inspector {
     state: State,
     max_frame: u64,
     /// Complete message frames seen (the first one is the plugin's HELLO).
     pub message_frames: u64,
+    /// Keep the body of the first message frame, if it is no larger than this.
+    capture: usize,
+    captured: Vec<u8>,
+    /// The first message frame's body, once complete (when captured).
+    pub first_message: Option<Vec<u8>>,
 }
 
 impl Inspector {
     /// Expects a greeting first; message frames may be up to `max_frame` bytes.
     pub fn new(max_frame: u64) -> Inspector {
+        Inspector::capturing(max_frame, 0)
+    }
+
+    /// Like [`Inspector::new`], and keeps the body of the first message
+    /// frame when it is at most `capture` bytes (the host's WELCOME or
+    /// REJECT, read off the host's side of a connection).
+    pub fn capturing(max_frame: u64, capture: usize) -> Inspector {
         Inspector {
             state: State::Greeting {
                 got: 0,
@@ -54,7 +66,15 @@ impl Inspector {
             },
             max_frame,
             message_frames: 0,
+            capture,
+            captured: Vec::new(),
+            first_message: None,
         }
+    }
+
+    /// Whether the frame now being read is the first message frame, and small enough to keep.
+    fn capturing_now(&self, size: u64) -> bool {
+        self.message_frames == 0 && self.first_message.is_none() && size <= self.capture as u64
     }
 
     /// Checks the next bytes; an error means cut the connection now.
@@ -104,8 +124,14 @@ impl Inspector {
                             return Err(Violation::TooLarge { kind, size, max });
                         }
                         let message = !command;
+                        if message && self.capturing_now(size) {
+                            self.captured = Vec::with_capacity(size as usize);
+                        }
                         if size == 0 {
                             if message {
+                                if self.capturing_now(0) {
+                                    self.first_message = Some(Vec::new());
+                                }
                                 self.message_frames += 1;
                             }
                             self.state = State::Header {
@@ -122,10 +148,20 @@ impl Inspector {
                 }
                 State::Body { left, message } => {
                     let n = (*left).min(data.len() as u64);
+                    let keep = *message
+                        && self.message_frames == 0
+                        && self.first_message.is_none()
+                        && self.captured.capacity() > 0;
+                    if keep {
+                        self.captured.extend_from_slice(&data[..n as usize]);
+                    }
                     *left -= n;
                     data = &data[n as usize..];
                     if *left == 0 {
                         if *message {
+                            if keep {
+                                self.first_message = Some(std::mem::take(&mut self.captured));
+                            }
                             self.message_frames += 1;
                         }
                         self.state = State::Header {
@@ -196,6 +232,25 @@ mod tests {
             }
             assert_eq!(i.message_frames, 2, "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn the_first_message_is_kept_when_asked_for() {
+        let mut bytes = greeting();
+        bytes.extend_from_slice(&[0x04, 2, b'h', b'i']);
+        bytes.extend_from_slice(&[0x00, 3, 1, 2, 3]);
+        bytes.extend_from_slice(&[0x00, 2, 9, 9]);
+        for chunk in [1, 3, 1000] {
+            let mut i = Inspector::capturing(1 << 20, 16);
+            for piece in bytes.chunks(chunk) {
+                i.feed(piece).expect("valid");
+            }
+            assert_eq!(i.first_message.as_deref(), Some(&[1u8, 2, 3][..]), "chunk {chunk}");
+        }
+        let mut i = Inspector::capturing(1 << 20, 2);
+        i.feed(&bytes).expect("valid");
+        assert_eq!(i.first_message, None, "too big to keep");
+        assert_eq!(i.message_frames, 2);
     }
 
     #[test]
