@@ -408,6 +408,18 @@ impl Config {
         if self.max_message_bytes < 1024 || self.max_message_bytes > u32::MAX as usize {
             return bad("max_message_bytes must be between 1024 and 4294967295");
         }
+        if self.event_queue_bytes < self.max_message_bytes {
+            return bad("event_queue_bytes must be at least max_message_bytes (one event must fit)");
+        }
+        // Calls may fill half the socket queue, events in flight their own
+        // bound plus one: a plugin that reads must never reach the queue's
+        // bound, which means "not reading".
+        let needed = (self.event_queue_bytes + 2 * self.max_message_bytes).saturating_mul(2);
+        if self.send_queue_bytes < needed {
+            return Err(ConfigError::Invalid(format!(
+                "send_queue_bytes must be at least 2 x (event_queue_bytes + 2 x max_message_bytes) = {needed}"
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         let ids = self
             .plugins

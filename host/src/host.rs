@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::call_options::{self, CallOptions};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::HostError;
@@ -186,7 +187,8 @@ impl Host {
         self.shared.registry.status()
     }
 
-    /// Calls `method` on `plugin` with MessagePack `args`.
+    /// Calls `method` on `plugin` with MessagePack `args`; waits for a
+    /// restarting plugin only if the config's `call_wait_for_running` says so.
     pub async fn call(
         &self,
         plugin: &str,
@@ -194,7 +196,20 @@ impl Host {
         args: Bytes,
         deadline: Duration,
     ) -> Result<Bytes, WireError> {
-        call(&self.shared, plugin, method, args, deadline).await
+        let options = CallOptions::new(deadline)
+            .wait_for_running(self.shared.config.call_wait_for_running);
+        call(&self.shared, plugin, method, args, options).await
+    }
+
+    /// [`Host::call`] with every option chosen by the caller.
+    pub async fn call_with(
+        &self,
+        plugin: &str,
+        method: &str,
+        args: Bytes,
+        options: CallOptions,
+    ) -> Result<Bytes, WireError> {
+        call(&self.shared, plugin, method, args, options).await
     }
 
     /// Publishes an event from the host (`source` = `host`).
@@ -276,10 +291,17 @@ pub async fn call(
     plugin: &str,
     method: &str,
     args: Bytes,
-    deadline: Duration,
+    options: CallOptions,
 ) -> Result<Bytes, WireError> {
-    let session = shared.registry.session(plugin)?;
-    session.call(method, args, deadline).await
+    if !options.wait_for_running {
+        let session = shared.registry.session(plugin)?;
+        return session.call(method, args, options.deadline).await;
+    }
+    let now = tokio::time::Instant::now();
+    let until = now.checked_add(options.deadline).unwrap_or(now + Duration::from_secs(86400 * 365));
+    let session = call_options::session_by(shared, plugin, until).await?;
+    let left = until.saturating_duration_since(tokio::time::Instant::now());
+    session.call(method, args, left).await
 }
 
 /// Sends a command to a plugin's supervisor and waits until it is carried out.
@@ -327,7 +349,10 @@ fn register(
         since: None,
         subscriptions: Vec::new(),
         receive_own: false,
-        queue: Arc::new(EventQueue::new(shared.config.event_queue)),
+        queue: Arc::new(EventQueue::new(
+            shared.config.event_queue,
+            shared.config.event_queue_bytes,
+        )),
         events: events_tx,
         commands: commands_tx,
     });

@@ -2,6 +2,59 @@
 
 use serde_json::{Map, Number, Value as Json};
 
+/// An integer literal in JSON text that MessagePack cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the integer {literal} does not fit in 64 bits (MessagePack integers are -2^63..2^64-1); send it as a string, or as a float such as 1.5e30 if losing precision is fine")]
+pub struct WideInteger {
+    /// The literal as written.
+    pub literal: String,
+}
+
+/// Refuses integer literals beyond 64 bits in JSON `text`. `serde_json`
+/// reads them as floats without a word, so `2^64` would reach a plugin as
+/// 1.8446744073709552e19; only the text still shows what was meant. A
+/// literal with a fraction or an exponent is a float by its writer's
+/// choice and passes. Linear, no allocation unless it fails.
+pub fn check_integers(text: &str) -> Result<(), WideInteger> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                let integer = !literal.contains(['.', 'e', 'E']);
+                if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                    // Not a number at all is the JSON parser's to report.
+                    if literal.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit())
+                        && literal.len() > 1
+                    {
+                        return Err(WideInteger {
+                            literal: literal.to_owned(),
+                        });
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
 /// Encodes JSON as a MessagePack document.
 pub fn to_msgpack(json: &Json) -> Result<Vec<u8>, rmp_serde::encode::Error> {
     rmp_serde::to_vec_named(json)
@@ -54,6 +107,25 @@ mod tests {
         let j = serde_json::json!({"a": [1, -2, 3.5, "x", null, true], "b": {"c": 18446744073709551615u64}});
         let m = to_msgpack(&j).expect("encodes");
         assert_eq!(to_json(&m).expect("decodes"), j);
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_floats_and_strings_are_not() {
+        for ok in [
+            r#"{"a": 18446744073709551615, "b": -9223372036854775808}"#,
+            r#"[1e30, 1.5, -2.5E+40, 123456789012345678901234.0]"#,
+            r#"{"id": "123456789012345678901234567890", "q": "a\"99999999999999999999"}"#,
+            "-",
+        ] {
+            assert_eq!(check_integers(ok), Ok(()), "{ok}");
+        }
+        for (bad, literal) in [
+            (r#"{"a": 18446744073709551616}"#, "18446744073709551616"),
+            ("[-9223372036854775809]", "-9223372036854775809"),
+            ("100000000000000000000000000000", "100000000000000000000000000000"),
+        ] {
+            assert_eq!(check_integers(bad).map_err(|e| e.literal), Err(literal.to_owned()));
+        }
     }
 
     #[test]

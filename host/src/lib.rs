@@ -28,6 +28,7 @@
 
 pub mod admission;
 pub mod bench;
+pub mod call_options;
 pub mod calls;
 pub mod clock;
 pub mod conduct;

@@ -46,6 +46,10 @@ enum Cmd {
         /// Deadline in ms (default: the host's call_timeout_ms).
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// If the plugin is starting or restarting, wait for it (within the
+        /// deadline) instead of failing with not_running.
+        #[arg(long)]
+        wait: bool,
     },
     /// Publish an event (JSON payload) on a topic, as the host.
     Publish {
@@ -132,15 +136,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             method,
             args,
             timeout_ms,
+            wait,
         } => {
-            let args: serde_json::Value = serde_json::from_str(&args)
-                .with_context(|| format!("the arguments are not valid JSON: {args}"))?;
+            let args = parse_json(&args, "arguments")?;
             let deadline = timeout_ms.unwrap_or(config.call_timeout_ms);
             let request = Request::Call {
                 plugin,
                 method,
                 args,
                 timeout_ms: Some(deadline),
+                wait: wait.then_some(true),
             };
             // Leave the host time to answer "timeout" itself before giving up.
             let wait = Duration::from_millis(deadline) + Duration::from_secs(5);
@@ -169,8 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             payload,
             retain,
         } => {
-            let payload: serde_json::Value = serde_json::from_str(&payload)
-                .with_context(|| format!("the payload is not valid JSON: {payload}"))?;
+            let payload = parse_json(&payload, "payload")?;
             let request = Request::Publish {
                 topic,
                 payload,
@@ -214,6 +218,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Stop { plugin } => lifecycle(&runtime, &config, Request::Stop { plugin }),
         Cmd::Restart { plugin } => lifecycle(&runtime, &config, Request::Restart { plugin }),
     }
+}
+
+/// JSON from the command line, refusing integers MessagePack cannot carry
+/// (serde_json would turn them into floats without a word).
+fn parse_json(text: &str, what: &str) -> anyhow::Result<serde_json::Value> {
+    iglu_host::json_msgpack::check_integers(text)
+        .with_context(|| format!("the {what} cannot be sent as given"))?;
+    serde_json::from_str(text).with_context(|| format!("the {what} are not valid JSON: {text}"))
 }
 
 fn lifecycle(

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::floors::{Floor, Floors};
 use super::measure::{closed_loop, cpu_time, histogram, median_max, rss_kib, Measure, Sample};
 use super::Bench;
+use crate::call_options::CallOptions;
 use crate::events::{self, Source};
 use crate::registry::PluginState;
 
@@ -58,7 +59,7 @@ async fn iglu_calls(
         let ids = ids.clone();
         async move {
             let id = &ids[i % ids.len()];
-            crate::host::call(&shared, id, "echo", args, Duration::from_secs(30))
+            crate::host::call(&shared, id, "echo", args, CallOptions::new(Duration::from_secs(30)))
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("{id}: {e}"))
@@ -191,7 +192,7 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
             s,
             "reset",
             Bytes::from_static(&[0xc0]),
-            Duration::from_secs(10),
+            CallOptions::new(Duration::from_secs(10)),
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -260,7 +261,7 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
             s,
             "latency",
             Bytes::from_static(&[0xc0]),
-            Duration::from_secs(10),
+            CallOptions::new(Duration::from_secs(10)),
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -514,7 +515,7 @@ pub async fn memory(b: &Bench, calls: u64) -> Result<MemoryRow, String> {
                             "bench-0",
                             "echo",
                             args.clone(),
-                            Duration::from_secs(30),
+                            CallOptions::new(Duration::from_secs(30)),
                         )
                         .await
                         .map_err(|e| e.to_string())?;

@@ -26,6 +26,10 @@ pub enum Request {
         args: serde_json::Value,
         /// Deadline in ms (default from the host's config).
         timeout_ms: Option<u64>,
+        /// Wait, within the deadline, for a plugin that is starting or
+        /// restarting (default: the host's `call_wait_for_running`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<bool>,
     },
     /// Publish an event from the host.
     Publish {

@@ -1,14 +1,28 @@
 //! The host's end of the control socket.
+//!
+//! Clients are the CLI and scripts of the host's own user, but a buggy
+//! script must not lock out `iglu status`: 64 idle connections used to shut
+//! it out for as long as they were held, and 64 requests without a newline
+//! pushed the host from 7 MiB to over 600 MiB. So: a connection must send
+//! its first byte within [`FIRST_BYTE_TIMEOUT`]; while more than
+//! [`MAX_READING`] connections are still sending their request, the oldest
+//! is dropped for the newcomer; every byte buffered counts against one
+//! budget for all requests ([`Budgets::bytes`]); and calls and publishes
+//! take slots of their own, apart from the reserve for status and
+//! lifecycle requests, so a full house of slow calls never blocks `status`
+//! or `stop`.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::{Request, Response};
 use crate::error::HostError;
@@ -16,10 +30,21 @@ use crate::host::{self, Shared};
 use crate::json_msgpack;
 use crate::supervisor::Command;
 
-/// Requests served at once; more are answered "busy".
-const MAX_CLIENTS: usize = 64;
-/// How long a client may take to send its request.
+/// Calls and publishes served at once; more are answered "busy".
+const CALL_SLOTS: usize = 64;
+/// Status and lifecycle requests served at once, apart from the call slots.
+const ADMIN_SLOTS: usize = 16;
+/// Connections still sending their request; past it the oldest is dropped.
+const MAX_READING: usize = 64;
+/// How long a new connection may take to send its first byte. The CLI
+/// sends its whole request at once, in well under a millisecond.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client may take to send its whole request.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to read its answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read at a time.
+const CHUNK: usize = 64 * 1024;
 
 /// Binds the socket, readable and writable by this user only.
 pub fn bind(path: &Path) -> Result<UnixListener, HostError> {
@@ -28,14 +53,69 @@ pub fn bind(path: &Path) -> Result<UnixListener, HostError> {
     Ok(listener)
 }
 
+/// What every connection draws on.
+struct Budgets {
+    calls: Arc<Semaphore>,
+    admin: Arc<Semaphore>,
+    /// Bytes of requests buffered, all connections together: each request's
+    /// own cap times a few, so one big request fits but 64 do not.
+    bytes: Arc<Semaphore>,
+    bytes_total: usize,
+    /// Largest single request.
+    request_max: usize,
+    reading: Readers,
+}
+
+/// Connections still reading their request, oldest first.
+#[derive(Default)]
+struct Readers {
+    inner: Mutex<(u64, VecDeque<(u64, CancellationToken)>)>,
+}
+
+impl Readers {
+    /// Registers a new reader; drops the oldest if [`MAX_READING`] are reading.
+    fn enter(&self) -> (u64, CancellationToken) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (next, queue) = &mut *guard;
+        if queue.len() >= MAX_READING {
+            if let Some((_, oldest)) = queue.pop_front() {
+                oldest.cancel();
+            }
+        }
+        *next += 1;
+        let token = CancellationToken::new();
+        queue.push_back((*next, token.clone()));
+        (*next, token)
+    }
+
+    fn leave(&self, id: u64) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        guard.1.retain(|(i, _)| *i != id);
+    }
+}
+
 /// Serves until the host shuts down.
 pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    // Requests carry call arguments as JSON, which is larger than their
+    // MessagePack; four times the frame cap bounds one request.
+    let request_max = shared.config.max_message_bytes.saturating_mul(4) + 4096;
+    let bytes_total = request_max.saturating_mul(2).max(64 << 20);
+    let budgets = Arc::new(Budgets {
+        calls: Arc::new(Semaphore::new(CALL_SLOTS)),
+        admin: Arc::new(Semaphore::new(ADMIN_SLOTS)),
+        bytes: Arc::new(Semaphore::new(bytes_total)),
+        bytes_total,
+        request_max,
+        reading: Readers::default(),
+    });
     let uid = nix::unistd::getuid().as_raw();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             a = listener.accept() => a,
+            // Reap finished connections so the set does not grow.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let Ok((stream, _)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -48,42 +128,134 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
                 continue;
             }
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            reply(
-                stream,
-                Response::err("busy", "too many control requests at once"),
-            )
-            .await;
-            continue;
-        };
         let shared = shared.clone();
-        tokio::spawn(async move {
-            serve_one(&shared, stream).await;
-            drop(slot);
-        });
+        let budgets = budgets.clone();
+        tasks.spawn(async move { serve_one(&shared, &budgets, stream).await });
+    }
+    tasks.abort_all();
+}
+
+/// Why a request could not be read.
+enum Unread {
+    Answer(Response),
+    /// Dropped for a newer connection, or the client left: nothing to say.
+    Silent,
+}
+
+async fn serve_one(shared: &Shared, budgets: &Budgets, stream: UnixStream) {
+    let (mut read, write) = stream.into_split();
+    let (id, evicted) = budgets.reading.enter();
+    let request = tokio::select! {
+        r = read_request(&mut read, budgets) => r,
+        _ = evicted.cancelled() => Err(Unread::Answer(Response::err(
+            "busy",
+            format!("dropped: {MAX_READING} control connections were still sending their requests"),
+        ))),
+    };
+    budgets.reading.leave(id);
+    let (line, _bytes) = match request {
+        Ok(r) => r,
+        Err(Unread::Answer(response)) => return reply(write, response).await,
+        Err(Unread::Silent) => return,
+    };
+    let response = match parse(&line) {
+        Ok(request) => {
+            let slots = match request {
+                Request::Call { .. } | Request::Publish { .. } => &budgets.calls,
+                _ => &budgets.admin,
+            };
+            match slots.clone().try_acquire_owned() {
+                Ok(_slot) => handle(shared, request).await,
+                Err(_) => Response::err("busy", "too many control requests of this kind at once"),
+            }
+        }
+        Err(response) => response,
+    };
+    reply(write, response).await;
+}
+
+/// Reads one request line within the deadlines and the byte budget; the
+/// permit holds its bytes until the request has been answered.
+async fn read_request(
+    read: &mut tokio::net::unix::OwnedReadHalf,
+    budgets: &Budgets,
+) -> Result<(Vec<u8>, OwnedSemaphorePermit), Unread> {
+    let mut line: Vec<u8> = Vec::new();
+    let mut held = budgets
+        .bytes
+        .clone()
+        .try_acquire_many_owned(0)
+        .map_err(|_| Unread::Silent)?;
+    let mut chunk = vec![0u8; CHUNK];
+    let started = tokio::time::Instant::now();
+    loop {
+        let deadline = if line.is_empty() {
+            started + FIRST_BYTE_TIMEOUT
+        } else {
+            started + READ_TIMEOUT
+        };
+        let n = match tokio::time::timeout_at(deadline, read.read(&mut chunk)).await {
+            Err(_) if line.is_empty() => {
+                return Err(Unread::Answer(Response::err(
+                    "timeout",
+                    format!("no request within {} ms", FIRST_BYTE_TIMEOUT.as_millis()),
+                )))
+            }
+            Err(_) => {
+                return Err(Unread::Answer(Response::err(
+                    "timeout",
+                    format!("the request took more than {} s", READ_TIMEOUT.as_secs()),
+                )))
+            }
+            Ok(Err(_)) | Ok(Ok(0)) if line.is_empty() => return Err(Unread::Silent),
+            Ok(Err(e)) => {
+                return Err(Unread::Answer(Response::err(
+                    "bad_request",
+                    format!("could not read the request: {e}"),
+                )))
+            }
+            // End of input ends the request, newline or not.
+            Ok(Ok(0)) => return Ok((line, held)),
+            Ok(Ok(n)) => n,
+        };
+        let piece = &chunk[..n];
+        let (piece, done) = match piece.iter().position(|&b| b == b'\n') {
+            Some(i) => (&piece[..i], true),
+            None => (piece, false),
+        };
+        if line.len() + piece.len() > budgets.request_max {
+            return Err(Unread::Answer(Response::err(
+                "too_large",
+                format!("a request may be at most {} bytes", budgets.request_max),
+            )));
+        }
+        let Ok(more) = budgets
+            .bytes
+            .clone()
+            .try_acquire_many_owned(u32::try_from(piece.len()).unwrap_or(u32::MAX))
+        else {
+            return Err(Unread::Answer(Response::err(
+                "busy",
+                format!(
+                    "control requests already hold {} MiB being read; try again",
+                    budgets.bytes_total >> 20
+                ),
+            )));
+        };
+        held.merge(more);
+        line.extend_from_slice(piece);
+        if done {
+            return Ok((line, held));
+        }
     }
 }
 
-async fn serve_one(shared: &Shared, stream: UnixStream) {
-    // Requests carry call arguments as JSON, which is larger than their
-    // MessagePack; four times the frame cap bounds what we buffer.
-    let limit = (shared.config.max_message_bytes as u64) * 4 + 4096;
-    let (read, write) = stream.into_split();
-    let mut line = String::new();
-    let read = tokio::time::timeout(
-        READ_TIMEOUT,
-        BufReader::new(read.take(limit)).read_line(&mut line),
-    )
-    .await;
-    let response = match read {
-        Err(_) => Response::err("timeout", "no request within 10 s"),
-        Ok(Err(e)) => Response::err("bad_request", format!("could not read the request: {e}")),
-        Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-            Ok(request) => handle(shared, request).await,
-            Err(e) => Response::err("bad_request", format!("not a valid request: {e}")),
-        },
-    };
-    reply_half(write, response).await;
+fn parse(line: &[u8]) -> Result<Request, Response> {
+    let text = std::str::from_utf8(line)
+        .map_err(|e| Response::err("bad_request", format!("the request is not UTF-8: {e}")))?;
+    json_msgpack::check_integers(text).map_err(|e| Response::err("bad_arguments", e.to_string()))?;
+    serde_json::from_str::<Request>(text)
+        .map_err(|e| Response::err("bad_request", format!("not a valid request: {e}")))
 }
 
 async fn handle(shared: &Shared, request: Request) -> Response {
@@ -97,6 +269,7 @@ async fn handle(shared: &Shared, request: Request) -> Response {
             method,
             args,
             timeout_ms,
+            wait,
         } => {
             let args = match json_msgpack::to_msgpack(&args) {
                 Ok(a) => Bytes::from(a),
@@ -104,7 +277,9 @@ async fn handle(shared: &Shared, request: Request) -> Response {
             };
             let deadline =
                 Duration::from_millis(timeout_ms.unwrap_or(shared.config.call_timeout_ms));
-            match host::call(shared, &plugin, &method, args, deadline).await {
+            let options = crate::call_options::CallOptions::new(deadline)
+                .wait_for_running(wait.unwrap_or(shared.config.call_wait_for_running));
+            match host::call(shared, &plugin, &method, args, options).await {
                 Ok(result) => match json_msgpack::to_json(&result) {
                     Ok(json) => Response::ok(json),
                     Err(e) => Response::err(
@@ -158,16 +333,11 @@ async fn lifecycle(
     }
 }
 
-async fn reply(stream: UnixStream, response: Response) {
-    let (_, write) = stream.into_split();
-    reply_half(write, response).await;
-}
-
-async fn reply_half(mut write: tokio::net::unix::OwnedWriteHalf, response: Response) {
+async fn reply(mut write: tokio::net::unix::OwnedWriteHalf, response: Response) {
     let Ok(mut text) = serde_json::to_vec(&response) else {
         return;
     };
     text.push(b'\n');
     // A client that does not read its answer must not hold a slot forever.
-    let _ = tokio::time::timeout(READ_TIMEOUT, write.write_all(&text)).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&text)).await;
 }

@@ -48,7 +48,7 @@ pub fn announce(shared: &Shared, plugin: &str, reason: Option<String>) {
     let _ = shared.lifecycle.send(event.clone());
     match payload(&event) {
         Ok(bytes) => {
-            if let Err(e) = publish(shared, Source::Host, &topic(plugin), bytes, true) {
+            if let Err(e) = publish(shared, Source::System, &topic(plugin), bytes, true) {
                 tracing::warn!(%plugin, error = %e, "could not publish a lifecycle event");
             }
         }

@@ -29,7 +29,10 @@ pub const MAX_RETAINED: usize = 10_000;
 /// Who published an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// The host itself (CLI, simulator, embedding program, lifecycle).
+    /// The host's own bookkeeping (its `$iglu/` lifecycle topics): the only
+    /// source that may publish a `$` topic. Plugins see it as `host`.
+    System,
+    /// On the host's behalf: the CLI, the simulator, an embedding program.
     Host,
     /// A plugin, by id.
     Plugin(String),
@@ -38,7 +41,7 @@ pub enum Source {
 impl Source {
     fn as_str(&self) -> &str {
         match self {
-            Source::Host => "host",
+            Source::System | Source::Host => "host",
             Source::Plugin(id) => id,
         }
     }
@@ -133,9 +136,9 @@ pub fn publish(
     retain: bool,
 ) -> Result<(), WireError> {
     validate_topic(topic).map_err(bad)?;
-    if topic.starts_with('$') && source != Source::Host {
+    if topic.starts_with('$') && source != Source::System {
         return Err(bad(format!(
-            "topic {topic:?}: topics starting with '$' are reserved for the host"
+            "topic {topic:?}: topics starting with '$' are the host's own (its lifecycle announcements); publish elsewhere"
         )));
     }
     validate_payload(&payload)?;

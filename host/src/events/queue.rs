@@ -4,8 +4,12 @@
 //! plugin restarts wait here and are delivered once it is back. Events sent
 //! but not yet acknowledged (by CREDIT) are kept too: if the session dies,
 //! they go back to the front, so a crash loses nothing that was queued.
-//! Memory is bounded by `capacity` waiting events plus the plugin's credit
-//! window in flight; the socket never holds more than the window.
+//! Memory is bounded in count (`capacity` waiting, and no more than that in
+//! flight) and in bytes: waiting and in-flight events together hold at most
+//! `max_bytes` (beyond it the oldest waiting are dropped, counted, leaving a
+//! gap in the sequence numbers), and no more than that is ever in flight.
+//! Counting alone let 1,024 queued + 1,024 in-flight events of 4 MiB hold
+//! 8 GiB for one slow plugin. The socket never holds more than the window.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +47,9 @@ pub struct QueueStats {
 struct Inner {
     waiting: VecDeque<Queued>,
     unacked: VecDeque<Queued>,
+    /// Bytes of the bodies in `waiting` and in `unacked`.
+    waiting_bytes: usize,
+    unacked_bytes: usize,
     /// Events the current session may still be sent.
     credit: u64,
     /// The session that may take events; `None` while the plugin is down.
@@ -56,16 +63,20 @@ struct Inner {
 pub struct EventQueue {
     inner: Mutex<Inner>,
     capacity: usize,
+    max_bytes: usize,
     ready: Notify,
 }
 
 impl EventQueue {
-    /// An empty queue holding at most `capacity` waiting events.
-    pub fn new(capacity: usize) -> EventQueue {
+    /// An empty queue holding at most `capacity` waiting events, and at
+    /// most `max_bytes` of events waiting and in flight together.
+    pub fn new(capacity: usize, max_bytes: usize) -> EventQueue {
         EventQueue {
             inner: Mutex::new(Inner {
                 waiting: VecDeque::new(),
                 unacked: VecDeque::new(),
+                waiting_bytes: 0,
+                unacked_bytes: 0,
                 credit: 0,
                 owner: None,
                 next_seq: 1,
@@ -73,6 +84,7 @@ impl EventQueue {
                 dropped: 0,
             }),
             capacity: capacity.max(1),
+            max_bytes: max_bytes.max(1),
             ready: Notify::new(),
         }
     }
@@ -81,13 +93,21 @@ impl EventQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an event, dropping the oldest waiting one if full.
+    /// Queues an event, dropping the oldest waiting ones while the queue is
+    /// full in count or in bytes. An event alone always fits.
     pub fn push(&self, event: Arc<Published>, retained: bool) {
+        let size = event.body.len();
         let mut q = self.lock();
-        if q.waiting.len() >= self.capacity {
-            q.waiting.pop_front();
+        while !q.waiting.is_empty()
+            && (q.waiting.len() >= self.capacity
+                || q.waiting_bytes + q.unacked_bytes + size > self.max_bytes)
+        {
+            if let Some(old) = q.waiting.pop_front() {
+                q.waiting_bytes -= old.event.body.len();
+            }
             q.dropped += 1;
         }
+        q.waiting_bytes += size;
         let seq = q.next_seq;
         q.next_seq += 1;
         q.waiting.push_back(Queued {
@@ -117,10 +137,7 @@ impl EventQueue {
     /// goes back to the front, and credit starts from zero until it grants some.
     pub fn attach(&self, session: Uuid) {
         let mut q = self.lock();
-        let mut unacked = std::mem::take(&mut q.unacked);
-        while let Some(item) = unacked.pop_back() {
-            q.waiting.push_front(item);
-        }
+        requeue_unacked(&mut q);
         q.credit = 0;
         q.owner = Some(session);
     }
@@ -132,10 +149,7 @@ impl EventQueue {
         if q.owner != Some(session) {
             return;
         }
-        let mut unacked = std::mem::take(&mut q.unacked);
-        while let Some(item) = unacked.pop_back() {
-            q.waiting.push_front(item);
-        }
+        requeue_unacked(&mut q);
         q.credit = 0;
         q.owner = None;
     }
@@ -151,8 +165,20 @@ impl EventQueue {
         if q.owner != Some(session) {
             return Vec::new();
         }
-        let n = (q.credit.min(max as u64) as usize).min(q.waiting.len());
+        let mut n = (q.credit.min(max as u64) as usize).min(q.waiting.len());
+        // In flight stays within the byte bound too; one event always goes.
+        let mut bytes = 0;
+        for (i, item) in q.waiting.iter().take(n).enumerate() {
+            let size = item.event.body.len();
+            if (q.unacked_bytes > 0 || i > 0) && q.unacked_bytes + bytes + size > self.max_bytes {
+                n = i;
+                break;
+            }
+            bytes += size;
+        }
         let batch: Vec<Queued> = q.waiting.drain(..n).collect();
+        q.waiting_bytes -= bytes;
+        q.unacked_bytes += bytes;
         q.credit -= n as u64;
         q.unacked.extend(batch.iter().cloned());
         batch
@@ -165,7 +191,8 @@ impl EventQueue {
             return;
         }
         let acked = (n as usize).min(q.unacked.len());
-        q.unacked.drain(..acked);
+        let freed: usize = q.unacked.drain(..acked).map(|i| i.event.body.len()).sum();
+        q.unacked_bytes -= freed;
         q.delivered += acked as u64;
         // Credit beyond what is in flight is the initial window, or a grant
         // ahead. Capped so that in flight never exceeds the queue's own
@@ -175,6 +202,12 @@ impl EventQueue {
         q.credit = q.credit.saturating_add(u64::from(n)).min(room);
         drop(q);
         self.ready.notify_one();
+    }
+
+    /// Bytes held now, waiting and in flight.
+    pub fn bytes(&self) -> usize {
+        let q = self.lock();
+        q.waiting_bytes + q.unacked_bytes
     }
 
     /// Waits until something may have become sendable.
@@ -194,6 +227,16 @@ impl EventQueue {
     }
 }
 
+/// What a session left unacknowledged goes back to the front, in order.
+fn requeue_unacked(q: &mut Inner) {
+    let mut unacked = std::mem::take(&mut q.unacked);
+    let bytes = std::mem::take(&mut q.unacked_bytes);
+    q.waiting_bytes += bytes;
+    while let Some(item) = unacked.pop_back() {
+        q.waiting.push_front(item);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,7 +252,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_oldest_and_leaves_a_gap() {
-        let q = EventQueue::new(2);
+        let q = EventQueue::new(2, usize::MAX);
         for n in 0..5 {
             q.push(ev(n), false);
         }
@@ -223,7 +266,7 @@ mod tests {
 
     #[test]
     fn credit_bounds_what_is_sent_and_a_crash_requeues() {
-        let q = EventQueue::new(100);
+        let q = EventQueue::new(100, usize::MAX);
         for n in 0..5 {
             q.push(ev(n), false);
         }
@@ -248,7 +291,7 @@ mod tests {
 
     #[test]
     fn credit_cannot_exceed_the_queue_bound() {
-        let q = EventQueue::new(8);
+        let q = EventQueue::new(8, usize::MAX);
         let s = Uuid::new_v4();
         q.attach(s);
         q.credit(s, u32::MAX);
@@ -260,9 +303,47 @@ mod tests {
         assert!(st.in_flight <= 8, "{st:?}");
     }
 
+    fn big(n: u8, size: usize) -> Arc<Published> {
+        Arc::new(Published {
+            topic: format!("t/{n}"),
+            source: "host".into(),
+            body: Bytes::from(vec![n; size]),
+        })
+    }
+
+    #[test]
+    fn bytes_bound_waiting_and_in_flight_together() {
+        // 10 events of 1 KiB in a queue of 1,024 events but 3 KiB.
+        let q = EventQueue::new(1024, 3 * 1024);
+        let s = Uuid::new_v4();
+        q.attach(s);
+        q.credit(s, 1000);
+        for n in 0..10 {
+            q.push(big(n, 1024), false);
+            assert!(q.bytes() <= 3 * 1024, "after {n}: {}", q.bytes());
+        }
+        assert_eq!(q.stats().queued, 3);
+        assert_eq!(q.stats().dropped, 7);
+        // In flight counts too: with 3 KiB sent, nothing more fits, and a
+        // new event pushes out the oldest waiting one, not an in-flight one.
+        let sent = q.take_batch(s, 64);
+        assert_eq!(sent.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
+        q.push(big(11, 1024), false);
+        assert!(q.take_batch(s, 64).is_empty(), "over the bound in flight");
+        assert_eq!(q.bytes(), 4 * 1024, "one event always fits: the queue was empty");
+        q.push(big(12, 1024), false);
+        assert_eq!(q.stats().dropped, 8, "11 dropped for 12");
+        q.credit(s, 3);
+        let next = q.take_batch(s, 64);
+        assert_eq!(next.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![12]);
+        // A crash puts in-flight bytes back to waiting, nothing lost or doubled.
+        q.detach(s);
+        assert_eq!(q.bytes(), 1024);
+    }
+
     #[test]
     fn retained_is_not_queued_twice() {
-        let q = EventQueue::new(10);
+        let q = EventQueue::new(10, usize::MAX);
         let e = ev(1);
         q.push(e.clone(), false);
         q.push_retained(vec![e, ev(2)]);

@@ -27,6 +27,9 @@
 //!   still not reading, for the test to kill it. With `IGLU_FLOOD_ONCE` set
 //!   to a file path, only the launch that creates that file floods; later
 //!   launches serve like `hello` (so a restart can be seen to succeed).
+//! - `deaf-subscriber`: a valid HELLO subscribed to `#`, a CREDIT of 1,024
+//!   events, then heartbeats only: it never reads an event, never
+//!   acknowledges one (the slowest subscriber there can be).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -66,7 +69,11 @@ fn hello(mode: &str) -> Hello {
             description: "breaks the protocol on purpose".into(),
         },
         methods: vec!["echo".into()],
-        subscriptions: Vec::new(),
+        subscriptions: if mode == "deaf-subscriber" {
+            vec!["#".into()]
+        } else {
+            Vec::new()
+        },
         receive_own: false,
     };
     match mode {
@@ -175,6 +182,21 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
         });
         if first {
             return flood(mode, conn, send).await;
+        }
+    }
+    if mode == "deaf-subscriber" {
+        conn.outbound
+            .send(send(&Message::Credit(iglu_bus::Credit { events: 1024 }))?)
+            .await
+            .map_err(|e| e.to_string())?;
+        report(json!({"event": "deaf"}));
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            conn.outbound
+                .send(send(&Message::Heartbeat(Heartbeat {}))?)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     if mode == "garbage" {
