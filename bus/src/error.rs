@@ -166,7 +166,9 @@ pub enum BusError {
     Transport(#[from] zeromq::ZmqError),
     /// A send that must not wait found the peer's socket queue at its
     /// bound: the peer has stopped reading.
-    #[error("the peer is not reading: {messages} messages or {bytes} bytes wait in its socket queue")]
+    #[error(
+        "the peer is not reading: {messages} messages or {bytes} bytes wait in its socket queue"
+    )]
     PeerQueueFull {
         /// The queue's bound in messages.
         messages: usize,

@@ -71,13 +71,19 @@ pub async fn session_by(
         ) {
             return Err(WireError::new(
                 ErrorCode::NotRunning,
-                format!("{} (not waiting: it comes back only with `iglu start`)", err.message),
+                format!(
+                    "{} (not waiting: it comes back only with `iglu start`)",
+                    err.message
+                ),
             ));
         }
         if Instant::now() >= until {
             return Err(WireError::new(
                 ErrorCode::Timeout,
-                format!("{} and was not back within the call's deadline", err.message),
+                format!(
+                    "{} and was not back within the call's deadline",
+                    err.message
+                ),
             ));
         }
         let wake = (Instant::now() + RECHECK).min(until);

@@ -409,7 +409,9 @@ impl Config {
             return bad("max_message_bytes must be between 1024 and 4294967295");
         }
         if self.event_queue_bytes < self.max_message_bytes {
-            return bad("event_queue_bytes must be at least max_message_bytes (one event must fit)");
+            return bad(
+                "event_queue_bytes must be at least max_message_bytes (one event must fit)",
+            );
         }
         // Calls may fill half the socket queue, events in flight their own
         // bound plus one: a plugin that reads must never reach the queue's

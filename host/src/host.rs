@@ -75,11 +75,11 @@ impl Host {
         runtime_dir::clear_stale_socket(&plugin_socket)?;
         let endpoint = format!("ipc://{}", plugin_socket.display());
         let router_socket = RouterEndpoint::bind_capped(&endpoint, config.router_caps())
-        .await
-        .map_err(|source| HostError::Bind {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
+            .await
+            .map_err(|source| HostError::Bind {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
         let listener = control::server::bind(&control_socket)?;
         let tcp = match &config.tcp {
             Some(tcp) => Some(tokio::net::TcpListener::bind(&tcp.bind).await.map_err(
@@ -196,8 +196,8 @@ impl Host {
         args: Bytes,
         deadline: Duration,
     ) -> Result<Bytes, WireError> {
-        let options = CallOptions::new(deadline)
-            .wait_for_running(self.shared.config.call_wait_for_running);
+        let options =
+            CallOptions::new(deadline).wait_for_running(self.shared.config.call_wait_for_running);
         call(&self.shared, plugin, method, args, options).await
     }
 
@@ -298,7 +298,9 @@ pub async fn call(
         return session.call(method, args, options.deadline).await;
     }
     let now = tokio::time::Instant::now();
-    let until = now.checked_add(options.deadline).unwrap_or(now + Duration::from_secs(86400 * 365));
+    let until = now
+        .checked_add(options.deadline)
+        .unwrap_or(now + Duration::from_secs(86400 * 365));
     let session = call_options::session_by(shared, plugin, until).await?;
     let left = until.saturating_duration_since(tokio::time::Instant::now());
     session.call(method, args, left).await

@@ -40,7 +40,10 @@ pub fn check_integers(text: &str) -> Result<(), WideInteger> {
                 let integer = !literal.contains(['.', 'e', 'E']);
                 if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
                     // Not a number at all is the JSON parser's to report.
-                    if literal.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit())
+                    if literal
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
                         && literal.len() > 1
                     {
                         return Err(WideInteger {
@@ -122,9 +125,15 @@ mod tests {
         for (bad, literal) in [
             (r#"{"a": 18446744073709551616}"#, "18446744073709551616"),
             ("[-9223372036854775809]", "-9223372036854775809"),
-            ("100000000000000000000000000000", "100000000000000000000000000000"),
+            (
+                "100000000000000000000000000000",
+                "100000000000000000000000000000",
+            ),
         ] {
-            assert_eq!(check_integers(bad).map_err(|e| e.literal), Err(literal.to_owned()));
+            assert_eq!(
+                check_integers(bad).map_err(|e| e.literal),
+                Err(literal.to_owned())
+            );
         }
     }
 

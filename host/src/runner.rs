@@ -131,7 +131,7 @@ impl PluginProcess {
 /// forked dies: plugins are spawned from the host runtime's worker threads,
 /// which live as long as the host.
 #[allow(unsafe_code)]
-fn die_with_host(command: &mut Command) {
+pub(crate) fn die_with_host(command: &mut Command) {
     let host = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe calls are allowed: prctl(2) and getppid(2) are
@@ -140,7 +140,9 @@ fn die_with_host(command: &mut Command) {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)?;
             if nix::unistd::getppid() != host {
-                return Err(std::io::Error::other("the host exited while the plugin started"));
+                return Err(std::io::Error::other(
+                    "the host exited while the plugin started",
+                ));
             }
             Ok(())
         });

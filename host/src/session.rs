@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::calls::{self, CallTable, Outcome};
-use crate::events::queue::EventQueue;
 use crate::conduct::Conduct;
+use crate::events::queue::EventQueue;
 use crate::outbox::{self, Outbox};
 use crate::supervisor::SupervisorEvent;
 

@@ -435,7 +435,10 @@ impl Session {
                 Ok(r) => r,
                 Err(_) => Err(WireError::new(
                     ErrorCode::Timeout,
-                    format!("the handler ran past its deadline of {deadline:?}"),
+                    format!(
+                        "the handler ran past its deadline of {} ms",
+                        deadline.as_millis()
+                    ),
                 )),
             };
             let frame = answer_frame(id, result, max);

@@ -137,6 +137,8 @@ fn deadline_exceeded_is_a_timeout_the_plugin_drops_the_work_and_stays() {
     let err = host
         .call_with_timeout("echo", "sleep", json!({"ms": 20_000}), 300)
         .unwrap_err();
+    // The host's deadline keeper and the plugin's own deadline race; either
+    // answer is a timeout naming the deadline.
     assert_eq!(err.code, "timeout");
     assert!(err.message.contains("300 ms"), "{err:?}");
     // The plugin stops the work at the deadline too (its own and the host's CANCEL).

@@ -32,7 +32,8 @@ fn still_serving(host: &TestHost, what: &str) {
         Duration::from_secs(10),
     );
     assert!(
-        call.as_ref().is_ok_and(|r| r["result"] == json!("still here")),
+        call.as_ref()
+            .is_ok_and(|r| r["result"] == json!("still here")),
         "{what}: echo did not answer: {call:?}\n--- host log ---\n{}",
         host.log()
     );
@@ -73,7 +74,9 @@ fn managed_flood_then_sigkill(mode: &str) {
             ),
         ],
     );
-    let first = host.wait_state("flooder", "running")["pid"].as_u64().unwrap();
+    let first = host.wait_state("flooder", "running")["pid"]
+        .as_u64()
+        .unwrap();
     host.wait_state("echo", "running");
     host.eventually("the flooder to finish its flood", || {
         reports(&report)
@@ -245,7 +248,10 @@ fn rejected_and_idle_strangers_cannot_lock_out_an_external_plugin() {
     s.write_all(&zmtp_opening()).unwrap();
     s.write_all(&wrong_hello()).unwrap();
     let started = Instant::now();
-    assert!(closed_within(&mut s, PATIENCE), "a rejected peer must be cut");
+    assert!(
+        closed_within(&mut s, PATIENCE),
+        "a rejected peer must be cut"
+    );
     let after_reject = started.elapsed();
     assert!(
         after_reject < Duration::from_millis(2500),
@@ -368,9 +374,16 @@ fn idle_control_clients_and_full_call_slots_do_not_shut_out_status_and_stop() {
             );
         }
         let r = host.request_within(&json!({"cmd": "stop", "plugin": "other"}), PATIENCE);
-        assert!(r.as_ref().is_ok_and(|r| r["ok"] == json!(true)), "stop: {r:?}");
+        assert!(
+            r.as_ref().is_ok_and(|r| r["ok"] == json!(true)),
+            "stop: {r:?}"
+        );
         let out = host.cli(&["status"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for c in calls {
             let _ = c.join();
@@ -423,14 +436,19 @@ fn slow_subscribers_hold_at_most_their_byte_bound_of_events() {
     let deaf = |id: &str| plugin(id, "iglu-plugin-misbehave", &["deaf-subscriber"]);
     let host = TestHost::start(
         "max_message_bytes = 2097152\nevent_queue_bytes = 8388608\nsend_queue_bytes = 67108864",
-        &[plugin("echo", "iglu-plugin-echo", &[]), deaf("deaf1"), deaf("deaf2")],
+        &[
+            plugin("echo", "iglu-plugin-echo", &[]),
+            deaf("deaf1"),
+            deaf("deaf2"),
+        ],
     );
     host.wait_state("deaf1", "running");
     host.wait_state("deaf2", "running");
     let (_, before) = memory_kib(host.pid());
     let payload = "x".repeat(1 << 20);
     for i in 0..300 {
-        let r = host.request(&json!({"cmd": "publish", "topic": format!("big/{i}"), "payload": payload}));
+        let r = host
+            .request(&json!({"cmd": "publish", "topic": format!("big/{i}"), "payload": payload}));
         assert_eq!(r["ok"], json!(true), "{r}");
     }
     let (rss, peak) = memory_kib(host.pid());
@@ -458,7 +476,12 @@ fn slow_subscribers_hold_at_most_their_byte_bound_of_events() {
 fn the_cli_cannot_publish_lifecycle_topics_or_send_wide_integers() {
     let host = TestHost::start("", &[plugin("echo", "iglu-plugin-echo", &[])]);
     host.wait_state("echo", "running");
-    let out = host.cli(&["publish", "$iglu/plugins/echo/state", "{\"state\":\"failed\"}", "--retain"]);
+    let out = host.cli(&[
+        "publish",
+        "$iglu/plugins/echo/state",
+        "{\"state\":\"failed\"}",
+        "--retain",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the host's own"), "{err}");
@@ -475,10 +498,16 @@ fn the_cli_cannot_publish_lifecycle_topics_or_send_wide_integers() {
         .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
-    assert!(answer.contains("bad_arguments") && answer.contains("64 bits"), "{answer}");
+    assert!(
+        answer.contains("bad_arguments") && answer.contains("64 bits"),
+        "{answer}"
+    );
     // Within range it goes through as an integer.
     let out = host.cli(&["call", "echo", "echo", "18446744073709551615"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "18446744073709551615");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "18446744073709551615"
+    );
 }
 
 /// A caller may choose to wait for a restarting plugin instead of failing
@@ -494,8 +523,20 @@ fn a_call_can_wait_for_a_restarting_plugin() {
     host.wait_plugin("echo", "down", |p| p["state"] != json!("running"));
     let at_once = host.call("echo", "echo", json!(1)).unwrap_err();
     assert_eq!(at_once.code, "not_running", "{at_once:?}");
-    let out = host.cli(&["call", "echo", "echo", "\"waited\"", "--wait", "--timeout-ms", "20000"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = host.cli(&[
+        "call",
+        "echo",
+        "echo",
+        "\"waited\"",
+        "--wait",
+        "--timeout-ms",
+        "20000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"waited\"");
     host.cli(&["stop", "echo"]);
     let r = host.request(&json!({"cmd": "call", "plugin": "echo", "method": "echo", "args": 1, "timeout_ms": 20000, "wait": true}));

@@ -59,10 +59,16 @@ async fn iglu_calls(
         let ids = ids.clone();
         async move {
             let id = &ids[i % ids.len()];
-            crate::host::call(&shared, id, "echo", args, CallOptions::new(Duration::from_secs(30)))
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{id}: {e}"))
+            crate::host::call(
+                &shared,
+                id,
+                "echo",
+                args,
+                CallOptions::new(Duration::from_secs(30)),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{id}: {e}"))
         }
     })
     .await
@@ -380,6 +386,7 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
             .await
             .map_err(|e| e.to_string())?;
     }
+    let (mut plain, mut hooked) = spawn_cost(runs.max(20)).await?;
     let cfg = &b.host.shared().config;
     let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
     let row = |what: &str, v: &mut Vec<Duration>, note: String| {
@@ -409,7 +416,43 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
             &mut stop_crash,
             format!("heartbeats: {hb} ms of silence by config"),
         ),
+        row(
+            "spawn and reap /bin/true, posix_spawn",
+            &mut plain,
+            "baseline for the row below, taken in turns with it".to_owned(),
+        ),
+        row(
+            "spawn and reap /bin/true, parent-death hook",
+            &mut hooked,
+            "how every plugin is spawned: fork, prctl, exec".to_owned(),
+        ),
     ])
+}
+
+/// What setting the parent-death signal between fork and exec costs a
+/// start, measured in turns with a plain spawn of the same program from
+/// this process (a fork copies the page tables of the process that forks).
+async fn spawn_cost(runs: usize) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (mut plain, mut hooked) = (Vec::new(), Vec::new());
+    for i in 0..runs * 2 {
+        let hook = i % 2 == 1;
+        let mut command = tokio::process::Command::new("/bin/true");
+        command.kill_on_drop(true);
+        if hook {
+            crate::runner::die_with_host(&mut command);
+        }
+        let t = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("spawning /bin/true: {e}"))?;
+        child.wait().await.map_err(|e| e.to_string())?;
+        if hook {
+            hooked.push(t.elapsed());
+        } else {
+            plain.push(t.elapsed());
+        }
+    }
+    Ok((plain, hooked))
 }
 
 /// Memory figures, in KiB.

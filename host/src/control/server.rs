@@ -253,7 +253,8 @@ async fn read_request(
 fn parse(line: &[u8]) -> Result<Request, Response> {
     let text = std::str::from_utf8(line)
         .map_err(|e| Response::err("bad_request", format!("the request is not UTF-8: {e}")))?;
-    json_msgpack::check_integers(text).map_err(|e| Response::err("bad_arguments", e.to_string()))?;
+    json_msgpack::check_integers(text)
+        .map_err(|e| Response::err("bad_arguments", e.to_string()))?;
     serde_json::from_str::<Request>(text)
         .map_err(|e| Response::err("bad_request", format!("not a valid request: {e}")))
 }

@@ -327,10 +327,17 @@ mod tests {
         // In flight counts too: with 3 KiB sent, nothing more fits, and a
         // new event pushes out the oldest waiting one, not an in-flight one.
         let sent = q.take_batch(s, 64);
-        assert_eq!(sent.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
+        assert_eq!(
+            sent.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
         q.push(big(11, 1024), false);
         assert!(q.take_batch(s, 64).is_empty(), "over the bound in flight");
-        assert_eq!(q.bytes(), 4 * 1024, "one event always fits: the queue was empty");
+        assert_eq!(
+            q.bytes(),
+            4 * 1024,
+            "one event always fits: the queue was empty"
+        );
         q.push(big(12, 1024), false);
         assert_eq!(q.stats().dropped, 8, "11 dropped for 12");
         q.credit(s, 3);

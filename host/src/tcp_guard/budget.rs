@@ -58,7 +58,11 @@ pub struct Slot {
 
 impl Budget {
     /// A budget with these bounds (each at least 1).
-    pub fn new(max_pending: usize, max_pending_per_address: usize, max_admitted: usize) -> Arc<Budget> {
+    pub fn new(
+        max_pending: usize,
+        max_pending_per_address: usize,
+        max_admitted: usize,
+    ) -> Arc<Budget> {
         Arc::new(Budget {
             max_pending: max_pending.max(1),
             max_pending_per_address: max_pending_per_address.max(1),
@@ -162,7 +166,9 @@ mod tests {
         // A WELCOME frees a pending slot and takes an admitted one.
         b1.promote().expect("admitted");
         assert_eq!(budget.counts(), (3, 1));
-        let _c = budget.admit_pending([10, 0, 0, 3].into()).expect("room again");
+        let _c = budget
+            .admit_pending([10, 0, 0, 3].into())
+            .expect("room again");
         drop(b1);
         assert_eq!(budget.counts(), (4, 0));
     }

@@ -176,7 +176,12 @@ async fn serve(
                     0 => None,
                     _ => {
                         decided = true;
-                        Some(inspector.first_message.as_deref().map_or(Answer::Other, read_answer))
+                        Some(
+                            inspector
+                                .first_message
+                                .as_deref()
+                                .map_or(Answer::Other, read_answer),
+                        )
                     }
                 }
             };

@@ -245,7 +245,11 @@ mod tests {
             for piece in bytes.chunks(chunk) {
                 i.feed(piece).expect("valid");
             }
-            assert_eq!(i.first_message.as_deref(), Some(&[1u8, 2, 3][..]), "chunk {chunk}");
+            assert_eq!(
+                i.first_message.as_deref(),
+                Some(&[1u8, 2, 3][..]),
+                "chunk {chunk}"
+            );
         }
         let mut i = Inspector::capturing(1 << 20, 2);
         i.feed(&bytes).expect("valid");
