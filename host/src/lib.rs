@@ -7,19 +7,22 @@
 //!   library API for embedding (call, status, start/stop/restart, shutdown).
 //! - [`runtime_dir`]: the private 0700 directory for the sockets, and safe
 //!   removal of stale ones.
-//! - [`control`]: the CLI's Unix socket (JSON lines) -> [`host::call`].
+//! - [`control`]: the CLI's Unix socket (JSON lines) -> [`host::call`],
+//!   with the caller's [`call_options`] (deadline, wait for a restarting plugin).
 //! - [`registry`]: every plugin's state; [`status`] renders it.
 //! - [`session`]: one authenticated plugin connection: sends, calls in
 //!   flight by correlation id, liveness; closing it fails every waiting call.
 //!   Its calls leave through its [`outbox`], coalesced into batches.
 //! - [`router`]: the ROUTER loop; HELLOs go to [`admission`], host-API calls
-//!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`].
+//!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`]; bad
+//!   input is logged and cut by the budgets of [`conduct`].
 //! - [`liveness`]: heartbeats out, silence detection in.
 //! - [`supervisor`]: one task per plugin: start via [`runner`], watch for
 //!   exit, disconnect or silence, restart per [`restart_policy`], stop;
 //!   [`external`] does the same for plugins that connect by themselves.
 //! - [`tcp_guard`]: the TCP endpoint for external plugins, Iglu's own accept
-//!   loop in front of the ROUTER (limits, deadlines, frame-size cap).
+//!   loop in front of the ROUTER (a strangers' budget apart from admitted
+//!   plugins, deadlines, frame-size cap, hang-up after REJECT).
 //! - [`events`]: publish -> encode once -> every matching plugin's bounded
 //!   queue -> delivery paced by credit; retained state; lifecycle events.
 //! - [`simulator`]: the demo home's devices.
@@ -55,6 +58,7 @@ pub mod status;
 pub mod supervisor;
 pub mod tcp_guard;
 
+pub use call_options::CallOptions;
 pub use config::Config;
 pub use error::HostError;
 pub use host::Host;

@@ -37,7 +37,7 @@ pub struct PluginProcess {
 ///
 /// The host itself makes the child die with it, even if the host is
 /// SIGKILLed: the parent-death signal is set between fork and exec (see
-/// [`die_with_host`]), so a plugin in any language that never heard of
+/// `die_with_host`), so a plugin in any language that never heard of
 /// `IGLU_HOST_PID` cannot outlive the host. The SDK still sets it too.
 pub fn spawn(spec: &PluginSpec, env: &[(&str, String)]) -> std::io::Result<PluginProcess> {
     let mut command = Command::new(&spec.command);

@@ -8,6 +8,8 @@
 //! Waiting is always polling for a state with a generous deadline.
 #![allow(clippy::unwrap_used)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

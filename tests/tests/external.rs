@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use iglu_tests::raw::{closed_within, memory_kib, zmtp_greeting};
 use iglu_tests::{alive, external_plugin, free_port, plugin, signal_pid, TestHost, PATIENCE};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -27,34 +28,6 @@ fn host_with_running_ext() -> (TestHost, iglu_tests::Proc) {
     let ext = external_plugin("iglu-plugin-echo", &endpoint, "ext", TOKEN, &[], &log);
     host.wait_state("ext", "running");
     (host, ext)
-}
-
-fn greeting() -> Vec<u8> {
-    let mut g = vec![0u8; 64];
-    g[0] = 0xff;
-    g[9] = 0x7f;
-    g[10] = 3;
-    g[12..16].copy_from_slice(b"NULL");
-    g
-}
-
-/// Reads until EOF or `within`; true if the server closed the connection.
-fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 #[test]
@@ -168,7 +141,7 @@ fn the_tcp_guard_cuts_hostile_connections_and_the_host_keeps_serving() {
 
     // 73 bytes that abort a bare zeromq listener: a greeting and a frame claiming 2^50 bytes.
     let mut s = TcpStream::connect(&addr).unwrap();
-    let mut bytes = greeting();
+    let mut bytes = zmtp_greeting();
     bytes.push(0x02);
     bytes.extend_from_slice(&(1u64 << 50).to_be_bytes());
     assert_eq!(bytes.len(), 73);
@@ -187,7 +160,7 @@ fn the_tcp_guard_cuts_hostile_connections_and_the_host_keeps_serving() {
 
     // A peer that never handshakes is cut after the deadline (1.5 s here).
     let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&greeting()).unwrap();
+    s.write_all(&zmtp_greeting()).unwrap();
     assert!(closed_within(&mut s, PATIENCE), "a silent peer must be cut");
 
     // 1,000 idle connections: beyond the strangers' budget they are closed at once,
@@ -199,7 +172,7 @@ fn the_tcp_guard_cuts_hostile_connections_and_the_host_keeps_serving() {
         host.call("echo", "echo", json!("busy")).unwrap(),
         json!("busy")
     );
-    let (rss_kib, _) = iglu_host_rss(host.pid());
+    let (rss_kib, _) = memory_kib(host.pid());
     assert!(
         rss_kib < 200 * 1024,
         "host RSS {rss_kib} KiB with 1000 hostile connections"
@@ -220,17 +193,4 @@ fn the_tcp_guard_cuts_hostile_connections_and_the_host_keeps_serving() {
         &plog,
     );
     host.wait_state("ext", "running");
-}
-
-fn iglu_host_rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |n: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(n))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -10,6 +10,7 @@
 
 pub mod floors;
 pub mod measure;
+pub mod neighbours;
 pub mod report;
 pub mod workloads;
 
@@ -32,11 +33,11 @@ pub struct Options {
     /// Print JSON (stable field names, see README) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Workloads to run: calls, payloads, plugins, events, lifecycle, memory.
+    /// Workloads to run: calls, payloads, plugins, events, neighbours, lifecycle, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "calls,payloads,plugins,events,lifecycle,memory"
+        default_value = "calls,payloads,plugins,events,neighbours,lifecycle,memory"
     )]
     pub workloads: Vec<String>,
     /// Calls in flight for the throughput workload.
@@ -105,6 +106,11 @@ fn host_config(dir: &std::path::Path, plugins: usize) -> Result<Config, String> 
     toml.push_str(&format!(
         "[[plugin]]\nid = \"life\"\ncommand = {:?}\nautostart = false\nenv = {{ RUST_LOG = \"warn\" }}\n",
         bench.display().to_string()
+    ));
+    // The neighbour that floods and never reads (see `neighbours`).
+    toml.push_str(&format!(
+        "[[external]]\nid = \"deaf\"\ntoken = {:?}\n",
+        neighbours::DEAF_TOKEN
     ));
     Config::parse(&toml, &dir.join("bench.toml")).map_err(|e| e.to_string())
 }
@@ -191,7 +197,10 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     if wants("events") {
         steps += o.fanout.len() as u64;
     }
-    steps += u64::from(wants("lifecycle")) + u64::from(wants("memory")) + 1;
+    steps += u64::from(wants("lifecycle"))
+        + u64::from(wants("memory"))
+        + u64::from(wants("neighbours"))
+        + 1;
     let progress = ProgressBar::new(steps);
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -244,7 +253,7 @@ async fn workloads_in(
         let st = shared.registry.status();
         if st
             .iter()
-            .filter(|s| s.id != "life")
+            .filter(|s| s.id != "life" && s.id != "deaf")
             .all(|s| s.state == crate::PluginState::Running)
         {
             break;
@@ -303,6 +312,11 @@ async fn workloads_in(
             report.events.push(workloads::fanout(b, n).await?);
             p.inc(1);
         }
+    }
+    if wants("neighbours") {
+        p.set_message("calls next to a neighbour that floods and never reads");
+        report.neighbours = Some(neighbours::neighbours(b, workloads::slices(b.duration)).await?);
+        p.inc(1);
     }
     if wants("memory") {
         p.set_message(format!("memory ({long_calls} calls)"));

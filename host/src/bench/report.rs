@@ -32,6 +32,8 @@ pub struct Report {
     pub events: Vec<EventRow>,
     /// Lifecycle timings.
     pub lifecycle: Vec<LifecycleRow>,
+    /// Calls next to a neighbour that floods and never reads.
+    pub neighbours: Option<super::neighbours::NeighbourRow>,
     /// Memory.
     pub memory: Option<MemoryRow>,
     /// The targets of issue 4, evaluated on this run.
@@ -300,6 +302,26 @@ pub fn table(r: &Report) -> String {
             );
         }
         let _ = writeln!(out);
+    }
+    if let Some(n) = &r.neighbours {
+        let _ = writeln!(
+            out,
+            "NEIGHBOURS (sequential 64 B calls to bench-0; flooded = while `deaf` sends {:.0} frames/s and never reads; cut {} times)",
+            n.flood_frames_per_s, n.cuts
+        );
+        for (what, m) in [("quiet", &n.quiet), ("flooded", &n.flooded)] {
+            let _ = writeln!(
+                out,
+                "{:<8} {:>9.0}/s   p50 {:>6} us   p99 {:>6} us   max {:>7} us",
+                what, m.per_s, m.p50_us, m.p99_us, m.max_us
+            );
+        }
+        let _ = writeln!(
+            out,
+            "flooded/quiet: p50 {}   p99 {}\n",
+            opt_ratio(n.flooded.p50_us as f64, Some(n.quiet.p50_us as f64)),
+            opt_ratio(n.flooded.p99_us as f64, Some(n.quiet.p99_us as f64)),
+        );
     }
     if let Some(m) = &r.memory {
         let _ = writeln!(out, "MEMORY");

@@ -77,7 +77,7 @@ async fn iglu_calls(
 /// Slices each configuration is cut into, so that Iglu and its floors take
 /// turns: a change in the machine's state between a long Iglu run and a
 /// long floor run moved the ratios by up to 2x on the shared CI machine.
-fn slices(duration: Duration) -> u32 {
+pub(crate) fn slices(duration: Duration) -> u32 {
     (duration.as_millis() / SLICE_MIN.as_millis()).clamp(1, MAX_SLICES as u128) as u32
 }
 

@@ -4,10 +4,10 @@
 //! script must not lock out `iglu status`: 64 idle connections used to shut
 //! it out for as long as they were held, and 64 requests without a newline
 //! pushed the host from 7 MiB to over 600 MiB. So: a connection must send
-//! its first byte within [`FIRST_BYTE_TIMEOUT`]; while more than
-//! [`MAX_READING`] connections are still sending their request, the oldest
+//! its first byte within `FIRST_BYTE_TIMEOUT`; while more than
+//! `MAX_READING` connections are still sending their request, the oldest
 //! is dropped for the newcomer; every byte buffered counts against one
-//! budget for all requests ([`Budgets::bytes`]); and calls and publishes
+//! budget for all requests (`Budgets::bytes`); and calls and publishes
 //! take slots of their own, apart from the reserve for status and
 //! lifecycle requests, so a full house of slow calls never blocks `status`
 //! or `stop`.
@@ -73,7 +73,7 @@ struct Readers {
 }
 
 impl Readers {
-    /// Registers a new reader; drops the oldest if [`MAX_READING`] are reading.
+    /// Registers a new reader; drops the oldest if `MAX_READING` are reading.
     fn enter(&self) -> (u64, CancellationToken) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (next, queue) = &mut *guard;

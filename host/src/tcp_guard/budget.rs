@@ -5,7 +5,7 @@
 //! rejected) kept its slot for as long as it sent something every few
 //! seconds, and 255 such peers locked real plugins out for good. Now a
 //! connection is *pending* until the host answers its HELLO with WELCOME:
-//! pending connections share [`Budget::max_pending`] slots (and
+//! pending connections share `max_pending` slots (and
 //! `max_pending_per_address` per source address), and are cut at the
 //! handshake deadline whatever they send. Only a WELCOME moves a
 //! connection to the admitted slots, of which there are at most as many as
