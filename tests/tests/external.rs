@@ -1,9 +1,8 @@
 //! External plugins over the guarded TCP endpoint: real processes, real sockets.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 use iglu_tests::raw::{closed_within, memory_kib, zmtp_greeting};
 use iglu_tests::{alive, external_plugin, free_port, plugin, signal_pid, TestHost, PATIENCE};
