@@ -123,12 +123,12 @@ fn a_plugin_flooding_garbage_without_reading_then_killed_does_not_freeze_the_hos
 
 const TOKEN: &str = "a-test-token-of-some-length";
 
-/// A host with the TCP endpoint on `port` (every loopback address), plugin
+/// A host with the TCP endpoint on 127.0.0.1:`port`, plugin
 /// `echo`, and external plugin `ext` configured.
 fn tcp_host(port: u16, extra: &str) -> TestHost {
     TestHost::start(
         &format!(
-            "worker_threads = 1\n{extra}\n[tcp]\nbind = \"0.0.0.0:{port}\"\nmax_connections = 20\nhandshake_timeout_ms = 3000\n\
+            "worker_threads = 1\n{extra}\n[tcp]\nbind = \"127.0.0.1:{port}\"\nmax_connections = 20\nhandshake_timeout_ms = 3000\n\
              [[external]]\nid = \"ext\"\ntoken = {TOKEN:?}\n"
         ),
         &[plugin("echo", "iglu-plugin-echo", &[])],
