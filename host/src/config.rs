@@ -422,6 +422,14 @@ impl Config {
                 "send_queue_bytes must be at least 2 x (event_queue_bytes + 2 x max_message_bytes) = {needed}"
             )));
         }
+        // The host's own calls (4,096) and events in flight (`event_queue`)
+        // must fit twice over: only a plugin that does not read gets there.
+        let messages = 2 * (4096 + self.event_queue);
+        if self.send_queue_messages < messages {
+            return Err(ConfigError::Invalid(format!(
+                "send_queue_messages must be at least 2 x (4096 + event_queue) = {messages}"
+            )));
+        }
         let mut seen = std::collections::HashSet::new();
         let ids = self
             .plugins

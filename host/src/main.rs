@@ -222,10 +222,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// JSON from the command line, refusing integers MessagePack cannot carry
 /// (serde_json would turn them into floats without a word).
-fn parse_json(text: &str, what: &str) -> anyhow::Result<serde_json::Value> {
+fn parse_json(text: &str, what: &str) -> anyhow::Result<Box<serde_json::value::RawValue>> {
     iglu_host::json_msgpack::check_integers(text)
         .with_context(|| format!("the {what} cannot be sent as given"))?;
-    serde_json::from_str(text).with_context(|| format!("the {what} are not valid JSON: {text}"))
+    serde_json::value::RawValue::from_string(text.trim().to_owned())
+        .with_context(|| format!("the {what} are not valid JSON: {text}"))
 }
 
 fn lifecycle(

@@ -194,7 +194,15 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
                 session.resolve(id, Err(e.into_wire_error()));
             }
             None => {
-                tracing::warn!(plugin = %session.plugin_id, code = %e.code, message = %e.message, "plugin reported a problem")
+                // The plugin's own words, as often as it likes: within a budget.
+                let verdict = session
+                    .reports
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .offend(std::time::Instant::now());
+                if verdict.log {
+                    tracing::warn!(plugin = %session.plugin_id, code = %e.code, message = %e.message, suppressed = verdict.suppressed, "plugin reported a problem");
+                }
             }
         },
         Message::Call(call) => {

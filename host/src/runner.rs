@@ -129,7 +129,9 @@ impl PluginProcess {
 /// per start (see the README's Performance), paid for a guarantee no
 /// plugin can opt out of. Linux sends the signal when the *thread* that
 /// forked dies: plugins are spawned from the host runtime's worker threads,
-/// which live as long as the host.
+/// which live as long as the host's runtime. An embedding program that
+/// starts plugins from a thread that ends earlier (`block_in_place`, a
+/// runtime of its own that it drops) has them killed with that thread.
 #[allow(unsafe_code)]
 pub(crate) fn die_with_host(command: &mut Command) {
     let host = nix::unistd::getpid();

@@ -116,6 +116,9 @@ pub struct Session {
     call_bytes_max: usize,
     /// Bad frames from this plugin: rate-limited logging, and the cut.
     pub conduct: Mutex<Conduct>,
+    /// Problems the plugin reported (ERROR without an id): logged within the
+    /// same kind of budget, never a reason to cut it.
+    pub reports: Mutex<Conduct>,
     calls: Mutex<Calls>,
     /// Tells the deadline keeper (see `calls`) of a deadline earlier than its next wake.
     deadlines: Arc<Notify>,
@@ -192,6 +195,7 @@ impl Session {
                 call_bytes: AtomicUsize::new(0),
                 call_bytes_max: opening.call_bytes_max,
                 conduct: Mutex::new(Conduct::default()),
+                reports: Mutex::new(Conduct::default()),
                 calls: Mutex::new(Calls {
                     closed: None,
                     table: CallTable::default(),

@@ -137,6 +137,7 @@ impl Session {
             HostClient {
                 outgoing: outgoing_tx.clone(),
                 pending: pending.clone(),
+                slots: Arc::new(tokio::sync::Semaphore::new(crate::host::MAX_HOST_CALLS)),
             },
         );
         let events_task = events::run(

@@ -18,6 +18,12 @@ use crate::error::CallError;
 /// Deadline of a call to the host unless the caller picks one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Calls to the host one plugin has unanswered at once; more wait for a
+/// slot (within their deadline). The host closes a plugin whose answers pile
+/// up unread past its `send_queue_messages` (65,536 by default): with this
+/// bound a plugin built on the SDK cannot get there by calling too eagerly.
+pub(crate) const MAX_HOST_CALLS: usize = 4096;
+
 /// A call to the host waiting for its answer. The frame is kept so that
 /// an external plugin can send it again after reconnecting.
 pub(crate) struct PendingCall {
@@ -34,6 +40,8 @@ pub(crate) type Pending = Arc<Mutex<CallIdMap<PendingCall>>>;
 pub struct HostClient {
     pub(crate) outgoing: mpsc::Sender<Outgoing>,
     pub(crate) pending: Pending,
+    /// Bounds calls in flight (see [`MAX_HOST_CALLS`]).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What `host.info` returns.
@@ -114,6 +122,13 @@ impl HostClient {
         deadline: Duration,
     ) -> Result<R, CallError> {
         let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
+        let started = tokio::time::Instant::now();
+        let _slot = match tokio::time::timeout(deadline, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return Err(CallError::Disconnected),
+            Err(_) => return Err(CallError::Timeout(deadline)),
+        };
+        let deadline = deadline.saturating_sub(started.elapsed());
         let id = CallId::new_v4();
         let (tx, rx) = oneshot::channel();
         let call = Message::Call(Call {

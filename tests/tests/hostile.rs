@@ -11,6 +11,16 @@ use iglu_tests::{alive, fresh_dir, plugin, plugin_with_env, signal_pid, TestHost
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+/// Sets the flag when dropped: threads of a scope that loop until it is
+/// set must stop even when the test body panics, or the scope never ends.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Lines the misbehave plugin reported, as JSON.
 fn reports(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -68,7 +78,7 @@ fn stops_cleanly(mut host: TestHost) {
 /// thread this froze the host for good (a synchronous removal from the
 /// ROUTER's peer map waited on an entry held by a send suspended on that
 /// peer's full queue).
-fn managed_flood_then_sigkill(mode: &str) {
+fn managed_flood_then_sigkill(mode: &str, cut_for: &str) {
     let dir = fresh_dir("flood");
     let report = dir.join("report.jsonl");
     let once = dir.join("once");
@@ -98,12 +108,20 @@ fn managed_flood_then_sigkill(mode: &str) {
             .then_some(())
     });
     still_serving(&host, "while a plugin floods without reading");
-    // The host may already have cut it for not reading; kill it either way.
+    // The host cuts the flooder by itself: its queue filled (it does not
+    // read), or it sent bad frames past the budget. The original trigger
+    // (a SIGKILL while the host waited on that queue) cannot happen any
+    // more, since nothing waits; the kill below finds it gone or kills it.
+    host.wait_plugin(
+        "flooder",
+        &format!("its first launch cut ({cut_for})"),
+        |p| p["last_exit"].as_str().is_some_and(|e| e.contains(cut_for)),
+    );
     signal_pid(first, Signal::SIGKILL);
     host.eventually("the flooder's process to be gone", || {
         (!alive(first)).then_some(())
     });
-    still_serving(&host, "after the flooder was killed");
+    still_serving(&host, "after the flooder was cut and killed");
     // Its next launch does not flood, and must get through the handshake.
     host.wait_new_pid("flooder", first);
     log_stays_small(&host);
@@ -113,22 +131,24 @@ fn managed_flood_then_sigkill(mode: &str) {
 
 #[test]
 fn a_plugin_flooding_host_calls_without_reading_then_killed_does_not_freeze_the_host() {
-    managed_flood_then_sigkill("flood-calls");
+    managed_flood_then_sigkill("flood-calls", "stopped reading its socket");
 }
 
 #[test]
 fn a_plugin_flooding_garbage_without_reading_then_killed_does_not_freeze_the_host() {
-    managed_flood_then_sigkill("flood-garbage");
+    managed_flood_then_sigkill("flood-garbage", "cut for misbehaving");
 }
 
 const TOKEN: &str = "a-test-token-of-some-length";
 
-/// A host with the TCP endpoint on 127.0.0.1:`port`, plugin
-/// `echo`, and external plugin `ext` configured.
+/// A host with the TCP endpoint on 127.0.0.1:`port`, plugin `echo`, and
+/// external plugin `ext` configured. The handshake deadline is a minute,
+/// far beyond the tests' patience: whatever closes a connection within a
+/// test is not that deadline.
 fn tcp_host(port: u16, extra: &str) -> TestHost {
     TestHost::start(
         &format!(
-            "worker_threads = 1\n{extra}\n[tcp]\nbind = \"127.0.0.1:{port}\"\nmax_connections = 20\nhandshake_timeout_ms = 3000\n\
+            "worker_threads = 1\n{extra}\n[tcp]\nbind = \"127.0.0.1:{port}\"\nmax_connections = 20\nhandshake_timeout_ms = 60000\n\
              [[external]]\nid = \"ext\"\ntoken = {TOKEN:?}\n"
         ),
         &[plugin("echo", "iglu-plugin-echo", &[])],
@@ -213,34 +233,32 @@ fn an_unauthenticated_tcp_flood_does_not_freeze_the_host() {
 
 /// Issue 12, item 3: peers that were rejected but keep talking, and peers
 /// that never say HELLO, from many addresses, must not lock out a real
-/// external plugin; a rejected connection is closed at once.
+/// external plugin coming back; a rejected connection is closed at once.
 #[test]
 fn rejected_and_idle_strangers_cannot_lock_out_an_external_plugin() {
     let port = iglu_tests::free_port();
     let host = tcp_host(port, "");
     host.wait_state("echo", "running");
+    // The plugin has been here before (its address is known), then went away.
+    drop(start_ext(&host, port));
+    host.wait_plugin("ext", "gone", |p| p["state"] != json!("running"));
     // Rejected at once: closed well before any idle or handshake deadline.
     let mut s = connect_from([127, 0, 0, 2], port).unwrap();
     s.write_all(&zmtp_opening()).unwrap();
     s.write_all(&wrong_hello()).unwrap();
-    let started = Instant::now();
     assert!(
         closed_within(&mut s, PATIENCE),
         "a rejected peer must be cut"
     );
-    let after_reject = started.elapsed();
-    assert!(
-        after_reject < Duration::from_millis(2500),
-        "cut {after_reject:?} after its REJECT: that is the handshake deadline, not the REJECT"
-    );
-    // 60 strangers from 30 addresses keep connecting: half say a wrong
-    // HELLO and keep chattering, half stay silent; each reconnects when cut.
+    // 128 strangers from 32 addresses (4 each, the per-address budget) keep
+    // connecting: half say a wrong HELLO and keep chattering, half stay
+    // silent, four times the 32 pending places; each reconnects when cut.
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for i in 0..60u8 {
+        for i in 0..128u8 {
             let stop = &stop;
             scope.spawn(move || {
-                let from = [127, 0, 1, 1 + i / 2];
+                let from = [127, 0, 1, 1 + i / 4];
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let Ok(mut s) = connect_from(from, port) else {
                         std::thread::sleep(Duration::from_millis(50));
@@ -263,6 +281,7 @@ fn rejected_and_idle_strangers_cannot_lock_out_an_external_plugin() {
                 }
             });
         }
+        let _stop = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(500));
         let _ext = start_ext(&host, port);
         let who = host.call("ext", "whoami", json!(null));
@@ -288,8 +307,9 @@ fn idle_control_clients_and_full_call_slots_do_not_shut_out_status_and_stop() {
     host.wait_state("other", "running");
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        // 100 idle connections, each re-opened when the host drops it.
-        for _ in 0..100 {
+        // 64 idle connections (all the old limit), each re-opened when the
+        // host drops it.
+        for _ in 0..64 {
             let (stop, socket) = (&stop, host.control_socket());
             scope.spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -307,6 +327,7 @@ fn idle_control_clients_and_full_call_slots_do_not_shut_out_status_and_stop() {
                 }
             });
         }
+        let _stop = StopOnDrop(&stop);
         // 64 slow calls take every call slot.
         let calls: Vec<_> = (0..64)
             .map(|_| {
@@ -354,24 +375,35 @@ fn endless_control_requests_are_bounded_in_total() {
     let (_, before) = memory_kib(host.pid());
     let chunk = vec![b' '; 1 << 20];
     std::thread::scope(|scope| {
-        for _ in 0..64 {
-            let (socket, chunk) = (host.control_socket(), &chunk);
-            scope.spawn(move || {
-                let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) else {
-                    return;
-                };
-                let _ = s.set_write_timeout(Some(Duration::from_secs(20)));
-                let _ = s.write_all(b"{\"cmd\": \"status\"");
-                // 16 MiB without a newline: the per-request cap.
-                for _ in 0..16 {
-                    if s.write_all(chunk).is_err() {
+        let writers: Vec<_> = (0..64)
+            .map(|_| {
+                let (socket, chunk) = (host.control_socket(), &chunk);
+                scope.spawn(move || {
+                    let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) else {
                         return;
+                    };
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(20)));
+                    let _ = s.write_all(b"{\"cmd\": \"status\"");
+                    // 16 MiB without a newline: the per-request cap.
+                    for _ in 0..16 {
+                        if s.write_all(chunk).is_err() {
+                            return;
+                        }
                     }
-                }
-                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-                let mut answer = String::new();
-                let _ = s.read_to_string(&mut answer);
-            });
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                    let mut answer = String::new();
+                    let _ = s.read_to_string(&mut answer);
+                })
+            })
+            .collect();
+        // While they hold the byte budget, a small request still gets in.
+        while writers.iter().any(|w| !w.is_finished()) {
+            let r = host.request_within(&json!({"cmd": "status"}), Duration::from_secs(10));
+            assert!(
+                r.as_ref().is_ok_and(|r| r["ok"] == json!(true)),
+                "status during the flood of requests: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     });
     let (_, peak) = memory_kib(host.pid());

@@ -6,8 +6,9 @@
 //! they go back to the front, so a crash loses nothing that was queued.
 //! Memory is bounded in count (`capacity` waiting, and no more than that in
 //! flight) and in bytes: waiting and in-flight events together hold at most
-//! `max_bytes` (beyond it the oldest waiting are dropped, counted, leaving a
-//! gap in the sequence numbers), and no more than that is ever in flight.
+//! `max_bytes` plus one event (beyond it the oldest waiting are dropped,
+//! counted, leaving a gap in the sequence numbers; one event always fits an
+//! otherwise empty waiting list), and no more than that is ever in flight.
 //! Counting alone let 1,024 queued + 1,024 in-flight events of 4 MiB hold
 //! 8 GiB for one slow plugin. The socket never holds more than the window.
 

@@ -98,9 +98,9 @@ pub async fn run(
         let clock = shared.clock.clone();
         let log = log.clone();
         tokio::spawn(async move {
-            let mut slot = slot;
             let (reason, admitted) = tokio::select! {
-                r = serve(stream, &socket, limits, &clock, &mut slot) => r,
+                r = serve(stream, &socket, limits, &clock, &slot) => r,
+                _ = slot.evicted() => ("cut: a newer connection took its place before it sent a HELLO".to_owned(), false),
                 _ = shutdown.cancelled() => ("host shutting down".to_owned(), true),
             };
             // An admitted plugin's connection is worth a line each time; a
@@ -143,7 +143,7 @@ async fn serve(
     router_socket: &PathBuf,
     limits: Limits,
     clock: &tokio::runtime::Handle,
-    slot: &mut Slot,
+    slot: &Slot,
 ) -> (String, bool) {
     let _ = tcp.set_nodelay(true);
     let ipc = match UnixStream::connect(router_socket).await {
@@ -220,6 +220,9 @@ async fn serve(
             activity.read();
             if let Err(v) = inspector.feed(&buf[..n]) {
                 return format!("cut: protocol violation: {v}");
+            }
+            if inspector.message_frames > 0 {
+                slot.greeted();
             }
             if let Err(e) = ipc_write.write_all(&buf[..n]).await {
                 return format!("forwarding to the host failed: {e}");

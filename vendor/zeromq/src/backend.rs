@@ -418,23 +418,40 @@ impl GenericSocketBackend {
 }
 
 /// Queues `message`, waiting while the queue is full; counts its bytes
-/// until the writer has flushed them (Iglu patch).
+/// until the writer has flushed them (Iglu patch). A send cancelled while
+/// it waits takes its bytes back off the count (the message is lost, as
+/// upstream documents for a cancelled send).
 async fn send_to_peer_queue(
     send_queue: &SharedSender,
     queued_bytes: &AtomicUsize,
     message: Message,
 ) -> Result<(), mpsc::SendError> {
+    struct Counted<'a> {
+        bytes: &'a AtomicUsize,
+        size: usize,
+        queued: bool,
+    }
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            if !self.queued {
+                self.bytes.fetch_sub(self.size, Ordering::AcqRel);
+            }
+        }
+    }
     let size = message_bytes(&message);
     let mut send_queue = send_queue.lock().await;
     queued_bytes.fetch_add(size, Ordering::AcqRel);
+    let mut counted = Counted {
+        bytes: queued_bytes,
+        size,
+        queued: false,
+    };
     let result = match send_queue.try_send(message) {
         Ok(()) => Ok(()),
         Err(error) if error.is_full() => send_queue.send(error.into_inner()).await,
         Err(error) => Err(error.into_send_error()),
     };
-    if result.is_err() {
-        queued_bytes.fetch_sub(size, Ordering::AcqRel);
-    }
+    counted.queued = result.is_ok();
     result
 }
 
@@ -467,8 +484,9 @@ impl SocketBackend for GenericSocketBackend {
 impl MultiPeerBackend for GenericSocketBackend {
     async fn peer_connected(self: Arc<Self>, peer_id: &PeerIdentity, io: FramedIo) {
         let (recv_queue, send_queue) = io.into_parts();
+        // A channel with one sender holds its buffer plus one.
         let (queue_sender, queue_receiver) =
-            mpsc::channel(self.socket_options.peer_queue_messages);
+            mpsc::channel(self.socket_options.peer_queue_messages.saturating_sub(1));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let (stop_writer, writer_stopped) = oneshot::channel::<()>();
         let replaced = self.peers.lock().insert(

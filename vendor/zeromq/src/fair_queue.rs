@@ -19,10 +19,16 @@ pub(crate) struct QueueInner<S, K: Clone> {
     /// Callback invoked when a stream ends (peer disconnected).
     /// Wrapped in Arc so it can be cloned and called outside the lock.
     on_disconnect: Option<Arc<dyn Fn(K) + Send + Sync>>,
+    /// Iglu patch: the stream `poll_next` has taken out to poll (outside
+    /// the lock), and whether it was removed or replaced meanwhile. Without
+    /// it, a peer disconnected from another thread during that poll was put
+    /// back and read on, its connection never closed.
+    polling: Option<(K, bool)>,
 }
 
 impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     pub fn insert(&mut self, k: K, s: S) {
+        self.forget_polled(&k);
         self.streams.insert(k.clone(), Box::pin(s));
         self.push_ready(k);
         if let Some(w) = &self.waker {
@@ -31,8 +37,29 @@ impl<S, K: Clone + Eq + Hash> QueueInner<S, K> {
     }
 
     pub fn remove(&mut self, k: &K) {
+        self.forget_polled(k);
         self.streams.remove(k);
         self.queued.remove(k);
+    }
+
+    /// The stream being polled for `k`, if any, must not be put back.
+    fn forget_polled(&mut self, k: &K) {
+        if let Some((key, removed)) = &mut self.polling {
+            if key == k {
+                *removed = true;
+            }
+        }
+    }
+
+    /// Puts back the stream `poll_next` took out, unless it was removed or
+    /// replaced while it was polled; true if it was put back.
+    fn put_back(&mut self, k: K, s: Pin<Box<S>>) -> bool {
+        let removed = matches!(self.polling.take(), Some((key, true)) if key == k);
+        if removed {
+            return false;
+        }
+        self.streams.insert(k, s);
+        true
     }
 
     /// Clear all streams and the ready queue.
@@ -141,7 +168,10 @@ where
                 };
                 inner.queued.remove(&event.key);
                 match inner.streams.remove(&event.key) {
-                    Some(stream) => (event, stream),
+                    Some(stream) => {
+                        inner.polling = Some((event.key.clone(), false));
+                        (event, stream)
+                    }
                     None => continue,
                 }
             };
@@ -157,11 +187,13 @@ where
                     let key = event.key.clone();
                     let item = Some((key.clone(), res));
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
-                    inner.push_ready(key);
+                    if inner.put_back(event.key, io_stream) {
+                        inner.push_ready(key);
+                    }
                     return Poll::Ready(item);
                 }
                 Poll::Ready(None) => {
+                    fair_queue.inner.lock().polling = None;
                     // Peer disconnected. Don't put the stream back.
                     // Clone the callback Arc so we can call it outside the lock
                     // (to avoid deadlock if callback accesses inner)
@@ -178,7 +210,7 @@ where
                 }
                 Poll::Pending => {
                     let mut inner = fair_queue.inner.lock();
-                    inner.streams.insert(event.key, io_stream);
+                    inner.put_back(event.key, io_stream);
                     continue;
                 }
             }
@@ -212,6 +244,7 @@ impl<S, K: Clone> FairQueue<S, K> {
                 streams: HashMap::new(),
                 waker: None,
                 on_disconnect: None,
+                polling: None,
             })),
         }
     }
