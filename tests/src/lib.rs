@@ -188,7 +188,16 @@ impl TestHost {
         args: Value,
         timeout_ms: u64,
     ) -> Result<Value, CallFailure> {
-        let r = self.request(&json!({"cmd": "call", "plugin": plugin, "method": method, "args": args, "timeout_ms": timeout_ms}));
+        // Never wait for the harness's own patience on a call the host must
+        // end: a broken crash detection fails here within seconds, not minutes.
+        let read = Duration::from_millis(timeout_ms.min(20_000)) + Duration::from_secs(15);
+        let request = json!({"cmd": "call", "plugin": plugin, "method": method, "args": args, "timeout_ms": timeout_ms});
+        let r = self.request_within(&request, read).unwrap_or_else(|e| {
+            panic!(
+                "call {plugin}.{method} got no answer within {read:?}: {e}\n--- host log ---\n{}",
+                self.log()
+            )
+        });
         if r["ok"] == json!(true) {
             Ok(r["result"].clone())
         } else {

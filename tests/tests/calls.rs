@@ -341,3 +341,28 @@ fn thermostat_keeps_its_rooms_across_a_restart() {
         .unwrap_err();
     assert_eq!(err.code, "handler_error");
 }
+
+/// The host keeps its own deadline: a plugin that reads every call and
+/// answers none (nor heeds CANCEL) still has its caller told `timeout` on
+/// time, by the host, not after the harness gives up.
+#[test]
+fn the_host_ends_a_call_at_its_deadline_even_if_the_plugin_never_answers() {
+    let host = TestHost::start(
+        "",
+        &[plugin("mute", "iglu-plugin-misbehave", &["ignore-calls"])],
+    );
+    host.wait_state("mute", "running");
+    for _ in 0..3 {
+        let err = host
+            .call_with_timeout("mute", "echo", json!("anyone?"), 300)
+            .unwrap_err();
+        assert_eq!(err.code, "timeout", "{err:?}");
+        assert!(
+            err.message.contains("did not answer") && err.message.contains("300 ms"),
+            "the host's own deadline, not the plugin's: {err:?}"
+        );
+    }
+    let p = host.plugin("mute");
+    assert_eq!(p["calls_in_flight"], json!(0), "{p}");
+    assert_eq!(p["state"], json!("running"), "{p}");
+}

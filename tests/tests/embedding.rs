@@ -118,6 +118,21 @@ async fn embed_publish_call_and_watch_lifecycle() {
     assert_eq!(got["topic"], json!("home/porch/motion"));
     assert_eq!(got["payload"], json!({"detected": true}));
 
+    // A retained state is given first to a new in-process subscriber.
+    host.publish(
+        "home/porch/light",
+        payload(&json!({"on": true})).unwrap(),
+        true,
+    )
+    .unwrap();
+    let mut late = host.subscribe(vec!["home/porch/+".into()], 16).unwrap();
+    let first = tokio::time::timeout(PATIENCE, late.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.topic, "home/porch/light");
+    assert!(first.retained, "{first:?}");
+
     // Lifecycle of a restart, seen from the embedding program.
     host.restart_plugin("echo").await.unwrap();
     let mut states = Vec::new();

@@ -321,10 +321,24 @@ fn a_full_queue_drops_the_oldest_with_counters_and_visible_gaps() {
         "the SDK saw every drop as a gap: {s}"
     );
     assert_eq!(s["out_of_order"], json!(0));
-    // The newest events survived, the oldest were dropped.
+    // The newest events survived, the oldest were dropped: after the last
+    // gap comes an unbroken run of the newest, at least a full queue of them
+    // (dropping the newest instead would leave only the very last after it).
     let evs = events(&host, "slow");
     assert_eq!(evs.last().unwrap()["payload"], json!({"n": 199}));
-    assert!(evs.iter().any(|e| e["missed"].as_u64().unwrap() > 0));
+    let last_gap = evs
+        .iter()
+        .rposition(|e| e["missed"].as_u64().unwrap() > 0)
+        .expect("a gap where the oldest were dropped");
+    let run: Vec<u64> = evs[last_gap..]
+        .iter()
+        .map(|e| e["payload"]["n"].as_u64().unwrap())
+        .collect();
+    assert!(run.len() >= 10, "after the last gap only {run:?}");
+    assert!(
+        run.windows(2).all(|w| w[1] == w[0] + 1),
+        "the newest events arrived with holes: {run:?}"
+    );
 }
 
 #[test]

@@ -256,3 +256,26 @@ fn plugins_exit_when_the_host_falls_silent() {
     host.signal(Signal::SIGTERM);
     host.wait_exit(PATIENCE);
 }
+
+/// Restarts wait out the backoff, doubling per crash in the window: never
+/// sooner than the policy says (a slow machine can only make them later).
+#[test]
+fn restarts_wait_out_a_doubling_backoff() {
+    let host = TestHost::start(
+        "[restart]\nbackoff_initial_ms = 1000\nbackoff_max_ms = 8000\nmax_restarts = 5\nwindow_s = 60",
+        &[plugin("echo", "iglu-plugin-echo", &[])],
+    );
+    let mut pid = host.wait_state("echo", "running")["pid"].as_u64().unwrap();
+    for (crash, at_least) in [(1, 1000u128), (2, 2000)] {
+        let killed = Instant::now();
+        signal_pid(pid, Signal::SIGKILL);
+        let p = host.wait_new_pid("echo", pid);
+        let waited = killed.elapsed().as_millis();
+        assert!(
+            waited >= at_least,
+            "crash {crash}: back after {waited} ms, the backoff is {at_least} ms"
+        );
+        assert_eq!(p["restarts"], json!(crash));
+        pid = p["pid"].as_u64().unwrap();
+    }
+}

@@ -27,6 +27,9 @@
 //!   still not reading, for the test to kill it. With `IGLU_FLOOD_ONCE` set
 //!   to a file path, only the launch that creates that file floods; later
 //!   launches serve like `hello` (so a restart can be seen to succeed).
+//! - `ignore-calls`: a valid HELLO declaring `echo`, then heartbeats only:
+//!   it reads every CALL and CANCEL and answers none (a plugin that ignores
+//!   deadlines), so only the host's own deadline can end a call to it.
 //! - `deaf-subscriber`: a valid HELLO subscribed to `#`, a CREDIT of 1,024
 //!   events, then heartbeats only: it never reads an event, never
 //!   acknowledges one (the slowest subscriber there can be).
@@ -197,6 +200,22 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
                 .send(send(&Message::Heartbeat(Heartbeat {}))?)
                 .await
                 .map_err(|e| e.to_string())?;
+        }
+    }
+    if mode == "ignore-calls" {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    conn.outbound.send(send(&Message::Heartbeat(Heartbeat {}))?).await.map_err(|e| e.to_string())?;
+                }
+                frame = conn.inbound.recv() => {
+                    let (frame, _) = frame.map_err(|e| e.to_string())?;
+                    if let Ok(Message::Goodbye(_)) = iglu_bus::decode(&frame, max) {
+                        return Ok(0);
+                    }
+                }
+            }
         }
     }
     if mode == "garbage" {
