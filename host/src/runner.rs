@@ -126,7 +126,7 @@ impl PluginProcess {
 ///
 /// A `pre_exec` hook makes std fork() the host instead of posix_spawn() the
 /// child; `iglu bench --workloads lifecycle` puts the cost at about 0.5 ms
-/// per start (see the README's Performance), paid for a guarantee no
+/// per start (see docs/PERFORMANCE.md), paid for a guarantee no
 /// plugin can opt out of. Linux sends the signal when the *thread* that
 /// forked dies: plugins are spawned from the host runtime's worker threads,
 /// which live as long as the host's runtime. An embedding program that
