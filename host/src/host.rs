@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::call_error::CallError;
 use crate::call_options::{self, CallOptions};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -195,7 +196,7 @@ impl Host {
         method: &str,
         args: Bytes,
         deadline: Duration,
-    ) -> Result<Bytes, WireError> {
+    ) -> Result<Bytes, CallError> {
         let options =
             CallOptions::new(deadline).wait_for_running(self.shared.config.call_wait_for_running);
         call(&self.shared, plugin, method, args, options).await
@@ -208,7 +209,7 @@ impl Host {
         method: &str,
         args: Bytes,
         options: CallOptions,
-    ) -> Result<Bytes, WireError> {
+    ) -> Result<Bytes, CallError> {
         call(&self.shared, plugin, method, args, options).await
     }
 
@@ -292,18 +293,24 @@ pub async fn call(
     method: &str,
     args: Bytes,
     options: CallOptions,
-) -> Result<Bytes, WireError> {
+) -> Result<Bytes, CallError> {
+    let lost = |e| CallError::from_wire(plugin, options.deadline, e);
     if !options.wait_for_running {
-        let session = shared.registry.session(plugin)?;
-        return session.call(method, args, options.deadline).await;
+        let session = shared.registry.session(plugin).map_err(lost)?;
+        return session
+            .call(method, args, options.deadline)
+            .await
+            .map_err(lost);
     }
     let now = tokio::time::Instant::now();
     let until = now
         .checked_add(options.deadline)
         .unwrap_or(now + Duration::from_secs(86400 * 365));
-    let session = call_options::session_by(shared, plugin, until).await?;
+    let session = call_options::session_by(shared, plugin, until)
+        .await
+        .map_err(lost)?;
     let left = until.saturating_duration_since(tokio::time::Instant::now());
-    session.call(method, args, left).await
+    session.call(method, args, left).await.map_err(lost)
 }
 
 /// Sends a command to a plugin's supervisor and waits until it is carried out.

@@ -8,7 +8,9 @@
 //! - [`runtime_dir`]: the private 0700 directory for the sockets, and safe
 //!   removal of stale ones.
 //! - [`control`]: the CLI's Unix socket (JSON lines) -> [`host::call`],
-//!   with the caller's [`call_options`] (deadline, wait for a restarting plugin).
+//!   with the caller's [`call_options`] (deadline, wait for a restarting
+//!   plugin); a failed call is a [`call_error::CallError`], apart from the
+//!   wire's `WireError`.
 //! - [`registry`]: every plugin's state; [`status`] renders it.
 //! - [`session`]: one authenticated plugin connection: sends, calls in
 //!   flight by correlation id, liveness; closing it fails every waiting call.
@@ -31,6 +33,7 @@
 
 pub mod admission;
 pub mod bench;
+pub mod call_error;
 pub mod call_options;
 pub mod calls;
 pub mod clock;
@@ -58,6 +61,7 @@ pub mod status;
 pub mod supervisor;
 pub mod tcp_guard;
 
+pub use call_error::CallError;
 pub use call_options::CallOptions;
 pub use config::Config;
 pub use error::HostError;

@@ -162,3 +162,35 @@ async fn embed_publish_call_and_watch_lifecycle() {
     host.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A Rust caller tells the ways a call fails apart by type, not by string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_says_how_it_failed_as_a_type() {
+    let (host, _lifecycle, dir) = host_with_echo("errors").await;
+    let args = || payload(&json!({"ms": 60_000})).unwrap();
+    let short = Duration::from_millis(200);
+    match host.call("nobody", "echo", args(), short).await {
+        Err(iglu_host::CallError::UnknownPlugin(id)) => assert_eq!(id, "nobody"),
+        other => panic!("{other:?}"),
+    }
+    match host.call("echo", "sleep", args(), short).await {
+        Err(e @ iglu_host::CallError::Timeout { deadline, .. }) => {
+            assert_eq!(deadline, short);
+            assert_eq!(e.code(), iglu_bus::ErrorCode::Timeout);
+        }
+        other => panic!("{other:?}"),
+    }
+    match host.call("echo", "no_such_method", args(), short).await {
+        Err(iglu_host::CallError::Remote(e)) => {
+            assert_eq!(e.code, iglu_bus::ErrorCode::MethodNotFound)
+        }
+        other => panic!("{other:?}"),
+    }
+    host.stop_plugin("echo").await.unwrap();
+    match host.call("echo", "echo", args(), short).await {
+        Err(iglu_host::CallError::NotRunning { plugin, .. }) => assert_eq!(plugin, "echo"),
+        other => panic!("{other:?}"),
+    }
+    host.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -300,7 +300,7 @@ async fn handle(shared: &Shared, request: Request) -> Response {
                         format!("the plugin's result is not valid MessagePack: {e}"),
                     ),
                 },
-                Err(e) => Response::err(e.code.as_str(), e.message),
+                Err(e) => Response::err(e.code().as_str(), e.to_string()),
             }
         }
         Request::Publish {

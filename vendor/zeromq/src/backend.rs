@@ -208,7 +208,10 @@ impl GenericSocketBackend {
         }
     }
 
-    fn peer_sender(&self, peer_id: &PeerIdentity) -> Option<(SharedSender, Arc<AtomicUsize>)> {
+    fn peer_sender(
+        &self,
+        peer_id: &PeerIdentity,
+    ) -> Option<(SharedSender, Arc<AtomicUsize>)> {
         self.peers
             .lock()
             .get(peer_id)
@@ -570,10 +573,7 @@ mod tests {
         peer_id: PeerIdentity,
     ) -> (PeerIdentity, mpsc::Receiver<Message>) {
         let (send_queue, recv_queue) = mpsc::channel(8);
-        backend
-            .peers
-            .lock()
-            .insert(peer_id.clone(), test_peer(send_queue));
+        backend.peers.lock().insert(peer_id.clone(), test_peer(send_queue));
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
         (peer_id, recv_queue)
@@ -654,10 +654,7 @@ mod tests {
         send_queue
             .try_send(message_with_frame(b"prefilled"))
             .expect("prefill peer queue");
-        backend
-            .peers
-            .lock()
-            .insert(peer_id.clone(), test_peer(send_queue));
+        backend.peers.lock().insert(peer_id.clone(), test_peer(send_queue));
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
 
@@ -685,10 +682,7 @@ mod tests {
         let peer_id: PeerIdentity = "closed-peer".parse().expect("peer id");
         let (send_queue, recv_queue) = mpsc::channel(1);
         drop(recv_queue);
-        backend
-            .peers
-            .lock()
-            .insert(peer_id.clone(), test_peer(send_queue));
+        backend.peers.lock().insert(peer_id.clone(), test_peer(send_queue));
         backend.refresh_single_peer_cache();
         backend.round_robin.push(peer_id.clone());
 

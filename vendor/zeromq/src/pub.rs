@@ -226,9 +226,7 @@ impl MultiPeerBackend for PubSocketBackend {
         let writer_backend = self.clone();
         let writer_peer_id = peer_id.clone();
         async_rt::task::spawn(async move {
-            if let Err(error) =
-                write_message_queue(queue_receiver, send_queue, Default::default()).await
-            {
+            if let Err(error) = write_message_queue(queue_receiver, send_queue, Default::default()).await {
                 log::debug!(
                     "Error sending message to subscriber {:?}: {:?}",
                     writer_peer_id,

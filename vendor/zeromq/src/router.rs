@@ -238,11 +238,7 @@ impl SocketRecv for RouterRecvHalf {
 /// connection simply broke is not (IGLU.md).
 fn log_dropped_peer(peer_id: &PeerIdentity, error: &CodecError) {
     match error {
-        CodecError::Io(e) => {
-            log::debug!(target: "zeromq::dropped_peer", "peer {:?} dropped: {}", peer_id, e)
-        }
-        other => {
-            log::warn!(target: "zeromq::dropped_peer", "peer {:?} dropped: {}", peer_id, other)
-        }
+        CodecError::Io(e) => log::debug!(target: "zeromq::dropped_peer", "peer {:?} dropped: {}", peer_id, e),
+        other => log::warn!(target: "zeromq::dropped_peer", "peer {:?} dropped: {}", peer_id, other),
     }
 }
