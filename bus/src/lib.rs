@@ -20,6 +20,8 @@
 //! - [`topic`] holds the MQTT-style topic and filter rules of events.
 //! - [`launch`] names the environment variables through which the host
 //!   hands a managed plugin its endpoint, cookie and token.
+//! - [`host_api`] defines the host API's arguments and results once, for
+//!   the host, the SDK and plugins.
 #![deny(missing_docs)]
 
 pub mod batch;
@@ -28,6 +30,7 @@ pub mod error;
 pub mod fold_hash;
 pub mod handshake;
 pub mod heartbeat;
+pub mod host_api;
 pub mod launch;
 pub mod message;
 pub mod topic;

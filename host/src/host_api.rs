@@ -5,9 +5,10 @@
 //! only queues), so the router answers them inline.
 
 use bytes::Bytes;
+use iglu_bus::host_api::{method, Existed, Filters, HostInfo, Key, KeyValue, MaybeValue, Publish};
 use iglu_bus::{ErrorCode, WireError};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::events::{self, Source};
 use crate::host::Shared;
@@ -22,58 +23,16 @@ pub struct HostApi<'a> {
     pub protocol: u32,
 }
 
-#[derive(Deserialize)]
-struct Publish {
-    topic: String,
-    payload: serde_bytes::ByteBuf,
-    #[serde(default)]
-    retain: bool,
-}
-
-#[derive(Deserialize)]
-struct Filters {
-    filters: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Info<'a> {
-    name: &'static str,
-    version: &'static str,
-    protocol: u32,
-    plugin_id: &'a str,
-}
-
-#[derive(Deserialize)]
-struct Key {
-    key: String,
-}
-
-#[derive(Deserialize)]
-struct KeyValue {
-    key: String,
-    value: rmpv::Value,
-}
-
-#[derive(Serialize)]
-struct MaybeValue {
-    value: Option<rmpv::Value>,
-}
-
-#[derive(Serialize)]
-struct Existed {
-    existed: bool,
-}
-
 /// Serves one call; the result is a MessagePack document.
 pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, WireError> {
     match method {
-        "host.info" => encode(&Info {
-            name: "iglu",
-            version: env!("CARGO_PKG_VERSION"),
+        method::HOST_INFO => encode(&HostInfo {
+            name: "iglu".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: api.protocol,
-            plugin_id: api.plugin,
+            plugin_id: api.plugin.to_owned(),
         }),
-        "kv.get" => {
+        method::KV_GET => {
             let Key { key } = decode(args)?;
             let value = match api.shared.kv.get(api.plugin, &key) {
                 Some(bytes) => Some(
@@ -84,8 +43,8 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
             };
             encode(&MaybeValue { value })
         }
-        "kv.set" => {
-            let KeyValue { key, value } = decode(args)?;
+        method::KV_SET => {
+            let KeyValue::<rmpv::Value> { key, value } = decode(args)?;
             let mut bytes = Vec::new();
             rmpv::encode::write_value(&mut bytes, &value)
                 .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
@@ -95,31 +54,38 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
                 .map_err(|e| WireError::new(ErrorCode::BadArguments, e.to_string()))?;
             encode(&true)
         }
-        "kv.delete" => {
+        method::KV_DELETE => {
             let Key { key } = decode(args)?;
             encode(&Existed {
                 existed: api.shared.kv.delete(api.plugin, &key),
             })
         }
-        "events.publish" => {
+        method::EVENTS_PUBLISH => {
             let p: Publish = decode(args)?;
             let source = Source::Plugin(api.plugin.to_owned());
-            events::publish(api.shared, source, &p.topic, Bytes::from(p.payload.into_vec()), p.retain)?;
+            events::publish(
+                api.shared,
+                source,
+                &p.topic,
+                Bytes::from(p.payload),
+                p.retain,
+            )?;
             encode(&true)
         }
-        "events.subscribe" => {
+        method::EVENTS_SUBSCRIBE => {
             let Filters { filters } = decode(args)?;
             events::subscribe(api.shared, api.plugin, &filters)?;
             encode(&true)
         }
-        "events.unsubscribe" => {
+        method::EVENTS_UNSUBSCRIBE => {
             let Filters { filters } = decode(args)?;
             encode(&events::unsubscribe(api.shared, api.plugin, &filters))
         }
         other => Err(WireError::new(
             ErrorCode::MethodNotFound,
             format!(
-                "the host has no method {other:?} (it serves host.info, kv.get, kv.set, kv.delete, events.publish, events.subscribe, events.unsubscribe)"
+                "the host has no method {other:?} (it serves {})",
+                method::ALL.join(", ")
             ),
         )),
     }

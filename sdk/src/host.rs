@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use iglu_bus::{Call, CallId, CallIdMap, Message, WireError};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::Outgoing;
@@ -44,64 +44,9 @@ pub struct HostClient {
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// What `host.info` returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostInfo {
-    /// Host program name.
-    pub name: String,
-    /// Host program version.
-    pub version: String,
-    /// Negotiated protocol version.
-    pub protocol: u32,
-    /// This plugin's id.
-    pub plugin_id: String,
-}
-
-#[derive(Serialize)]
-struct Key<'a> {
-    key: &'a str,
-}
-
-#[derive(Serialize)]
-struct KeyValue<'a, V: Serialize> {
-    key: &'a str,
-    value: &'a V,
-}
-
-#[derive(Serialize)]
-struct Publish<'a> {
-    topic: &'a str,
-    payload: Bin<'a>,
-    retain: bool,
-}
-
-/// Serializes a byte slice as MessagePack `bin` (not an array of numbers).
-struct Bin<'a>(&'a [u8]);
-
-impl Serialize for Bin<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-fn serde_bytes_ref(b: &[u8]) -> Bin<'_> {
-    Bin(b)
-}
-
-#[derive(Serialize)]
-struct Filters<'a, 'b> {
-    filters: &'a [&'b str],
-}
-
-#[derive(Deserialize)]
-struct MaybeValue<V> {
-    value: Option<V>,
-}
-
-#[derive(Deserialize)]
-struct Existed {
-    existed: bool,
-}
+/// What `host.info` returns (one definition, shared with the host).
+pub use iglu_bus::host_api::HostInfo;
+use iglu_bus::host_api::{method, Existed, Filters, Key, KeyValue, MaybeValue, Publish};
 
 impl HostClient {
     /// Calls a host method with a deadline of 10 s.
@@ -171,19 +116,26 @@ impl HostClient {
 
     /// The host's name, version and the negotiated protocol.
     pub async fn info(&self) -> Result<HostInfo, CallError> {
-        self.call("host.info", &()).await
+        self.call(method::HOST_INFO, &()).await
     }
 
     /// Reads a value from this plugin's store on the host; `None` if unset.
     pub async fn kv_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, CallError> {
-        let answer: MaybeValue<V> = self.call("kv.get", &Key { key }).await?;
+        let key = Key {
+            key: key.to_owned(),
+        };
+        let answer: MaybeValue<V> = self.call(method::KV_GET, &key).await?;
         Ok(answer.value)
     }
 
     /// Stores a value in this plugin's store on the host. It survives the
     /// plugin's crashes and restarts (not the host's).
     pub async fn kv_set<V: Serialize>(&self, key: &str, value: &V) -> Result<(), CallError> {
-        let _: serde::de::IgnoredAny = self.call("kv.set", &KeyValue { key, value }).await?;
+        let args = KeyValue {
+            key: key.to_owned(),
+            value,
+        };
+        let _: serde::de::IgnoredAny = self.call(method::KV_SET, &args).await?;
         Ok(())
     }
 
@@ -211,29 +163,41 @@ impl HostClient {
         let payload =
             rmp_serde::to_vec_named(payload).map_err(|e| CallError::Encode(e.to_string()))?;
         let args = Publish {
-            topic,
-            payload: serde_bytes_ref(&payload),
+            topic: topic.to_owned(),
+            payload,
             retain,
         };
-        let _: serde::de::IgnoredAny = self.call("events.publish", &args).await?;
+        let _: serde::de::IgnoredAny = self.call(method::EVENTS_PUBLISH, &args).await?;
         Ok(())
     }
 
     /// Adds subscriptions (MQTT filters with `+` and `#`); the retained state
     /// of every matching topic arrives first.
     pub async fn subscribe(&self, filters: &[&str]) -> Result<(), CallError> {
-        let _: serde::de::IgnoredAny = self.call("events.subscribe", &Filters { filters }).await?;
+        let _: serde::de::IgnoredAny = self
+            .call(method::EVENTS_SUBSCRIBE, &filters_of(filters))
+            .await?;
         Ok(())
     }
 
     /// Removes subscriptions; returns how many were removed.
     pub async fn unsubscribe(&self, filters: &[&str]) -> Result<usize, CallError> {
-        self.call("events.unsubscribe", &Filters { filters }).await
+        self.call(method::EVENTS_UNSUBSCRIBE, &filters_of(filters))
+            .await
     }
 
     /// Removes a key; returns whether it existed.
     pub async fn kv_delete(&self, key: &str) -> Result<bool, CallError> {
-        let answer: Existed = self.call("kv.delete", &Key { key }).await?;
+        let key = Key {
+            key: key.to_owned(),
+        };
+        let answer: Existed = self.call(method::KV_DELETE, &key).await?;
         Ok(answer.existed)
+    }
+}
+
+fn filters_of(filters: &[&str]) -> Filters {
+    Filters {
+        filters: filters.iter().map(|f| (*f).to_owned()).collect(),
     }
 }

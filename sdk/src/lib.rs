@@ -61,5 +61,8 @@ pub use context::Context;
 pub use error::{CallError, HandlerError, SdkError};
 pub use events::Event;
 pub use host::HostClient;
+/// The host API's argument and result types, and its method names: one
+/// definition shared with the host, for raw calls with [`HostClient::call`].
+pub use iglu_bus::host_api;
 pub use iglu_bus::{ErrorCode, Manifest, WireError};
 pub use plugin::Plugin;

@@ -1,6 +1,12 @@
 //! The floors Iglu is measured against, in the same run: a bare `zeromq`
 //! ROUTER/DEALER echo with a MessagePack envelope (the transport floor) and
-//! a bare Unix-socket echo of length-prefixed frames (the physical floor).
+//! a bare Unix-socket echo of length-prefixed frames (the physical floor),
+//! buffered on both sides so that it is a floor: it used to write each
+//! frame with two unbuffered syscalls and read with two, and measured 183k
+//! calls/s at 64 in flight where a buffered echo on the same machine did
+//! over 1 M/s. Both ends now read through a buffer and write into one,
+//! flushed when there is nothing more to write right away (the client: its
+//! window is full; the echo: the next request is not already buffered).
 //!
 //! The echo servers run in a child process (`iglu bench-peer`), like a
 //! plugin; the clients pipeline up to K requests from one task, the
@@ -13,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use iglu_bus::transport::{DealerConnection, RouterEndpoint};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,21 +65,39 @@ pub async fn serve(floor: Floor, address: &str) -> Result<(), String> {
         Floor::Uds => {
             let _ = std::fs::remove_file(address);
             let listener = UnixListener::bind(address).map_err(|e| e.to_string())?;
-            let (mut stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let (r, w) = stream.into_split();
+            let mut r = BufReader::with_capacity(UDS_BUFFER, r);
+            let mut w = BufWriter::with_capacity(UDS_BUFFER, w);
             let mut buf = Vec::new();
             loop {
-                let Ok(len) = stream.read_u32().await else {
+                let Ok(len) = r.read_u32().await else {
                     return Ok(());
                 };
                 buf.resize(len as usize, 0);
-                stream
-                    .read_exact(&mut buf)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                stream.write_u32(len).await.map_err(|e| e.to_string())?;
-                stream.write_all(&buf).await.map_err(|e| e.to_string())?;
+                r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+                w.write_u32(len).await.map_err(|e| e.to_string())?;
+                w.write_all(&buf).await.map_err(|e| e.to_string())?;
+                // The next read would wait: send what is ready first.
+                if !frame_buffered(r.buffer()) {
+                    w.flush().await.map_err(|e| e.to_string())?;
+                }
             }
         }
+    }
+}
+
+/// Read and write buffers of the Unix-socket floor, each side.
+const UDS_BUFFER: usize = 256 * 1024;
+
+/// Whether `buffered` holds a whole length-prefixed frame.
+fn frame_buffered(buffered: &[u8]) -> bool {
+    match buffered.get(..4) {
+        Some(len) => {
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            buffered.len() >= 4 + len
+        }
+        None => false,
     }
 }
 
@@ -287,7 +311,12 @@ impl FloorClient {
                     .push_back(Instant::now());
                 sent.notify_one();
                 tx.send(id, &payload).await?;
+                // The window is full (or time is up): what is buffered goes.
+                if slots.available_permits() == 0 || Instant::now() >= end {
+                    tx.flush().await?;
+                }
             }
+            tx.flush().await?;
             done_sending.store(true, std::sync::atomic::Ordering::SeqCst);
             sent.notify_one();
             Ok::<_, String>(())
@@ -330,7 +359,10 @@ impl FloorClient {
             (Some(z), _) => Ok((Tx::Zmq(&mut z.outbound), Rx::Zmq(&mut z.inbound))),
             (_, Some(u)) => {
                 let (r, w) = u.split();
-                Ok((Tx::Uds(w), Rx::Uds(r, Vec::new())))
+                Ok((
+                    Tx::Uds(BufWriter::with_capacity(UDS_BUFFER, w)),
+                    Rx::Uds(BufReader::with_capacity(UDS_BUFFER, r), Vec::new()),
+                ))
             }
             _ => Err("not connected".into()),
         }
@@ -339,12 +371,12 @@ impl FloorClient {
 
 enum Tx<'a> {
     Zmq(&'a mut iglu_bus::transport::DealerOutbound),
-    Uds(tokio::net::unix::WriteHalf<'a>),
+    Uds(BufWriter<tokio::net::unix::WriteHalf<'a>>),
 }
 
 enum Rx<'a> {
     Zmq(&'a mut iglu_bus::transport::DealerInbound),
-    Uds(tokio::net::unix::ReadHalf<'a>, Vec<u8>),
+    Uds(BufReader<tokio::net::unix::ReadHalf<'a>>, Vec<u8>),
 }
 
 impl Tx<'_> {
@@ -366,6 +398,14 @@ impl Tx<'_> {
             }
         }
     }
+
+    /// Sends what is buffered (zeromq sends at once: nothing to do).
+    async fn flush(&mut self) -> Result<(), String> {
+        match self {
+            Tx::Zmq(_) => Ok(()),
+            Tx::Uds(w) => w.flush().await.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Rx<'_> {
@@ -383,5 +423,19 @@ impl Rx<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_buffered;
+
+    #[test]
+    fn a_frame_counts_as_buffered_only_when_it_is_whole() {
+        assert!(!frame_buffered(&[]));
+        assert!(!frame_buffered(&[0, 0, 0]));
+        assert!(frame_buffered(&[0, 0, 0, 0]));
+        assert!(!frame_buffered(&[0, 0, 0, 2, 9]));
+        assert!(frame_buffered(&[0, 0, 0, 2, 9, 9, 0, 0]));
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
+use iglu_sdk::{host_api, Context, HandlerError, Manifest, Plugin};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
@@ -110,13 +110,6 @@ struct PublishMany {
     count: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct RawPublish {
-    topic: String,
-    #[serde(with = "serde_bytes")]
-    payload: Vec<u8>,
-}
-
 #[derive(Serialize)]
 struct Numbered {
     n: u64,
@@ -204,13 +197,18 @@ fn main() -> ExitCode {
                 Ok::<_, HandlerError>(args.count)
             },
         )
-        .method("publish_raw", |ctx: Context, args: RawPublish| async move {
-            // Sends bytes that are not MessagePack as the payload: the host must refuse them.
-            let r: Result<serde::de::IgnoredAny, _> =
-                ctx.host().call("events.publish", &args).await;
-            r?;
-            Ok::<_, HandlerError>(true)
-        })
+        .method(
+            "publish_raw",
+            |ctx: Context, args: host_api::Publish| async move {
+                // Sends bytes that are not MessagePack as the payload: the host must refuse them.
+                let r: Result<serde::de::IgnoredAny, _> = ctx
+                    .host()
+                    .call(host_api::method::EVENTS_PUBLISH, &args)
+                    .await;
+                r?;
+                Ok::<_, HandlerError>(true)
+            },
+        )
         .method("echo", |_ctx: Context, args: rmpv::Value| async move {
             Ok::<_, HandlerError>(args)
         })
