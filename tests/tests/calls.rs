@@ -366,3 +366,25 @@ fn the_host_ends_a_call_at_its_deadline_even_if_the_plugin_never_answers() {
     assert_eq!(p["calls_in_flight"], json!(0), "{p}");
     assert_eq!(p["state"], json!("running"), "{p}");
 }
+
+/// A plugin that reads is never cut as "not reading", however large the
+/// calls it is sent: 16 calls of 1 MiB in flight, round after round (the
+/// host's count of queued bytes once ran a batch ahead and cut one).
+#[test]
+fn large_calls_in_flight_never_get_a_reading_plugin_cut() {
+    let host = echo_host("");
+    let big = "x".repeat(1 << 20);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            let (host, big) = (&host, &big);
+            s.spawn(move || {
+                for _ in 0..8 {
+                    let r = host.call_with_timeout("echo", "echo", json!(big), 60_000);
+                    assert_eq!(r.map(|v| v.as_str().map(str::len)), Ok(Some(1 << 20)));
+                }
+            });
+        }
+    });
+    let p = host.plugin("echo");
+    assert_eq!(p["restarts"], json!(0), "{p}");
+}

@@ -6,6 +6,12 @@ use futures::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const WRITE_BATCH_LIMIT: usize = 128;
+/// Iglu patch: a batch also ends once it holds this many bytes. Its bytes
+/// stay counted in `queued_bytes` until the whole batch is flushed, while
+/// the peer may already have read (and answered) its first messages: a batch
+/// of 128 large messages let the count run a whole batch ahead of what
+/// really waited, and cut a peer that was reading for "not reading".
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// Bytes a message holds in a send queue: the sum of its frames (Iglu patch).
 pub(crate) fn message_bytes(message: &Message) -> usize {
@@ -29,6 +35,9 @@ pub(crate) async fn write_message_queue(
         send_queue.feed(message).await?;
 
         for _ in 1..WRITE_BATCH_LIMIT {
+            if written >= WRITE_BATCH_BYTES {
+                break;
+            }
             let message = match queue_receiver.try_recv() {
                 Ok(message) => message,
                 Err(_) => break,
