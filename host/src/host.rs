@@ -23,9 +23,10 @@ use crate::events::{Event, EventHub, Source};
 use crate::kv::KvStore;
 use crate::registry::{Entry, PluginKind, PluginState, Registry};
 use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
+use crate::session::liveness;
 use crate::status::PluginStatus;
 use crate::supervisor::{self, Command};
-use crate::{control, events, external, liveness, router, simulator, tcp_guard};
+use crate::{control, events, external, router, simulator, tcp_guard};
 
 /// State every task of the host shares.
 pub struct Shared {

@@ -13,12 +13,12 @@
 //!   wire's `WireError`.
 //! - [`registry`]: every plugin's state; [`status`] renders it.
 //! - [`session`]: one authenticated plugin connection: sends, calls in
-//!   flight by correlation id, liveness; closing it fails every waiting call.
-//!   Its calls leave through its [`outbox`], coalesced into batches.
+//!   flight by correlation id ([`session::calls`]), liveness
+//!   ([`session::liveness`]); closing it fails every waiting call. Its calls
+//!   leave through its [`session::outbox`], coalesced into batches.
 //! - [`router`]: the ROUTER loop; HELLOs go to [`admission`], host-API calls
 //!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`]; bad
 //!   input is logged and cut by the budgets of [`conduct`].
-//! - [`liveness`]: heartbeats out, silence detection in.
 //! - [`supervisor`]: one task per plugin: start via [`runner`], watch for
 //!   exit, disconnect or silence, restart per [`restart_policy`], stop;
 //!   [`external`] does the same for plugins that connect by themselves.
@@ -35,7 +35,6 @@ pub mod admission;
 pub mod bench;
 pub mod call_error;
 pub mod call_options;
-pub mod calls;
 pub mod clock;
 pub mod conduct;
 pub mod config;
@@ -47,8 +46,6 @@ pub mod host;
 pub mod host_api;
 pub mod json_msgpack;
 pub mod kv;
-pub mod liveness;
-pub mod outbox;
 pub mod plugin_dir;
 pub mod registry;
 pub mod restart_policy;

@@ -435,3 +435,33 @@ pub fn external_plugin(
         .unwrap();
     Proc(child)
 }
+
+/// Sets the flag when dropped: threads of a scope that loop until it is
+/// set must stop even when the test body panics, or the scope never ends.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The host still serves: status and an echo call each answer within 10 s.
+pub fn still_serving(host: &TestHost, what: &str) {
+    let status = host.request_within(&json!({"cmd": "status"}), Duration::from_secs(10));
+    assert!(
+        status.as_ref().is_ok_and(|s| s["ok"] == json!(true)),
+        "{what}: status did not answer: {status:?}\n--- host log ---\n{}",
+        host.log()
+    );
+    let call = host.request_within(
+        &json!({"cmd": "call", "plugin": "echo", "method": "echo", "args": "still here", "timeout_ms": 5000}),
+        Duration::from_secs(10),
+    );
+    assert!(
+        call.as_ref()
+            .is_ok_and(|r| r["result"] == json!("still here")),
+        "{what}: echo did not answer: {call:?}\n--- host log ---\n{}",
+        host.log()
+    );
+}

@@ -5,6 +5,12 @@
 //! session closes, for whatever reason, every waiting caller is answered at
 //! once, so no caller ever waits for its deadline on a dead plugin.
 
+mod call_budget;
+pub mod calls;
+pub mod liveness;
+mod loss;
+pub mod outbox;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -16,69 +22,18 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::calls::{self, CallTable, Outcome};
 use crate::conduct::Conduct;
 use crate::events::queue::EventQueue;
-use crate::outbox::{self, Outbox};
 use crate::supervisor::SupervisorEvent;
+use calls::{CallTable, Outcome};
+pub use loss::Loss;
+use outbox::Outbox;
 
 /// Calls one plugin may have in flight from the host.
 const MAX_CALLS_IN_FLIGHT: usize = 4096;
 
 /// A deadline too far to represent counts as this far away (about 30 years).
 const FOREVER: Duration = Duration::from_secs(86400 * 365 * 30);
-
-/// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Loss {
-    /// The socket reported the peer gone.
-    Disconnected,
-    /// Nothing heard for `liveness` intervals.
-    HeartbeatTimeout(Duration),
-    /// The process exited (description of the exit).
-    Exited(String),
-    /// The plugin said GOODBYE.
-    Goodbye(String),
-    /// The host is stopping the plugin.
-    Stopping,
-    /// The host could not send to the plugin.
-    SendFailed(String),
-    /// The plugin's socket queue reached its bound: it stopped reading.
-    NotReading(String),
-    /// The plugin sent bad frames faster than the host tolerates.
-    Misbehaving(String),
-}
-
-impl Loss {
-    /// The error given to calls that were in flight.
-    fn to_call_error(&self, plugin: &str) -> WireError {
-        match self {
-            Loss::Goodbye(_) | Loss::Stopping => WireError::new(
-                ErrorCode::NotRunning,
-                format!("plugin {plugin} stopped ({self}) before answering"),
-            ),
-            _ => WireError::new(
-                ErrorCode::PluginCrashed,
-                format!("plugin {plugin} crashed before answering: {self}"),
-            ),
-        }
-    }
-}
-
-impl std::fmt::Display for Loss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Loss::Disconnected => write!(f, "connection lost"),
-            Loss::HeartbeatTimeout(d) => write!(f, "no heartbeat for {} ms", d.as_millis()),
-            Loss::Exited(how) => write!(f, "process {how}"),
-            Loss::Goodbye(reason) => write!(f, "said goodbye: {reason}"),
-            Loss::Stopping => write!(f, "stopped by the host"),
-            Loss::SendFailed(e) => write!(f, "send failed: {e}"),
-            Loss::NotReading(e) => write!(f, "stopped reading its socket ({e})"),
-            Loss::Misbehaving(e) => write!(f, "cut for misbehaving: {e}"),
-        }
-    }
-}
 
 struct Calls {
     /// Set once; after that nothing new is accepted.
@@ -485,42 +440,6 @@ impl Session {
                 format!("plugin {} went away before answering", self.plugin_id),
             )),
         }
-    }
-}
-
-impl Session {
-    /// Takes `size` bytes of the call budget until the returned guard drops;
-    /// a call always fits when none is in flight, however big.
-    fn reserve_call_bytes(&self, size: usize) -> Result<CallBytes<'_>, WireError> {
-        let before = self.call_bytes.fetch_add(size, Ordering::AcqRel);
-        if before > 0 && before.saturating_add(size) > self.call_bytes_max {
-            self.call_bytes.fetch_sub(size, Ordering::AcqRel);
-            return Err(WireError::new(
-                ErrorCode::Overloaded,
-                format!(
-                    "plugin {} already has {before} bytes of calls in flight (the bound is {}); try again when some are answered",
-                    self.plugin_id, self.call_bytes_max
-                ),
-            ));
-        }
-        Ok(CallBytes {
-            session: self,
-            size,
-        })
-    }
-}
-
-/// A call's share of [`Session::call_bytes`], given back however the call ends.
-struct CallBytes<'a> {
-    session: &'a Session,
-    size: usize,
-}
-
-impl Drop for CallBytes<'_> {
-    fn drop(&mut self) {
-        self.session
-            .call_bytes
-            .fetch_sub(self.size, Ordering::AcqRel);
     }
 }
 
