@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use iglu_host::control::client;
-use iglu_host::control::{Request, Response};
+use iglu_host::control::{CallRequest, PluginRequest, PublishRequest, Request, Response};
 use iglu_host::runtime_dir::CONTROL_SOCKET;
 use iglu_host::{status, Config, Host, PluginStatus};
 
@@ -35,33 +35,9 @@ enum Cmd {
         json: bool,
     },
     /// Call a plugin's method with JSON arguments; prints the JSON result.
-    Call {
-        /// Plugin id.
-        plugin: String,
-        /// Method name.
-        method: String,
-        /// Arguments as JSON (default: null).
-        #[arg(default_value = "null")]
-        args: String,
-        /// Deadline in ms (default: the host's call_timeout_ms).
-        #[arg(long)]
-        timeout_ms: Option<u64>,
-        /// If the plugin is starting or restarting, wait for it (within the
-        /// deadline) instead of failing with not_running.
-        #[arg(long)]
-        wait: bool,
-    },
+    Call(CallRequest),
     /// Publish an event (JSON payload) on a topic, as the host.
-    Publish {
-        /// Topic, e.g. home/kitchen/motion.
-        topic: String,
-        /// Payload as JSON (default: null).
-        #[arg(default_value = "null")]
-        payload: String,
-        /// Keep it as the topic's retained state, given to every new subscriber.
-        #[arg(long)]
-        retain: bool,
-    },
+    Publish(PublishRequest),
     /// Load-test the host with real plugin processes, next to a bare zeromq
     /// echo and a bare Unix-socket echo measured in the same run.
     Bench(iglu_host::bench::Options),
@@ -74,20 +50,11 @@ enum Cmd {
         address: String,
     },
     /// Start a stopped or failed plugin.
-    Start {
-        /// Plugin id.
-        plugin: String,
-    },
+    Start(PluginRequest),
     /// Stop a plugin (GOODBYE, grace period, SIGTERM, SIGKILL).
-    Stop {
-        /// Plugin id.
-        plugin: String,
-    },
+    Stop(PluginRequest),
     /// Stop a plugin and start it again.
-    Restart {
-        /// Plugin id.
-        plugin: String,
-    },
+    Restart(PluginRequest),
 }
 
 fn main() -> ExitCode {
@@ -131,22 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Call {
-            plugin,
-            method,
-            args,
-            timeout_ms,
-            wait,
-        } => {
-            let args = parse_json(&args, "arguments")?;
-            let deadline = timeout_ms.unwrap_or(config.call_timeout_ms);
-            let request = Request::Call {
-                plugin,
-                method,
-                args,
-                timeout_ms: Some(deadline),
-                wait: wait.then_some(true),
-            };
+        Cmd::Call(mut call) => {
+            let deadline = call.timeout_ms.unwrap_or(config.call_timeout_ms);
+            call.timeout_ms = Some(deadline);
+            let request = Request::Call(call);
             // Leave the host time to answer "timeout" itself before giving up.
             let wait = Duration::from_millis(deadline) + Duration::from_secs(5);
             match runtime.block_on(exchange(&config, request, wait))? {
@@ -169,17 +124,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Cmd::Publish {
-            topic,
-            payload,
-            retain,
-        } => {
-            let payload = parse_json(&payload, "payload")?;
-            let request = Request::Publish {
-                topic,
-                payload,
-                retain,
-            };
+        Cmd::Publish(publish) => {
+            let request = Request::Publish(publish);
             let result = runtime.block_on(ask(&config, request, Duration::from_secs(10)))?;
             println!("{}", result.as_str().unwrap_or_default());
             Ok(ExitCode::SUCCESS)
@@ -214,19 +160,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start { plugin } => lifecycle(&runtime, &config, Request::Start { plugin }),
-        Cmd::Stop { plugin } => lifecycle(&runtime, &config, Request::Stop { plugin }),
-        Cmd::Restart { plugin } => lifecycle(&runtime, &config, Request::Restart { plugin }),
+        Cmd::Start(p) => lifecycle(&runtime, &config, Request::Start(p)),
+        Cmd::Stop(p) => lifecycle(&runtime, &config, Request::Stop(p)),
+        Cmd::Restart(p) => lifecycle(&runtime, &config, Request::Restart(p)),
     }
-}
-
-/// JSON from the command line, refusing integers MessagePack cannot carry
-/// (serde_json would turn them into floats without a word).
-fn parse_json(text: &str, what: &str) -> anyhow::Result<Box<serde_json::value::RawValue>> {
-    iglu_host::json_msgpack::check_integers(text)
-        .with_context(|| format!("the {what} cannot be sent as given"))?;
-    serde_json::value::RawValue::from_string(text.trim().to_owned())
-        .with_context(|| format!("the {what} are not valid JSON: {text}"))
 }
 
 fn lifecycle(

@@ -9,56 +9,81 @@ pub mod client;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
-/// A request from the CLI. Read with [`Request::from_json`]: the
-/// arguments stay JSON text (`RawValue`), which serde's tagged enums cannot
-/// carry when deserializing.
+/// A request from the CLI, and the CLI's own arguments for it: each
+/// command's fields are defined once, here, as the `iglu` subcommand's
+/// arguments (clap) and as the JSON of the control socket (serde). Read a
+/// request with [`Request::from_json`]: the arguments stay JSON text
+/// (`RawValue`), which serde's tagged enums cannot carry when deserializing.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// Every plugin's status.
     Status,
     /// Call a plugin's method.
-    Call {
-        /// Plugin id.
-        plugin: String,
-        /// Method name.
-        method: String,
-        /// Arguments as JSON; sent to the plugin as MessagePack. Kept as
-        /// text and transcoded, never built into a value tree (see
-        /// `json_msgpack::text_to_msgpack`).
-        args: Box<serde_json::value::RawValue>,
-        /// Deadline in ms (default from the host's config).
-        timeout_ms: Option<u64>,
-        /// Wait, within the deadline, for a plugin that is starting or
-        /// restarting (default: the host's `call_wait_for_running`).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        wait: Option<bool>,
-    },
+    Call(CallRequest),
     /// Publish an event from the host.
-    Publish {
-        /// Topic.
-        topic: String,
-        /// Payload as JSON; sent as MessagePack (transcoded like `args`).
-        payload: Box<serde_json::value::RawValue>,
-        /// Keep it as the topic's retained state.
-        retain: bool,
-    },
+    Publish(PublishRequest),
     /// Start a stopped or failed plugin.
-    Start {
-        /// Plugin id.
-        plugin: String,
-    },
+    Start(PluginRequest),
     /// Stop a plugin.
-    Stop {
-        /// Plugin id.
-        plugin: String,
-    },
+    Stop(PluginRequest),
     /// Stop and start a plugin.
-    Restart {
-        /// Plugin id.
-        plugin: String,
-    },
+    Restart(PluginRequest),
+}
+
+/// `call`: a plugin's method with JSON arguments.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct CallRequest {
+    /// Plugin id.
+    pub plugin: String,
+    /// Method name.
+    pub method: String,
+    /// Arguments as JSON (default: null), sent to the plugin as
+    /// MessagePack; integers beyond 64 bits are refused.
+    // Kept as text and transcoded, never built into a value tree (see
+    // `json_msgpack::text_to_msgpack`).
+    #[arg(default_value = "null", value_parser = json_text)]
+    pub args: Box<RawValue>,
+    /// Deadline in ms (default: the host's call_timeout_ms).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// If the plugin is starting or restarting, wait for it (within the
+    /// deadline) instead of failing with not_running (default: the host's
+    /// `call_wait_for_running`).
+    #[arg(long, num_args = 0, default_missing_value = "true")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+}
+
+/// `publish`: an event (JSON payload) on a topic, as the host.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct PublishRequest {
+    /// Topic, e.g. home/kitchen/motion.
+    pub topic: String,
+    /// Payload as JSON (default: null), sent as MessagePack; integers
+    /// beyond 64 bits are refused.
+    #[arg(default_value = "null", value_parser = json_text)]
+    pub payload: Box<RawValue>,
+    /// Keep it as the topic's retained state, given to every new subscriber.
+    #[arg(long)]
+    #[serde(default)]
+    pub retain: bool,
+}
+
+/// `start`, `stop`, `restart`: one plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct PluginRequest {
+    /// Plugin id.
+    pub plugin: String,
+}
+
+/// JSON text from the command line, refusing integers MessagePack cannot
+/// carry (serde_json would turn them into floats without a word).
+pub fn json_text(text: &str) -> Result<Box<RawValue>, String> {
+    crate::json_msgpack::check_integers(text).map_err(|e| e.to_string())?;
+    RawValue::from_string(text.trim().to_owned()).map_err(|e| format!("not valid JSON: {e}"))
 }
 
 impl Request {
@@ -66,61 +91,18 @@ impl Request {
     /// command (two linear passes over the text; nothing is built for the
     /// arguments but their text).
     pub fn from_json(text: &str) -> Result<Request, serde_json::Error> {
-        use serde_json::value::RawValue;
         #[derive(Deserialize)]
         struct Tag {
             cmd: String,
         }
-        #[derive(Deserialize)]
-        struct Call {
-            plugin: String,
-            method: String,
-            args: Box<RawValue>,
-            timeout_ms: Option<u64>,
-            #[serde(default)]
-            wait: Option<bool>,
-        }
-        #[derive(Deserialize)]
-        struct Publish {
-            topic: String,
-            payload: Box<RawValue>,
-            #[serde(default)]
-            retain: bool,
-        }
-        #[derive(Deserialize)]
-        struct Plugin {
-            plugin: String,
-        }
         let tag: Tag = serde_json::from_str(text)?;
         Ok(match tag.cmd.as_str() {
             "status" => Request::Status,
-            "call" => {
-                let c: Call = serde_json::from_str(text)?;
-                Request::Call {
-                    plugin: c.plugin,
-                    method: c.method,
-                    args: c.args,
-                    timeout_ms: c.timeout_ms,
-                    wait: c.wait,
-                }
-            }
-            "publish" => {
-                let p: Publish = serde_json::from_str(text)?;
-                Request::Publish {
-                    topic: p.topic,
-                    payload: p.payload,
-                    retain: p.retain,
-                }
-            }
-            "start" => Request::Start {
-                plugin: serde_json::from_str::<Plugin>(text)?.plugin,
-            },
-            "stop" => Request::Stop {
-                plugin: serde_json::from_str::<Plugin>(text)?.plugin,
-            },
-            "restart" => Request::Restart {
-                plugin: serde_json::from_str::<Plugin>(text)?.plugin,
-            },
+            "call" => Request::Call(serde_json::from_str(text)?),
+            "publish" => Request::Publish(serde_json::from_str(text)?),
+            "start" => Request::Start(serde_json::from_str(text)?),
+            "stop" => Request::Stop(serde_json::from_str(text)?),
+            "restart" => Request::Restart(serde_json::from_str(text)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown cmd {other:?} (status, call, publish, start, stop, restart)"
@@ -174,21 +156,21 @@ mod tests {
 
     #[test]
     fn requests_read_back_as_written() {
-        let call = Request::Call {
+        let call = Request::Call(CallRequest {
             plugin: "echo".into(),
             method: "echo".into(),
-            args: serde_json::value::RawValue::from_string(r#"{"n": [1, 2]}"#.into()).expect("raw"),
+            args: RawValue::from_string(r#"{"n": [1, 2]}"#.into()).expect("raw"),
             timeout_ms: Some(5),
             wait: Some(true),
-        };
+        });
         let text = serde_json::to_string(&call).expect("encodes");
         match Request::from_json(&text).expect("parses") {
-            Request::Call {
+            Request::Call(CallRequest {
                 args,
                 wait,
                 timeout_ms,
                 ..
-            } => {
+            }) => {
                 assert_eq!(args.get(), r#"{"n": [1, 2]}"#);
                 assert_eq!((wait, timeout_ms), (Some(true), Some(5)));
             }
@@ -200,14 +182,16 @@ mod tests {
         ));
         assert!(matches!(
             Request::from_json(r#"{"cmd":"stop","plugin":"x"}"#),
-            Ok(Request::Stop { plugin }) if plugin == "x"
+            Ok(Request::Stop(PluginRequest { plugin })) if plugin == "x"
         ));
         assert!(Request::from_json(r#"{"cmd":"explode"}"#).is_err());
         assert!(Request::from_json(r#"{"cmd":"call","plugin":"x"}"#).is_err());
         let publish = Request::from_json(r#"{"cmd":"publish","topic":"t","payload":1}"#);
         assert!(matches!(
             publish,
-            Ok(Request::Publish { retain: false, .. })
+            Ok(Request::Publish(PublishRequest { retain: false, .. }))
         ));
+        assert!(json_text("[18446744073709551616]").is_err());
+        assert!(json_text("{").is_err());
     }
 }

@@ -170,7 +170,7 @@ async fn serve_one(shared: &Shared, budgets: &Budgets, stream: UnixStream) {
     let response = match parsed {
         Ok(request) => {
             let slots = match request {
-                Request::Call { .. } | Request::Publish { .. } => &budgets.calls,
+                Request::Call(_) | Request::Publish(_) => &budgets.calls,
                 _ => &budgets.admin,
             };
             match slots.clone().try_acquire_owned() {
@@ -276,13 +276,13 @@ async fn handle(shared: &Shared, request: Request) -> Response {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err("internal", e.to_string()),
         },
-        Request::Call {
+        Request::Call(super::CallRequest {
             plugin,
             method,
             args,
             timeout_ms,
             wait,
-        } => {
+        }) => {
             // The JSON text is dropped here, before the call is awaited.
             let args = match json_msgpack::text_to_msgpack({ args }.get()) {
                 Ok(a) => Bytes::from(a),
@@ -303,11 +303,11 @@ async fn handle(shared: &Shared, request: Request) -> Response {
                 Err(e) => Response::err(e.code().as_str(), e.to_string()),
             }
         }
-        Request::Publish {
+        Request::Publish(super::PublishRequest {
             topic,
             payload,
             retain,
-        } => {
+        }) => {
             let payload = match json_msgpack::text_to_msgpack(payload.get()) {
                 Ok(p) => Bytes::from(p),
                 Err(e) => return Response::err("bad_arguments", e.to_string()),
@@ -323,11 +323,9 @@ async fn handle(shared: &Shared, request: Request) -> Response {
                 Err(e) => Response::err(e.code.as_str(), e.message),
             }
         }
-        Request::Start { plugin } => lifecycle(shared, &plugin, Command::Start, "starting").await,
-        Request::Stop { plugin } => lifecycle(shared, &plugin, Command::Stop, "stopped").await,
-        Request::Restart { plugin } => {
-            lifecycle(shared, &plugin, Command::Restart, "restarting").await
-        }
+        Request::Start(p) => lifecycle(shared, &p.plugin, Command::Start, "starting").await,
+        Request::Stop(p) => lifecycle(shared, &p.plugin, Command::Stop, "stopped").await,
+        Request::Restart(p) => lifecycle(shared, &p.plugin, Command::Restart, "restarting").await,
     }
 }
 
