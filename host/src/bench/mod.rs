@@ -9,6 +9,7 @@
 //! memory workload's host by kill-on-drop.
 
 pub mod floors;
+pub mod lifecycle;
 pub mod measure;
 pub mod neighbours;
 pub mod report;

@@ -1,0 +1,179 @@
+//! The lifecycle workload: spawn to first call, SIGKILL to crashed and back,
+//! SIGSTOP to crashed, and what the parent-death hook costs a spawn.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::measure::median_max;
+use super::workloads::payload_args;
+use super::Bench;
+use crate::registry::PluginState;
+
+/// Lifecycle timings, median and max in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LifecycleRow {
+    /// What was timed.
+    pub what: String,
+    /// Repetitions.
+    pub runs: usize,
+    /// Median, µs.
+    pub median_us: u64,
+    /// Maximum, µs.
+    pub max_us: u64,
+    /// What the figure includes that is configuration, not speed (e.g. the first backoff).
+    pub note: String,
+}
+
+async fn wait_state(
+    b: &Bench,
+    rx: &mut tokio::sync::broadcast::Receiver<crate::events::lifecycle::LifecycleEvent>,
+    state: PluginState,
+) -> Result<(), String> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.plugin == "life" && e.state == state => return Ok(()),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("plugin life did not reach {state:?} within 30 s"))?
+    .map(|_| {
+        let _ = b;
+    })
+}
+
+async fn first_call(b: &Bench) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let args = payload_args(8);
+    loop {
+        match b
+            .host
+            .call("life", "echo", args.clone(), Duration::from_secs(5))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_micros(100)).await,
+        }
+    }
+}
+
+fn pid_of(b: &Bench) -> Option<i32> {
+    b.host
+        .shared()
+        .registry
+        .with("life", |e| e.pid)
+        .flatten()
+        .map(|p| p as i32)
+}
+
+/// Start, kill and freeze the `life` plugin `runs` times.
+pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, String> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let (mut to_running, mut to_call, mut kill_crash, mut kill_call, mut stop_crash) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rx = b.host.lifecycle();
+    for _ in 0..runs {
+        let t = Instant::now();
+        b.host
+            .start_plugin("life")
+            .await
+            .map_err(|e| e.to_string())?;
+        wait_state(b, &mut rx, PluginState::Running).await?;
+        to_running.push(t.elapsed());
+        first_call(b).await?;
+        to_call.push(t.elapsed());
+
+        let pid = pid_of(b).ok_or("life has no pid")?;
+        let t = Instant::now();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        wait_state(b, &mut rx, PluginState::Crashed).await?;
+        kill_crash.push(t.elapsed());
+        first_call(b).await?;
+        kill_call.push(t.elapsed());
+
+        let pid = pid_of(b).ok_or("life has no pid")?;
+        let t = Instant::now();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+        wait_state(b, &mut rx, PluginState::Crashed).await?;
+        stop_crash.push(t.elapsed());
+        wait_state(b, &mut rx, PluginState::Running).await?;
+        b.host
+            .stop_plugin("life")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (mut plain, mut hooked) = spawn_cost(runs.max(20)).await?;
+    let cfg = &b.host.shared().config;
+    let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
+    let row = |what: &str, v: &mut Vec<Duration>, note: String| {
+        let (median_us, max_us) = median_max(v);
+        LifecycleRow {
+            what: what.to_owned(),
+            runs: v.len(),
+            median_us,
+            max_us,
+            note,
+        }
+    };
+    Ok(vec![
+        row("spawn to running", &mut to_running, String::new()),
+        row("spawn to first call", &mut to_call, String::new()),
+        row("sigkill to crashed", &mut kill_crash, String::new()),
+        row(
+            "sigkill to first call after restart",
+            &mut kill_call,
+            format!(
+                "includes the first backoff of {} ms",
+                cfg.restart.backoff_initial_ms
+            ),
+        ),
+        row(
+            "sigstop to crashed",
+            &mut stop_crash,
+            format!("heartbeats: {hb} ms of silence by config"),
+        ),
+        row(
+            "spawn and reap /bin/true, posix_spawn",
+            &mut plain,
+            "baseline for the row below, taken in turns with it".to_owned(),
+        ),
+        row(
+            "spawn and reap /bin/true, parent-death hook",
+            &mut hooked,
+            "how every plugin is spawned: fork, prctl, exec".to_owned(),
+        ),
+    ])
+}
+
+/// What setting the parent-death signal between fork and exec costs a
+/// start, measured in turns with a plain spawn of the same program from
+/// this process (a fork copies the page tables of the process that forks).
+async fn spawn_cost(runs: usize) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (mut plain, mut hooked) = (Vec::new(), Vec::new());
+    for i in 0..runs * 2 {
+        let hook = i % 2 == 1;
+        let mut command = tokio::process::Command::new("/bin/true");
+        command.kill_on_drop(true);
+        if hook {
+            crate::runner::die_with_host(&mut command);
+        }
+        let t = Instant::now();
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("spawning /bin/true: {e}"))?;
+        child.wait().await.map_err(|e| e.to_string())?;
+        if hook {
+            hooked.push(t.elapsed());
+        } else {
+            plain.push(t.elapsed());
+        }
+    }
+    Ok((plain, hooked))
+}
