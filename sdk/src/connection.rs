@@ -15,25 +15,21 @@ use futures::StreamExt;
 use iglu_bus::heartbeat::{Liveness, Timing};
 use iglu_bus::transport::{DealerConnection, DealerOutbound, DealerStream};
 use iglu_bus::{
-    Batch, CallId, CallIdMap, ErrorCode, ErrorReply, FoldMap, Goodbye, Heartbeat, Hello, Message,
-    Reply, Welcome, WireError,
+    Batch, CallId, CallIdMap, ErrorCode, Goodbye, Heartbeat, Message, Welcome, WireError,
 };
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::answer::{answer_frame, error_frame};
 use crate::context::Context;
 use crate::error::SdkError;
-use crate::events::{self, Event, EventHandler};
-use crate::handler::{run_guarded, ErasedHandler};
+use crate::events::{self, Event};
+use crate::handler::run_guarded;
 use crate::host::{HostClient, Pending};
 use crate::launch::Launch;
 use crate::link::Link;
+pub(crate) use crate::service::{Ended, Outgoing, Service, OUTGOING_QUEUE};
 use crate::ticker::{self, Ticker};
-
-/// Frames queued for the host from handlers and host calls. The bound makes
-/// a flood of finished calls wait for the socket instead of growing memory.
-pub(crate) const OUTGOING_QUEUE: usize = 1024;
 
 /// Answers to inline calls go out in batches of at most this many (and at
 /// most `iglu_bus::batch::MAX_BATCH_BYTES`), even when more calls are
@@ -51,40 +47,6 @@ const MAX_DRAIN: usize = 256;
 /// After GOODBYE is queued, how long to let the socket flush before exit
 /// (ZeroMQ's LINGER idea); the host does not depend on it arriving.
 const LINGER: Duration = Duration::from_millis(100);
-
-/// What flows from handlers, host calls and the event task to the I/O loop.
-pub(crate) enum Outgoing {
-    /// A call to the host, by id: its frame waits in `pending`.
-    Call(CallId),
-    /// A call finished; its answer is `frame`.
-    Done { id: CallId, frame: Bytes },
-    /// Event credit, valid only on the connection it was earned on.
-    Credit { connection: u64, frame: Bytes },
-}
-
-/// Everything the loop needs that does not change between connections.
-pub(crate) struct Service {
-    pub hello: Hello,
-    pub handlers: FoldMap<String, ErasedHandler>,
-    pub handler_runtime: Handle,
-    /// How long in-flight calls may run after SIGTERM/SIGINT or the host's GOODBYE.
-    pub grace: Duration,
-    /// Handles events, one at a time; `None` drops them (still returning credit).
-    pub event_handler: Option<EventHandler>,
-    /// Events the host may have in flight to this plugin.
-    pub event_window: u32,
-    /// Run handlers and the event handler on the I/O thread (see `Plugin::inline_handlers`).
-    pub inline_handlers: bool,
-}
-
-/// Why the loop ended cleanly.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    /// A signal asked us to stop.
-    Signal(&'static str),
-    /// The host said goodbye.
-    HostGoodbye(String),
-}
 
 pub(crate) struct Session {
     plugin_id: Arc<str>,
@@ -509,50 +471,6 @@ impl Session {
         self.outbound.send(frame).await?;
         Ok(())
     }
-}
-
-/// The frame answering a call, replaced by `too_large` if it would break the host's cap.
-fn answer_frame(id: CallId, result: Result<Bytes, WireError>, max: usize) -> Bytes {
-    let message = match result {
-        Ok(result) => Message::Reply(Reply { id, result }),
-        Err(e) => Message::Error(ErrorReply {
-            id: Some(id),
-            code: e.code,
-            message: e.message,
-        }),
-    };
-    match iglu_bus::encode(&message) {
-        Ok(frame) if frame.len() <= max => frame,
-        Ok(frame) => fallback(
-            id,
-            WireError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "the result is {} bytes, over the host's cap of {max}",
-                    frame.len()
-                ),
-            ),
-        ),
-        Err(e) => fallback(
-            id,
-            WireError::new(
-                ErrorCode::HandlerError,
-                format!("could not encode the answer: {e}"),
-            ),
-        ),
-    }
-}
-
-fn fallback(id: CallId, err: WireError) -> Bytes {
-    error_frame(id, err).unwrap_or_default()
-}
-
-fn error_frame(id: CallId, err: WireError) -> Result<Bytes, iglu_bus::BusError> {
-    iglu_bus::encode(&Message::Error(ErrorReply {
-        id: Some(id),
-        code: err.code,
-        message: err.message,
-    }))
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

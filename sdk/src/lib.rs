@@ -35,16 +35,20 @@
 //! - `connection`: the I/O loop of one connection, on its own thread and
 //!   runtime so that busy handlers never delay a heartbeat: receive CALLs and
 //!   hand them to the handlers, send replies (batched) and heartbeats, notice
-//!   a silent host, drain on SIGTERM/SIGINT or GOODBYE.
+//!   a silent host, drain on SIGTERM/SIGINT or GOODBYE. What it serves with
+//!   and what handlers hand it is in `service`; a call's answer becomes a
+//!   frame (within the host's size cap) in `answer`.
 //! - [`handler`]: typed methods turned into byte-in/byte-out handlers that
 //!   catch panics and honour deadlines.
 //! - [`events`]: events delivered one at a time, in order, paced by credit;
 //!   gaps from the host's queue overflowing are reported.
 //! - [`context`] and [`host`]: what a handler gets: its plugin id and a
-//!   client for the host API (`host.info`, `kv.*`, `events.*`).
+//!   client for the host API (`host.info`, `kv.*`, `events.*`), whose
+//!   argument and result types are [`host_api`], shared with the host.
 //! - [`error`]: the errors a plugin author sees.
 #![deny(missing_docs)]
 
+mod answer;
 mod connection;
 pub mod context;
 pub mod error;
@@ -54,6 +58,7 @@ pub mod host;
 pub mod launch;
 mod link;
 pub mod plugin;
+mod service;
 mod signals;
 mod ticker;
 
