@@ -19,9 +19,8 @@ use iglu_bus::transport::DealerConnection;
 use iglu_bus::{Call, Hello, Manifest, Message};
 use serde::Serialize;
 
-use super::measure::{closed_loop, Measure, Sample};
+use super::measure::{Measure, Sample};
 use super::Bench;
-use crate::call_options::CallOptions;
 
 /// The token of the bench host's `deaf` external plugin.
 pub const DEAF_TOKEN: &str = "bench-deaf-neighbour-token";
@@ -198,26 +197,7 @@ pub async fn neighbours(b: &Bench, slices: u32) -> Result<NeighbourRow, String> 
     })
 }
 
+/// Sequential 64 B calls to `bench-0`: the bench's own call loop.
 async fn sequential(b: &Bench, warmup: Duration, duration: Duration) -> Result<Sample, String> {
-    let shared = b.host.shared().clone();
-    let args = Bytes::from(
-        rmp_serde::to_vec(&serde_bytes::ByteBuf::from(vec![0x5a; 64])).unwrap_or_default(),
-    );
-    closed_loop(1, warmup, duration, move |_| {
-        let shared = shared.clone();
-        let args = args.clone();
-        async move {
-            crate::host::call(
-                &shared,
-                "bench-0",
-                "echo",
-                args,
-                CallOptions::new(Duration::from_secs(30)),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("bench-0: {e}"))
-        }
-    })
-    .await
+    super::workloads::iglu_calls(b, 1, 64, 1, warmup, duration).await
 }

@@ -43,7 +43,7 @@ pub(super) fn payload_args(size: usize) -> Bytes {
 }
 
 /// Iglu calls for one slice: `k` in flight spread over `plugins` bench plugins.
-async fn iglu_calls(
+pub(super) async fn iglu_calls(
     b: &Bench,
     k: usize,
     size: usize,

@@ -202,22 +202,6 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
                 .map_err(|e| e.to_string())?;
         }
     }
-    if mode == "ignore-calls" {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    conn.outbound.send(send(&Message::Heartbeat(Heartbeat {}))?).await.map_err(|e| e.to_string())?;
-                }
-                frame = conn.inbound.recv() => {
-                    let (frame, _) = frame.map_err(|e| e.to_string())?;
-                    if let Ok(Message::Goodbye(_)) = iglu_bus::decode(&frame, max) {
-                        return Ok(0);
-                    }
-                }
-            }
-        }
-    }
     if mode == "garbage" {
         let unknown_kind = Bytes::from_static(b"\x81\xaafrobnicate\x80");
         for frame in [
@@ -240,6 +224,8 @@ async fn run(mode: &str, mut conn: DealerConnection) -> Result<u8, String> {
                 let (frame, _) = frame.map_err(|e| e.to_string())?;
                 match iglu_bus::decode(&frame, max) {
                     Ok(Message::Error(e)) => report(json!({"event": "error", "code": e.code.as_str(), "message": e.message})),
+                    // `ignore-calls` reads every CALL and answers none.
+                    Ok(Message::Call(_)) if mode == "ignore-calls" => {}
                     Ok(Message::Call(c)) => {
                         conn.outbound.send(send(&Message::Reply(Reply { id: c.id, result: c.args }))?).await.map_err(|e| e.to_string())?;
                     }
