@@ -178,4 +178,10 @@ pub enum BusError {
     /// The peer's connection is gone.
     #[error("the peer is gone")]
     PeerGone,
+    /// Nothing listens on an in-memory endpoint.
+    #[error("nothing is bound at {0}")]
+    NotBound(String),
+    /// This side's connection is closed.
+    #[error("the connection is closed")]
+    Closed,
 }

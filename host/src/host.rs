@@ -5,55 +5,32 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use iglu_bus::transport::{RouterEndpoint, RouterOutbound};
-use iglu_bus::WireError;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use iglu_bus::transport::RouterEndpoint;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::call_error::CallError;
-use crate::call_options::{self, CallOptions};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::HostError;
-use crate::events::lifecycle::{self, LifecycleEvent};
-use crate::events::queue::EventQueue;
-use crate::events::{Event, EventHub, Source};
+use crate::events::EventHub;
 use crate::kv::KvStore;
-use crate::registry::{Entry, PluginKind, PluginState, Registry};
+use crate::plugin::handle::{Handles, Inbox};
+use crate::plugin::registry::{PluginKind, Registry};
+use crate::plugin::state::PluginState;
+use crate::plugin::supervisor::{supervise, Supervision};
+use crate::runner::attached::AttachedRunner;
+use crate::runner::child::ChildRunner;
+use crate::runner::Runner;
 use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
 use crate::session::liveness;
-use crate::status::PluginStatus;
-use crate::supervisor::{self, Command};
-use crate::{control, events, external, router, simulator, tcp_guard};
+use crate::shared::Shared;
+use crate::{control, router, simulator, tcp_guard};
 
-/// State every task of the host shares.
-pub struct Shared {
-    /// The configuration in force.
-    pub config: Config,
-    /// Every plugin.
-    pub registry: Registry,
-    /// Plugins' key-value stores.
-    pub kv: KvStore,
-    /// Retained events and in-process subscribers.
-    pub events: EventHub,
-    /// Lifecycle changes, for embedding programs.
-    pub lifecycle: broadcast::Sender<LifecycleEvent>,
-    /// The endpoint plugins connect to.
-    pub endpoint: String,
-    /// Sends to plugins; each session clones it for its writer.
-    pub outbound: RouterOutbound,
-    /// Cancelled once, when the host shuts down.
-    pub shutdown: CancellationToken,
-    /// Where tasks that wait on time run (see [`crate::clock`]).
-    pub clock: tokio::runtime::Handle,
-}
+pub use crate::client::HostClient;
 
 /// A running host.
 pub struct Host {
-    shared: Arc<Shared>,
-    supervisors: Vec<JoinHandle<()>>,
+    client: HostClient,
     services: Vec<JoinHandle<()>>,
     sockets: Vec<PathBuf>,
     clock: Clock,
@@ -93,12 +70,13 @@ impl Host {
             None => None,
         };
         let clock = Clock::start().map_err(HostError::Clock)?;
+        let events = EventHub::new(config.event_queue, config.event_queue_bytes);
         let shared = Arc::new(Shared {
-            config,
-            registry: Registry::default(),
+            registry: Arc::new(Registry::new(events.clone())),
+            handles: Handles::default(),
             kv: KvStore::default(),
-            events: EventHub::default(),
-            lifecycle: broadcast::channel(lifecycle::BROADCAST).0,
+            events,
+            config,
             endpoint,
             outbound: router_socket.outbound,
             shutdown: CancellationToken::new(),
@@ -107,35 +85,43 @@ impl Host {
         // Every plugin is in the registry before anything can ask about it:
         // a status request, or an external plugin's HELLO, that came in
         // between would find it missing (and the plugin would be refused).
-        let mut managed = Vec::new();
+        let mut supervisors = Vec::new();
         for spec in plugins {
-            let id = spec.id.clone();
-            let autostart = spec.autostart;
-            let state = if autostart {
+            let state = if spec.autostart {
                 PluginState::Starting
             } else {
                 PluginState::Stopped
             };
-            let (commands_rx, events_rx) = register(&shared, &id, PluginKind::Managed(spec), state);
-            managed.push((id, autostart, commands_rx, events_rx));
+            let inbox = register(&shared, &spec.id, PluginKind::Managed(spec.clone()), state);
+            let runner = ChildRunner::new(
+                spec.clone(),
+                shared.endpoint.clone(),
+                Duration::from_millis(shared.config.handshake_timeout_ms),
+            );
+            supervisors.push((spec.id.clone(), start(runner, spec.autostart, inbox)));
         }
-        let mut external = Vec::new();
         for (spec, token) in externals {
-            let (commands_rx, events_rx) = register(
+            let inbox = register(
                 &shared,
                 &spec.id,
                 PluginKind::External(spec.clone()),
                 PluginState::Starting,
             );
-            external.push((spec, token, commands_rx, events_rx));
+            let runner = AttachedRunner::new(spec.clone(), token);
+            supervisors.push((spec.id.clone(), start(runner, true, inbox)));
         }
+        let sessions = shared.registry.clone();
         let mut services = vec![
             tokio::spawn(router::run(
                 shared.clone(),
                 router_socket.inbound,
                 router_socket.events,
             )),
-            shared.clock.spawn(liveness::run(shared.clone())),
+            shared.clock.spawn(liveness::run(
+                shared.config.timing(),
+                move || sessions.sessions(),
+                shared.shutdown.clone(),
+            )),
             tokio::spawn(control::server::serve(shared.clone(), listener)),
         ];
         if let (Some(listener), Some(tcp)) = (tcp, shared.config.tcp.clone()) {
@@ -150,120 +136,50 @@ impl Host {
         if shared.config.simulator.enabled {
             services.push(shared.clock.spawn(simulator::run(shared.clone())));
         }
-        let mut supervisors = Vec::new();
-        for (id, autostart, commands_rx, events_rx) in managed {
-            supervisors.push(tokio::spawn(supervisor::supervise(
-                shared.clone(),
-                id,
-                autostart,
-                commands_rx,
-                events_rx,
-            )));
+        let count = supervisors.len();
+        for (id, start) in supervisors {
+            let supervision = Supervision {
+                id: id.clone(),
+                registry: shared.registry.clone(),
+                restart: shared.config.restart.clone(),
+                stop_grace: Duration::from_millis(shared.config.stop_grace_ms),
+                shutdown: shared.shutdown.clone(),
+            };
+            shared.handles.set_task(&id, start(supervision));
         }
-        for (spec, token, commands_rx, events_rx) in external {
-            supervisors.push(tokio::spawn(external::supervise(
-                shared.clone(),
-                spec,
-                token,
-                commands_rx,
-                events_rx,
-            )));
-        }
-        tracing::info!(endpoint = %shared.endpoint, control = %control_socket.display(), plugins = supervisors.len(), "host started");
+        tracing::info!(endpoint = %shared.endpoint, control = %control_socket.display(), plugins = count, "host started");
         Ok(Host {
-            shared,
-            supervisors,
+            client: HostClient { shared },
             services,
             sockets: vec![plugin_socket, control_socket],
             clock,
         })
     }
 
-    /// The shared state, for embedding programs that need more than the methods below.
+    /// The shared state, for embedding programs that need more than the client.
     pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+        &self.client.shared
     }
 
-    /// Every plugin's status.
-    pub fn status(&self) -> Vec<PluginStatus> {
-        self.shared.registry.status()
-    }
-
-    /// Calls `method` on `plugin` with MessagePack `args`; waits for a
-    /// restarting plugin only if the config's `call_wait_for_running` says so.
-    pub async fn call(
-        &self,
-        plugin: &str,
-        method: &str,
-        args: Bytes,
-        deadline: Duration,
-    ) -> Result<Bytes, CallError> {
-        let options =
-            CallOptions::new(deadline).wait_for_running(self.shared.config.call_wait_for_running);
-        call(&self.shared, plugin, method, args, options).await
-    }
-
-    /// [`Host::call`] with every option chosen by the caller.
-    pub async fn call_with(
-        &self,
-        plugin: &str,
-        method: &str,
-        args: Bytes,
-        options: CallOptions,
-    ) -> Result<Bytes, CallError> {
-        call(&self.shared, plugin, method, args, options).await
-    }
-
-    /// Publishes an event from the host (`source` = `host`).
-    pub fn publish(&self, topic: &str, payload: Bytes, retain: bool) -> Result<(), WireError> {
-        events::publish(&self.shared, Source::Host, topic, payload, retain)
-    }
-
-    /// Subscribes in process: retained states first, then live events
-    /// matching `filters`. When the channel (of `capacity`) is full, events
-    /// are dropped for this subscriber only.
-    pub fn subscribe(
-        &self,
-        filters: Vec<String>,
-        capacity: usize,
-    ) -> Result<mpsc::Receiver<Event>, WireError> {
-        self.shared.events.tap(filters, capacity)
-    }
-
-    /// A stream of plugin lifecycle changes (Starting, Running, Crashed, ...).
-    pub fn lifecycle(&self) -> broadcast::Receiver<LifecycleEvent> {
-        self.shared.lifecycle.subscribe()
-    }
-
-    /// Starts a stopped or failed plugin.
-    pub async fn start_plugin(&self, id: &str) -> Result<(), HostError> {
-        command(&self.shared, id, Command::Start).await
-    }
-
-    /// Stops a plugin and keeps it stopped.
-    pub async fn stop_plugin(&self, id: &str) -> Result<(), HostError> {
-        command(&self.shared, id, Command::Stop).await
-    }
-
-    /// Stops a plugin and starts it again.
-    pub async fn restart_plugin(&self, id: &str) -> Result<(), HostError> {
-        command(&self.shared, id, Command::Restart).await
+    /// A handle to call and control this host from other tasks.
+    pub fn client(&self) -> HostClient {
+        self.client.clone()
     }
 
     /// Resolves when something asked the host to shut down (the control socket cannot, yet; this is for embedders).
     pub async fn stopped(&self) {
-        self.shared.shutdown.cancelled().await
+        self.client.shared.shutdown.cancelled().await
     }
 
     /// Stops every plugin in order (GOODBYE, grace, SIGTERM, SIGKILL), then
     /// the host's own tasks, and removes its sockets. Bounded in time.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
-        self.shared.shutdown.cancel();
-        let grace = Duration::from_millis(self.shared.config.stop_grace_ms);
+        self.client.shared.shutdown.cancel();
+        let grace = Duration::from_millis(self.client.shared.config.stop_grace_ms);
         // A supervisor needs at most two grace periods to stop its plugin.
         let bound = grace * 2 + Duration::from_secs(1);
-        for task in self.supervisors {
+        for task in self.client.shared.handles.take_tasks() {
             let abort = task.abort_handle();
             if tokio::time::timeout(bound, task).await.is_err() {
                 // Dropping its process handle SIGKILLs the plugin (kill_on_drop).
@@ -287,84 +203,26 @@ impl Host {
     }
 }
 
-/// Calls a plugin through its live session.
-pub async fn call(
-    shared: &Shared,
-    plugin: &str,
-    method: &str,
-    args: Bytes,
-    options: CallOptions,
-) -> Result<Bytes, CallError> {
-    let lost = |e| CallError::from_wire(plugin, options.deadline, e);
-    if !options.wait_for_running {
-        let session = shared.registry.session(plugin).map_err(lost)?;
-        return session
-            .call(method, args, options.deadline)
-            .await
-            .map_err(lost);
+/// Starts a plugin's supervisor, once the host's services run.
+type Start = Box<dyn FnOnce(Supervision) -> JoinHandle<()> + Send>;
+
+/// The supervisor of one plugin, with its runner, ready to start.
+fn start<R: Runner>(runner: R, autostart: bool, inbox: Inbox) -> Start {
+    Box::new(move |supervision| tokio::spawn(supervise(supervision, runner, autostart, inbox)))
+}
+
+/// Adds a plugin to the registry, its subscriptions and its handle;
+/// returns its supervisor's inbox.
+fn register(shared: &Shared, id: &str, kind: PluginKind, state: PluginState) -> Inbox {
+    shared.registry.insert(id, kind, state);
+    shared.events.subscriptions.add_plugin(id);
+    shared.handles.open(id)
+}
+
+impl std::ops::Deref for Host {
+    type Target = HostClient;
+
+    fn deref(&self) -> &HostClient {
+        &self.client
     }
-    let now = tokio::time::Instant::now();
-    let until = now
-        .checked_add(options.deadline)
-        .unwrap_or(now + Duration::from_secs(86400 * 365));
-    let session = call_options::session_by(shared, plugin, until)
-        .await
-        .map_err(lost)?;
-    let left = until.saturating_duration_since(tokio::time::Instant::now());
-    session.call(method, args, left).await.map_err(lost)
-}
-
-/// Sends a command to a plugin's supervisor and waits until it is carried out.
-pub async fn command(
-    shared: &Shared,
-    id: &str,
-    make: fn(oneshot::Sender<()>) -> Command,
-) -> Result<(), HostError> {
-    let tx = shared
-        .registry
-        .commands(id)
-        .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))?;
-    let (done, wait) = oneshot::channel();
-    tx.send(make(done))
-        .await
-        .map_err(|_| HostError::Supervisor(id.to_owned()))?;
-    wait.await.map_err(|_| HostError::Supervisor(id.to_owned()))
-}
-
-/// Adds a plugin to the registry with its supervisor's channels; returns the
-/// supervisor's ends.
-fn register(
-    shared: &Shared,
-    id: &str,
-    kind: PluginKind,
-    state: PluginState,
-) -> (
-    mpsc::Receiver<Command>,
-    mpsc::Receiver<supervisor::SupervisorEvent>,
-) {
-    let (commands_tx, commands_rx) = mpsc::channel(supervisor::QUEUE);
-    let (events_tx, events_rx) = mpsc::channel(supervisor::QUEUE);
-    shared.registry.insert(Entry {
-        id: id.to_owned(),
-        kind,
-        state,
-        pid: None,
-        restarts: 0,
-        last_exit: None,
-        manifest: None,
-        methods: Vec::new(),
-        launch: 0,
-        token: None,
-        session: None,
-        since: None,
-        subscriptions: Vec::new(),
-        receive_own: false,
-        queue: Arc::new(EventQueue::new(
-            shared.config.event_queue,
-            shared.config.event_queue_bytes,
-        )),
-        events: events_tx,
-        commands: commands_tx,
-    });
-    (commands_rx, events_rx)
 }

@@ -31,37 +31,31 @@
 //! - [`json_msgpack`]: CLI JSON <-> plugin MessagePack.
 //! - [`bench`]: `iglu bench`, the load-test harness with its floors.
 
-pub mod admission;
-pub mod bench;
-pub mod call_error;
-pub mod call_options;
+pub mod call;
+pub mod client;
 pub mod clock;
 pub mod conduct;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod events;
-pub mod external;
 pub mod host;
-pub mod host_api;
 pub mod json_msgpack;
 pub mod kv;
-pub mod plugin_dir;
-pub mod registry;
-pub mod restart_policy;
+pub mod plugin;
 pub mod router;
 pub mod runner;
 pub mod runtime_dir;
 pub mod session;
+pub mod shared;
 pub mod simulator;
-pub mod status;
-pub mod supervisor;
 pub mod tcp_guard;
 
-pub use call_error::CallError;
-pub use call_options::CallOptions;
+pub use call::error::CallError;
+pub use call::options::CallOptions;
+pub use client::HostClient;
 pub use config::Config;
 pub use error::HostError;
 pub use host::Host;
-pub use registry::PluginState;
-pub use status::PluginStatus;
+pub use plugin::state::PluginState;
+pub use plugin::status::PluginStatus;

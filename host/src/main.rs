@@ -8,8 +8,9 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use iglu_host::control::client;
 use iglu_host::control::{CallRequest, PluginRequest, PublishRequest, Request, Response};
+use iglu_host::plugin::status;
 use iglu_host::runtime_dir::CONTROL_SOCKET;
-use iglu_host::{status, Config, Host, PluginStatus};
+use iglu_host::{Config, Host, PluginStatus};
 
 /// Iglu: a plugin host that a plugin cannot take down.
 #[derive(Parser)]
@@ -39,15 +40,13 @@ enum Cmd {
     /// Publish an event (JSON payload) on a topic, as the host.
     Publish(PublishRequest),
     /// Load-test the host with real plugin processes, next to a bare zeromq
-    /// echo and a bare Unix-socket echo measured in the same run.
-    Bench(iglu_host::bench::Options),
-    /// (internal) The echo peer of a bench floor.
-    #[command(hide = true)]
-    BenchPeer {
-        /// zmq or uds.
-        kind: String,
-        /// Where to listen.
-        address: String,
+    /// echo and a bare Unix-socket echo measured in the same run (runs
+    /// `iglu-bench`, beside this executable; `iglu bench --help` for its options).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Passed to `iglu-bench` as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Start a stopped or failed plugin.
     Start(PluginRequest),
@@ -130,40 +129,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", result.as_str().unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench(options) => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(std::io::stderr)
-                .try_init();
-            runtime
-                .block_on(iglu_host::bench::run(options))
-                .map_err(anyhow::Error::msg)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::BenchPeer { kind, address } => {
-            use iglu_host::bench::floors::{serve, Floor};
-            let floor = match kind.as_str() {
-                "zmq" => Floor::Zmq,
-                "uds" => Floor::Uds,
-                other => bail!("unknown floor {other:?}"),
-            };
-            // Never outlive the bench, however it ends (a killed bench cannot
-            // reap it). Best effort: the bench also kills it when done.
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            // The peer is a plugin stand-in: one thread, like a plugin's I/O loop.
-            let peer = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            peer.block_on(serve(floor, &address))
-                .map_err(anyhow::Error::msg)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Bench { args } => Err(bench(&args)),
         Cmd::Start(p) => lifecycle(&runtime, &config, Request::Start(p)),
         Cmd::Stop(p) => lifecycle(&runtime, &config, Request::Stop(p)),
         Cmd::Restart(p) => lifecycle(&runtime, &config, Request::Restart(p)),
     }
+}
+
+/// Becomes `iglu-bench` (same process, so signals and exit status are its
+/// own); returns only if that fails.
+fn bench(args: &[std::ffi::OsString]) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("iglu-bench"),
+        Err(e) => return anyhow::anyhow!("cannot find this executable: {e}"),
+    };
+    let error = std::process::Command::new(&exe).args(args).exec();
+    anyhow::anyhow!(
+        "cannot run {}: {error} (build it with `cargo build --workspace --bins`)",
+        exe.display()
+    )
 }
 
 fn lifecycle(

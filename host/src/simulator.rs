@@ -13,8 +13,8 @@ use std::time::Duration;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::events::{self, payload, Source};
-use crate::host::Shared;
+use crate::events::{payload, Source};
+use crate::shared::Shared;
 
 #[derive(Serialize)]
 struct Motion {
@@ -82,8 +82,7 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 fn emit<T: Serialize>(shared: &Shared, topic: &str, value: &T, retain: bool) {
-    let result =
-        payload(value).and_then(|p| events::publish(shared, Source::Host, topic, p, retain));
+    let result = payload(value).and_then(|p| shared.events.publish(Source::Host, topic, p, retain));
     if let Err(e) = result {
         tracing::warn!(%topic, error = %e, "simulator could not publish");
     }

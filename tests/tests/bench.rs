@@ -154,9 +154,7 @@ fn an_interrupted_bench_stops_every_process_it_started() {
         "600000",
     ]);
     let measuring = bench.watch_until(Duration::from_secs(120), |b| {
-        b.seen_any("iglu-plugin-bench")
-            && b.seen_any("bench-peer zmq")
-            && b.seen_any("bench-peer uds")
+        b.seen_any("iglu-plugin-bench") && b.seen_any("peer zmq") && b.seen_any("peer uds")
     });
     if !measuring {
         let _ = bench.child.kill();

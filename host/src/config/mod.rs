@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+mod plugin_dir;
 mod sections;
 pub use sections::{
     ExternalSpec, HeartbeatConfig, PluginSpec, RestartConfig, SimulatorConfig, TcpConfig,
@@ -284,7 +285,7 @@ impl Config {
     pub fn all_plugins(&self) -> Result<Vec<PluginSpec>, ConfigError> {
         let mut all = self.plugins.clone();
         if let Some(dir) = &self.plugin_dir {
-            for spec in crate::plugin_dir::scan(dir)? {
+            for spec in plugin_dir::scan(dir)? {
                 if all.iter().any(|p| p.id == spec.id) {
                     tracing::warn!(plugin = %spec.id, path = %spec.command.display(), "skipping: a plugin with this id is already configured");
                 } else {

@@ -27,10 +27,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{Request, Response};
+use crate::call;
 use crate::error::HostError;
-use crate::host::{self, Shared};
 use crate::json_msgpack;
-use crate::supervisor::Command;
+use crate::plugin::handle::Command;
+use crate::shared::Shared;
 
 /// Calls and publishes served at once; more are answered "busy".
 const CALL_SLOTS: usize = 64;
@@ -272,7 +273,7 @@ fn parse(line: &[u8]) -> Result<Request, Response> {
 
 async fn handle(shared: &Shared, request: Request) -> Response {
     match request {
-        Request::Status => match serde_json::to_value(shared.registry.status()) {
+        Request::Status => match serde_json::to_value(shared.status()) {
             Ok(v) => Response::ok(v),
             Err(e) => Response::err("internal", e.to_string()),
         },
@@ -290,9 +291,9 @@ async fn handle(shared: &Shared, request: Request) -> Response {
             };
             let deadline =
                 Duration::from_millis(timeout_ms.unwrap_or(shared.config.call_timeout_ms));
-            let options = crate::call_options::CallOptions::new(deadline)
+            let options = crate::call::options::CallOptions::new(deadline)
                 .wait_for_running(wait.unwrap_or(shared.config.call_wait_for_running));
-            match host::call(shared, &plugin, &method, args, options).await {
+            match call::call(shared, &plugin, &method, args, options).await {
                 Ok(result) => match json_msgpack::to_json(&result) {
                     Ok(json) => Response::ok(json),
                     Err(e) => Response::err(
@@ -312,13 +313,10 @@ async fn handle(shared: &Shared, request: Request) -> Response {
                 Ok(p) => Bytes::from(p),
                 Err(e) => return Response::err("bad_arguments", e.to_string()),
             };
-            match crate::events::publish(
-                shared,
-                crate::events::Source::Host,
-                &topic,
-                payload,
-                retain,
-            ) {
+            match shared
+                .events
+                .publish(crate::events::Source::Host, &topic, payload, retain)
+            {
                 Ok(()) => Response::ok(serde_json::json!(format!("published on {topic}"))),
                 Err(e) => Response::err(e.code.as_str(), e.message),
             }
@@ -335,7 +333,7 @@ async fn lifecycle(
     make: fn(tokio::sync::oneshot::Sender<()>) -> Command,
     done: &str,
 ) -> Response {
-    match host::command(shared, plugin, make).await {
+    match shared.handles.command(plugin, make).await {
         Ok(()) => Response::ok(serde_json::json!(format!("{plugin}: {done}"))),
         Err(crate::error::HostError::UnknownPlugin(p)) => {
             Response::err("unknown_plugin", format!("no plugin named {p:?}"))

@@ -2,13 +2,13 @@
 //!
 //! Every state change is published, retained, on `$iglu/plugins/<id>/state`
 //! (so a plugin that subscribes learns every plugin's current state first),
-//! and sent to the host's in-process broadcast for embedders.
+//! and sent to the hub's in-process broadcast for embedders. The registry's
+//! one transition function is the only caller.
 
 use serde::{Deserialize, Serialize};
 
-use super::{payload, publish, Source};
-use crate::host::Shared;
-use crate::registry::PluginState;
+use super::{payload, EventHub, Source};
+use crate::plugin::state::PluginState;
 
 /// Capacity of the in-process lifecycle broadcast; a receiver that falls
 /// further behind than this sees `Lagged` and skips ahead.
@@ -34,24 +34,18 @@ pub fn topic(plugin: &str) -> String {
     format!("$iglu/plugins/{plugin}/state")
 }
 
-/// Publishes the plugin's current state (read from the registry), with `reason`.
-pub fn announce(shared: &Shared, plugin: &str, reason: Option<String>) {
-    let Some(event) = shared.registry.with(plugin, |e| LifecycleEvent {
-        plugin: plugin.to_owned(),
-        state: e.state,
-        reason,
-        restarts: e.restarts,
-        pid: e.pid,
-    }) else {
-        return;
-    };
-    let _ = shared.lifecycle.send(event.clone());
-    match payload(&event) {
-        Ok(bytes) => {
-            if let Err(e) = publish(shared, Source::System, &topic(plugin), bytes, true) {
-                tracing::warn!(%plugin, error = %e, "could not publish a lifecycle event");
+impl EventHub {
+    /// Publishes a lifecycle change.
+    pub fn announce(&self, event: LifecycleEvent) {
+        let plugin = event.plugin.clone();
+        let _ = self.lifecycle.send(event.clone());
+        match payload(&event) {
+            Ok(bytes) => {
+                if let Err(e) = self.publish(Source::System, &topic(&plugin), bytes, true) {
+                    tracing::warn!(%plugin, error = %e, "could not publish a lifecycle event");
+                }
             }
+            Err(e) => tracing::warn!(%plugin, error = %e, "could not encode a lifecycle event"),
         }
-        Err(e) => tracing::warn!(%plugin, error = %e, "could not encode a lifecycle event"),
     }
 }

@@ -1,30 +1,37 @@
 //! Device events: publish on a topic, deliver to every matching subscriber.
 //!
-//! A publication is validated, encoded once into the EVENT body frame, and
-//! the same bytes are queued for every subscribing plugin ([`queue`]) and
-//! offered to in-process subscribers ([`Tap`]s, for embedding programs).
-//! Each plugin's queue is drained onto its session by [`delivery`], paced by
-//! the credit the plugin grants. Retained publications are kept per topic
-//! and given to every new subscription first.
+//! A publication is validated, encoded once into the EVENT body frame
+//! ([`publish`]), and the same bytes are queued for every subscribing plugin
+//! ([`subscriptions`], each plugin's [`queue`]) and offered to in-process
+//! subscribers ([`taps`], for embedding programs). Each plugin's queue is
+//! drained onto its session by [`delivery`], paced by the credit the plugin
+//! grants. Retained publications are kept per topic ([`retained`]) and given
+//! to every new subscription first. Lifecycle changes are events too
+//! ([`lifecycle`]).
+//!
+//! Nothing here knows about plugin lifecycles or the host's other parts: the
+//! hub is handed to whoever publishes, and plugins' subscriptions are kept
+//! here, by plugin id.
 
 pub mod delivery;
 pub mod lifecycle;
+pub mod publish;
 pub mod queue;
+pub mod retained;
+pub mod subscriptions;
+pub mod taps;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use iglu_bus::topic::{matches, validate_filter, validate_topic};
-use iglu_bus::{ErrorCode, EventBody, WireError};
+use iglu_bus::{ErrorCode, WireError};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast;
 
-use crate::host::Shared;
-
-/// Most topics with a retained event; beyond it, new retained topics are refused.
-pub const MAX_RETAINED: usize = 10_000;
+use lifecycle::LifecycleEvent;
+use retained::Retained;
+use subscriptions::Subscriptions;
+use taps::Taps;
 
 /// Who published an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +61,7 @@ pub struct Published {
     pub topic: String,
     /// `host` or the publishing plugin's id.
     pub source: String,
-    /// The encoded [`EventBody`], shared by every subscriber.
+    /// The encoded EVENT body, shared by every subscriber.
     pub body: Bytes,
 }
 
@@ -73,19 +80,34 @@ pub struct Event {
     pub retained: bool,
 }
 
-/// An in-process subscription: matching events are offered to a bounded
-/// channel; when it is full the event is dropped for this tap (and counted),
-/// so a slow embedder never slows publishers.
-struct Tap {
-    filters: Vec<String>,
-    tx: mpsc::Sender<Event>,
+/// Everything about events the host keeps: retained state, plugins'
+/// subscriptions and queues, in-process subscribers, and the lifecycle
+/// broadcast.
+pub struct EventHub {
+    /// The current state of every retained topic.
+    pub retained: Retained,
+    /// Each plugin's filters and queue.
+    pub subscriptions: Subscriptions,
+    /// In-process subscribers.
+    pub taps: Taps,
+    lifecycle: broadcast::Sender<LifecycleEvent>,
 }
 
-/// Retained state and in-process subscribers.
-#[derive(Default)]
-pub struct EventHub {
-    retained: Mutex<HashMap<String, (Arc<Published>, Event)>>,
-    taps: Mutex<Vec<Tap>>,
+impl EventHub {
+    /// A hub whose plugin queues hold `queue` events and `queue_bytes` bytes each.
+    pub fn new(queue: usize, queue_bytes: usize) -> Arc<EventHub> {
+        Arc::new(EventHub {
+            retained: Retained::default(),
+            subscriptions: Subscriptions::new(queue, queue_bytes),
+            taps: Taps::default(),
+            lifecycle: broadcast::channel(lifecycle::BROADCAST).0,
+        })
+    }
+
+    /// A stream of plugin lifecycle changes.
+    pub fn lifecycle(&self) -> broadcast::Receiver<LifecycleEvent> {
+        self.lifecycle.subscribe()
+    }
 }
 
 /// Encodes `value` as a MessagePack payload.
@@ -100,175 +122,6 @@ pub fn payload<T: Serialize>(value: &T) -> Result<Bytes, WireError> {
         })
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn bad(message: String) -> WireError {
     WireError::new(ErrorCode::BadArguments, message)
-}
-
-/// Checks that `payload` is exactly one MessagePack document.
-fn validate_payload(payload: &[u8]) -> Result<(), WireError> {
-    let mut rest = payload;
-    rmpv::decode::read_value(&mut rest)
-        .map_err(|e| bad(format!("the payload is not a MessagePack document: {e}")))?;
-    if !rest.is_empty() {
-        return Err(bad(format!(
-            "the payload has {} bytes after its MessagePack document",
-            rest.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Publishes an event: validates, encodes once, retains if asked, and queues
-/// it for every matching subscriber. A retained publication with a `nil`
-/// payload clears the topic's retained state (the MQTT convention).
-pub fn publish(
-    shared: &Shared,
-    source: Source,
-    topic: &str,
-    payload: Bytes,
-    retain: bool,
-) -> Result<(), WireError> {
-    validate_topic(topic).map_err(bad)?;
-    if topic.starts_with('$') && source != Source::System {
-        return Err(bad(format!(
-            "topic {topic:?}: topics starting with '$' are the host's own (its lifecycle announcements); publish elsewhere"
-        )));
-    }
-    validate_payload(&payload)?;
-    let timestamp_ms = now_ms();
-    let body = iglu_bus::codec::encode_event_body(&EventBody {
-        topic: topic.to_owned(),
-        payload: payload.clone(),
-        timestamp_ms,
-        source: source.as_str().to_owned(),
-    })
-    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-    let published = Arc::new(Published {
-        topic: topic.to_owned(),
-        source: source.as_str().to_owned(),
-        body,
-    });
-    let event = Event {
-        topic: topic.to_owned(),
-        payload: payload.clone(),
-        source: source.as_str().to_owned(),
-        timestamp_ms,
-        retained: false,
-    };
-    if retain {
-        let mut retained = shared
-            .events
-            .retained
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if payload[..] == [0xc0] {
-            retained.remove(topic);
-        } else if retained.len() >= MAX_RETAINED && !retained.contains_key(topic) {
-            return Err(WireError::new(
-                ErrorCode::Internal,
-                format!("the host already retains {MAX_RETAINED} topics"),
-            ));
-        } else {
-            let mut kept = event.clone();
-            kept.retained = true;
-            retained.insert(topic.to_owned(), (published.clone(), kept));
-        }
-    }
-    for entry in shared.registry.lock().values() {
-        let own = matches!(&source, Source::Plugin(id) if *id == entry.id);
-        if own && !entry.receive_own {
-            continue;
-        }
-        if entry.subscriptions.iter().any(|f| matches(f, topic)) {
-            entry.queue.push(published.clone(), false);
-        }
-    }
-    let mut taps = shared.events.taps.lock().unwrap_or_else(|p| p.into_inner());
-    taps.retain(|tap| !tap.tx.is_closed());
-    for tap in taps.iter() {
-        if tap.filters.iter().any(|f| matches(f, topic)) && tap.tx.try_send(event.clone()).is_err()
-        {
-            tracing::debug!(%topic, "an in-process subscriber is full: event dropped for it");
-        }
-    }
-    Ok(())
-}
-
-impl EventHub {
-    /// Retained publications matching any of `filters`.
-    pub fn retained_matching(&self, filters: &[String]) -> Vec<Arc<Published>> {
-        let retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
-        let mut found: Vec<_> = retained
-            .values()
-            .filter(|(p, _)| filters.iter().any(|f| matches(f, &p.topic)))
-            .map(|(p, _)| p.clone())
-            .collect();
-        found.sort_by(|a, b| a.topic.cmp(&b.topic));
-        found
-    }
-
-    /// Subscribes in process: retained states first, then live events, into
-    /// a channel of `capacity`.
-    pub fn tap(
-        &self,
-        filters: Vec<String>,
-        capacity: usize,
-    ) -> Result<mpsc::Receiver<Event>, WireError> {
-        for f in &filters {
-            validate_filter(f).map_err(bad)?;
-        }
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        {
-            let retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, event) in retained.values() {
-                if filters.iter().any(|f| matches(f, &event.topic)) {
-                    let _ = tx.try_send(event.clone());
-                }
-            }
-        }
-        self.taps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Tap { filters, tx });
-        Ok(rx)
-    }
-}
-
-/// Adds filters to a plugin's subscriptions and queues the retained state
-/// of every topic the new filters match.
-pub fn subscribe(shared: &Shared, plugin: &str, filters: &[String]) -> Result<(), WireError> {
-    for f in filters {
-        validate_filter(f).map_err(bad)?;
-    }
-    let queue = shared.registry.with(plugin, |e| {
-        for f in filters {
-            if !e.subscriptions.contains(f) {
-                e.subscriptions.push(f.clone());
-            }
-        }
-        e.queue.clone()
-    });
-    if let Some(queue) = queue {
-        queue.push_retained(shared.events.retained_matching(filters));
-    }
-    Ok(())
-}
-
-/// Removes filters from a plugin's subscriptions; returns how many it had.
-pub fn unsubscribe(shared: &Shared, plugin: &str, filters: &[String]) -> usize {
-    shared
-        .registry
-        .with(plugin, |e| {
-            let before = e.subscriptions.len();
-            e.subscriptions.retain(|f| !filters.contains(f));
-            before - e.subscriptions.len()
-        })
-        .unwrap_or(0)
 }

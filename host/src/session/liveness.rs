@@ -6,17 +6,21 @@
 
 use std::sync::Arc;
 
+use iglu_bus::heartbeat::Timing;
 use iglu_bus::{Heartbeat, Message};
+use tokio_util::sync::CancellationToken;
 
-use crate::host::Shared;
-use crate::session::Loss;
+use super::{Loss, Session};
 
 /// Checks per heartbeat interval.
 const CHECKS_PER_INTERVAL: u32 = 4;
 
-/// Runs until the host shuts down.
-pub async fn run(shared: Arc<Shared>) {
-    let timing = shared.config.timing();
+/// Runs until `shutdown`, over the sessions `sessions` lists at each check.
+pub async fn run(
+    timing: Timing,
+    sessions: impl Fn() -> Vec<Arc<Session>> + Send,
+    shutdown: CancellationToken,
+) {
     let Ok(frame) = iglu_bus::encode(&Message::Heartbeat(Heartbeat {})) else {
         return;
     };
@@ -26,12 +30,12 @@ pub async fn run(shared: Arc<Shared>) {
     let mut n: u32 = 0;
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
         n = n.wrapping_add(1);
         let beat = n.is_multiple_of(CHECKS_PER_INTERVAL);
-        for session in shared.registry.sessions() {
+        for session in sessions() {
             let silent = session.silent_for();
             if silent > timing.timeout() {
                 session.close(Loss::HeartbeatTimeout(silent));

@@ -56,3 +56,20 @@ impl std::fmt::Display for Loss {
         }
     }
 }
+
+/// What a session tells the plugin's supervisor: it opened, or it ended.
+#[derive(Debug)]
+pub enum SessionNews {
+    /// A session finished its handshake.
+    Opened {
+        /// Its launch number (see `plugin::registry`).
+        launch: u64,
+    },
+    /// The session of that launch ended.
+    Ended {
+        /// Its launch number.
+        launch: u64,
+        /// Why.
+        loss: Loss,
+    },
+}

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 use crate::conduct::Conduct;
 use crate::config::TcpConfig;
-use crate::host::Shared;
+use crate::shared::Shared;
 use budget::{Budget, Slot};
 use watchdog::Activity;
 use zmtp::Inspector;

@@ -15,9 +15,9 @@ use std::time::Duration;
 use iglu_bus::{ErrorCode, WireError};
 use tokio::time::Instant;
 
-use crate::host::Shared;
-use crate::registry::PluginState;
+use crate::plugin::state::PluginState;
 use crate::session::Session;
+use crate::shared::Shared;
 
 /// How often the registry is looked at again while waiting, besides every
 /// lifecycle change: a backstop, should a change be missed (the broadcast
@@ -57,14 +57,14 @@ pub async fn session_by(
     until: Instant,
 ) -> Result<Arc<Session>, WireError> {
     // Subscribed before looking, so a change in between is not missed.
-    let mut changes = shared.lifecycle.subscribe();
+    let mut changes = shared.events.lifecycle();
     loop {
         let err = match shared.registry.session(plugin) {
             Ok(session) => return Ok(session),
             Err(e) if e.code == ErrorCode::NotRunning => e,
             Err(e) => return Err(e),
         };
-        let state = shared.registry.with(plugin, |e| e.state);
+        let state = shared.registry.state(plugin);
         if matches!(
             state,
             Some(PluginState::Stopped | PluginState::Failed | PluginState::Stopping) | None

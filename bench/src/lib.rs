@@ -21,8 +21,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::host::Host;
+use iglu_host::{Config, Host};
 use report::Report;
 
 /// Options of `iglu bench`.
@@ -247,15 +246,14 @@ async fn workloads_in(
     long_calls: u64,
 ) -> Result<Report, String> {
     let wants = |w: &str| o.workloads.iter().any(|x| x == w);
-    let shared = b.host.shared().clone();
     // Wait until every autostarted plugin is Running.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let st = shared.registry.status();
+        let st = b.host.status();
         if st
             .iter()
             .filter(|s| s.id != "life" && s.id != "deaf")
-            .all(|s| s.state == crate::PluginState::Running)
+            .all(|s| s.state == iglu_host::PluginState::Running)
         {
             break;
         }

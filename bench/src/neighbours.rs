@@ -177,7 +177,7 @@ pub async fn neighbours(b: &Bench, slices: u32) -> Result<NeighbourRow, String> 
             Duration::from_millis(30)
         };
         quiet.add(&sequential(b, warmup, slice).await?);
-        let flooder = Flooder::start(b.host.shared().endpoint.clone());
+        let flooder = Flooder::start(b.host.endpoint().to_owned());
         let measured = sequential(b, warmup, slice).await;
         let (f, s) = flooder.stop();
         frames += f;

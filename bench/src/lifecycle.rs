@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::measure::median_max;
 use super::workloads::payload_args;
 use super::Bench;
-use crate::registry::PluginState;
+use iglu_host::PluginState;
 
 /// Lifecycle timings, median and max in microseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -27,7 +27,7 @@ pub struct LifecycleRow {
 
 async fn wait_state(
     b: &Bench,
-    rx: &mut tokio::sync::broadcast::Receiver<crate::events::lifecycle::LifecycleEvent>,
+    rx: &mut tokio::sync::broadcast::Receiver<iglu_host::events::lifecycle::LifecycleEvent>,
     state: PluginState,
 ) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -65,10 +65,8 @@ async fn first_call(b: &Bench) -> Result<(), String> {
 
 fn pid_of(b: &Bench) -> Option<i32> {
     b.host
-        .shared()
-        .registry
-        .with("life", |e| e.pid)
-        .flatten()
+        .plugin_status("life")
+        .and_then(|p| p.pid)
         .map(|p| p as i32)
 }
 
@@ -110,7 +108,7 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
             .map_err(|e| e.to_string())?;
     }
     let (mut plain, mut hooked) = spawn_cost(runs.max(20)).await?;
-    let cfg = &b.host.shared().config;
+    let cfg = b.host.config();
     let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
     let row = |what: &str, v: &mut Vec<Duration>, note: String| {
         let (median_us, max_us) = median_max(v);
@@ -162,7 +160,7 @@ async fn spawn_cost(runs: usize) -> Result<(Vec<Duration>, Vec<Duration>), Strin
         let mut command = tokio::process::Command::new("/bin/true");
         command.kill_on_drop(true);
         if hook {
-            crate::runner::die_with_host(&mut command);
+            iglu_host::runner::child::die_with_host(&mut command);
         }
         let t = Instant::now();
         let mut child = command

@@ -1,24 +1,146 @@
-//! Starting, watching and stopping one plugin process.
-//!
-//! This is the whole of process management, kept apart from the protocol so
-//! that another way to run a plugin (a container, a remote machine) is another
-//! implementation of these few calls, not special cases in the supervisor.
+//! A plugin as a child process of the host: spawned with its launch
+//! environment, watched for exit, stopped with SIGTERM then SIGKILL.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use iglu_bus::handshake::{COOKIE_KEY, COOKIE_VALUE};
+use iglu_bus::launch;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
+use super::output::forward_lines;
+use super::Runner;
 use crate::config::PluginSpec;
+use crate::session::Loss;
 
-/// Longest line of plugin output forwarded to the log; the rest of the line is
-/// cut so a plugin that never prints a newline cannot grow the host's memory.
-const MAX_LOG_LINE: usize = 8 * 1024;
+/// After the socket reports a plugin gone, how long to wait for its process
+/// to exit by itself, so `last_exit` can name the real cause (the signal)
+/// rather than "killed by the host".
+const EXIT_AFTER_DISCONNECT: Duration = Duration::from_millis(500);
+
+/// Runs a configured plugin as a child process, one process per launch.
+pub struct ChildRunner {
+    spec: PluginSpec,
+    endpoint: String,
+    handshake_timeout: Duration,
+    process: Option<PluginProcess>,
+}
+
+impl ChildRunner {
+    /// A runner for `spec`, whose launches connect to `endpoint` and have
+    /// `handshake_timeout` to say HELLO.
+    pub fn new(spec: PluginSpec, endpoint: String, handshake_timeout: Duration) -> ChildRunner {
+        ChildRunner {
+            spec,
+            endpoint,
+            handshake_timeout,
+            process: None,
+        }
+    }
+}
+
+impl Runner for ChildRunner {
+    fn token(&mut self) -> String {
+        hex::encode(rand::random::<[u8; 32]>())
+    }
+
+    async fn start(&mut self, token: &str, _after_crash: bool) -> Result<Option<u32>, String> {
+        self.process = None;
+        let env = [
+            (COOKIE_KEY, COOKIE_VALUE.to_owned()),
+            (launch::ENDPOINT, self.endpoint.clone()),
+            (launch::TOKEN, token.to_owned()),
+            (launch::PLUGIN_ID, self.spec.id.clone()),
+            (launch::MODE, "managed".to_owned()),
+            (launch::HOST_PID, std::process::id().to_string()),
+            (
+                launch::HANDSHAKE_TIMEOUT_MS,
+                self.handshake_timeout.as_millis().to_string(),
+            ),
+        ];
+        match spawn(&self.spec, &env) {
+            Ok(process) => {
+                let pid = process.pid();
+                self.process = Some(process);
+                Ok(pid)
+            }
+            Err(e) => Err(format!(
+                "could not start {}: {e}",
+                self.spec.command.display()
+            )),
+        }
+    }
+
+    fn handshake_deadline(&self) -> Option<Duration> {
+        Some(self.handshake_timeout)
+    }
+
+    async fn exited(&mut self) -> String {
+        match self.process.as_mut() {
+            Some(p) => describe_exit(p.wait().await),
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn reap(&mut self, loss: Loss) -> String {
+        let Some(process) = self.process.as_mut() else {
+            return loss.to_string();
+        };
+        let wait = match loss {
+            // A frozen plugin will not exit by itself; one that stopped
+            // reading or flooded the host is not given the chance.
+            Loss::HeartbeatTimeout(_) | Loss::NotReading(_) | Loss::Misbehaving(_) => {
+                Duration::ZERO
+            }
+            _ => EXIT_AFTER_DISCONNECT,
+        };
+        match tokio::time::timeout(wait, process.wait()).await {
+            Ok(status) if loss == Loss::Disconnected => describe_exit(status),
+            Ok(status) => format!("{loss}; {}", describe_exit(status)),
+            Err(_) => {
+                process.kill().await;
+                format!("{loss}; killed by the host")
+            }
+        }
+    }
+
+    async fn stop(&mut self, grace: Duration, said_goodbye: bool) -> String {
+        let Some(process) = self.process.as_mut() else {
+            return "stopped by the host".to_owned();
+        };
+        let status = if said_goodbye {
+            match tokio::time::timeout(grace, process.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    tracing::warn!(plugin = %self.spec.id, grace_ms = grace.as_millis() as u64, "did not exit after GOODBYE: sending SIGTERM");
+                    process.terminate(grace).await
+                }
+            }
+        } else {
+            // No session to say goodbye on: straight to SIGTERM.
+            process.terminate(grace).await
+        };
+        format!("stopped by the host; {}", describe_exit(status))
+    }
+
+    async fn kill(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.kill().await;
+        }
+    }
+
+    fn restarts(&self) -> bool {
+        true
+    }
+
+    fn reconnects(&self) -> bool {
+        false
+    }
+}
 
 /// A running plugin process.
 pub struct PluginProcess {
@@ -133,7 +255,7 @@ impl PluginProcess {
 /// starts plugins from a thread that ends earlier (`block_in_place`, a
 /// runtime of its own that it drops) has them killed with that thread.
 #[allow(unsafe_code)]
-pub(crate) fn die_with_host(command: &mut Command) {
+pub fn die_with_host(command: &mut Command) {
     let host = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe calls are allowed: prctl(2) and getppid(2) are
@@ -163,34 +285,6 @@ pub fn describe_exit(status: ExitStatus) -> String {
         },
         None => "ended for an unknown reason".to_owned(),
     }
-}
-
-async fn forward_lines<R: AsyncRead + Unpin>(plugin: Arc<str>, stream: &'static str, reader: R) {
-    let mut reader = BufReader::with_capacity(MAX_LOG_LINE, reader);
-    let mut line: Vec<u8> = Vec::with_capacity(256);
-    while let Ok(buf) = reader.fill_buf().await {
-        if buf.is_empty() {
-            break;
-        }
-        let (chunk, consumed, complete) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], i + 1, true),
-            None => (buf, buf.len(), false),
-        };
-        let room = MAX_LOG_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        reader.consume(consumed);
-        if complete {
-            emit(&plugin, stream, &line);
-            line.clear();
-        }
-    }
-    if !line.is_empty() {
-        emit(&plugin, stream, &line);
-    }
-}
-
-fn emit(plugin: &str, stream: &'static str, line: &[u8]) {
-    tracing::info!(target: "iglu::plugin", plugin, stream, "{}", String::from_utf8_lossy(line).trim_end());
 }
 
 #[cfg(test)]

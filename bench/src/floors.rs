@@ -8,7 +8,7 @@
 //! flushed when there is nothing more to write right away (the client: its
 //! window is full; the echo: the next request is not already buffered).
 //!
-//! The echo servers run in a child process (`iglu bench-peer`), like a
+//! The echo servers run in a child process (`iglu-bench peer`), like a
 //! plugin; the clients pipeline up to K requests from one task, the
 //! tightest loop the transport allows, so the floor is really a floor.
 
@@ -42,7 +42,7 @@ pub enum Floor {
     Uds,
 }
 
-/// Serves echoes until the client goes away (the `iglu bench-peer` process).
+/// Serves echoes until the client goes away (the `iglu-bench peer` process).
 pub async fn serve(floor: Floor, address: &str) -> Result<(), String> {
     match floor {
         Floor::Zmq => {
@@ -220,7 +220,7 @@ pub struct FloorClient {
 }
 
 impl FloorClient {
-    /// Spawns `iglu bench-peer` for `floor` at an address under `dir`, and connects.
+    /// Spawns `iglu-bench peer` for `floor` at an address under `dir`, and connects.
     pub async fn start(floor: Floor, dir: &Path) -> Result<FloorClient, String> {
         // A fresh address each time: a killed peer leaves its socket file behind.
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -242,7 +242,7 @@ impl FloorClient {
         };
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let peer = tokio::process::Command::new(exe)
-            .args(["bench-peer", kind, &address])
+            .args(["peer", kind, &address])
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the {kind} echo peer: {e}"))?;

@@ -15,11 +15,15 @@ use bytes::Bytes;
 use iglu_bus::transport::{PeerEvent, PeerEvents, PeerId, RouterInbound};
 use iglu_bus::{BusError, ErrorCode, ErrorReply, FoldMap, Message, RejectCode};
 
-use crate::admission::{admit, reject};
+pub mod admission;
+pub mod host_api;
+
+use admission::{admit, reject};
+use host_api::HostApi;
+
 use crate::conduct::{Conduct, Verdict};
-use crate::host::Shared;
-use crate::host_api::{self, HostApi};
 use crate::session::{Loss, Session};
+use crate::shared::Shared;
 
 /// How long a REJECT may take to reach its peer before the hang-up.
 const REJECT_LINGER: Duration = Duration::from_millis(200);
@@ -58,7 +62,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
                     }
                     // A plugin may batch several messages, one per frame.
                     for frame in frames {
-                        on_frame(&shared, &mut peers, &mut strangers, peer.clone(), frame).await;
+                        on_frame(&shared, &mut peers, &mut strangers, peer.clone(), frame);
                     }
                 }
                 Err(e) => {
@@ -79,7 +83,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
     }
 }
 
-async fn on_frame(
+fn on_frame(
     shared: &Shared,
     peers: &mut FoldMap<PeerId, Arc<Session>>,
     strangers: &mut Strangers,
@@ -110,7 +114,7 @@ async fn on_frame(
         }
         (None, Ok(Message::Hello(hello))) => {
             let plugin = hello.plugin_id.clone();
-            match admit(shared, &peer, hello).await {
+            match admit(shared, &peer, hello) {
                 Ok(session) => {
                     tracing::info!(plugin = %plugin, session = %session.id, "plugin connected");
                     strangers.strikes.remove(&peer);

@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::registry::{Facts, PluginKind, Registry};
+use super::state::PluginState;
 use crate::events::queue::QueueStats;
-use crate::registry::{Entry, PluginState};
+use crate::events::subscriptions::Subscriptions;
 
 /// One plugin as the CLI shows it. Field names are stable: scripts read `--json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,36 +44,46 @@ pub struct PluginStatus {
     pub events: QueueStats,
 }
 
+/// Every plugin's status, by id.
+pub fn collect(registry: &Registry, subscriptions: &Subscriptions) -> Vec<PluginStatus> {
+    let mut all = registry.read_all(PluginStatus::of);
+    for p in &mut all {
+        p.subscriptions = subscriptions.filters(&p.id);
+        p.events = subscriptions.stats(&p.id);
+    }
+    all
+}
+
 impl PluginStatus {
-    /// The status of one registry entry.
-    pub fn of(e: &Entry) -> PluginStatus {
-        let live = e.session.as_ref().filter(|s| !s.is_closed());
-        let manifest = e.manifest.clone().unwrap_or_default();
+    /// The status of one plugin, from its facts (without its subscriptions).
+    fn of(id: &str, e: &Facts) -> PluginStatus {
+        let live = e.live_session();
+        let manifest = e.manifest().cloned().unwrap_or_default();
         PluginStatus {
-            id: e.id.clone(),
+            id: id.to_owned(),
             name: if manifest.name.is_empty() {
-                e.id.clone()
+                id.to_owned()
             } else {
                 manifest.name
             },
             version: manifest.version,
             author: manifest.author,
             description: manifest.description,
-            state: e.state,
-            pid: e.pid,
-            restarts: e.restarts,
-            last_exit: e.last_exit.clone(),
+            state: e.state(),
+            pid: e.pid(),
+            restarts: e.restarts(),
+            last_exit: e.last_exit().map(str::to_owned),
             last_heartbeat_ms_ago: live.map(|s| millis(s.silent_for())),
-            uptime_ms: live.and(e.since).map(|t| millis(t.elapsed())),
+            uptime_ms: live.and(e.since()).map(|t| millis(t.elapsed())),
             calls_in_flight: live.map_or(0, |s| s.calls_in_flight()),
-            kind: match e.kind {
-                crate::registry::PluginKind::Managed(_) => "managed",
-                crate::registry::PluginKind::External(_) => "external",
+            kind: match e.kind() {
+                PluginKind::Managed(_) => "managed",
+                PluginKind::External(_) => "external",
             }
             .to_owned(),
-            methods: e.methods.clone(),
-            subscriptions: e.subscriptions.clone(),
-            events: e.queue.stats(),
+            methods: e.methods().to_vec(),
+            subscriptions: Vec::new(),
+            events: QueueStats::default(),
         }
     }
 }

@@ -365,7 +365,7 @@ pub fn table(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::measure::Measure;
+    use crate::measure::Measure;
 
     fn measure(base: u64) -> Measure {
         Measure {

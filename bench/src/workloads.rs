@@ -9,9 +9,8 @@ use serde::Serialize;
 use super::floors::{Floor, Floors};
 use super::measure::{closed_loop, cpu_time, histogram, rss_kib, Measure, Sample};
 use super::Bench;
-use crate::call_options::CallOptions;
-use crate::events::{self, Source};
-use crate::registry::PluginState;
+use iglu_host::events::payload;
+use iglu_host::{CallOptions, PluginState};
 
 pub use super::lifecycle::{lifecycle, LifecycleRow};
 
@@ -51,26 +50,21 @@ pub(super) async fn iglu_calls(
     warmup: Duration,
     duration: Duration,
 ) -> Result<Sample, String> {
-    let shared = b.host.shared().clone();
+    let client = b.host.client();
     let args = payload_args(size);
     let ids: Arc<Vec<String>> =
         Arc::new((0..plugins.max(1)).map(|i| format!("bench-{i}")).collect());
     closed_loop(k, warmup, duration, move |i| {
-        let shared = shared.clone();
+        let client = client.clone();
         let args = args.clone();
         let ids = ids.clone();
         async move {
             let id = &ids[i % ids.len()];
-            crate::host::call(
-                &shared,
-                id,
-                "echo",
-                args,
-                CallOptions::new(Duration::from_secs(30)),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("{id}: {e}"))
+            client
+                .call_with(id, "echo", args, CallOptions::new(Duration::from_secs(30)))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{id}: {e}"))
         }
     })
     .await
@@ -192,11 +186,10 @@ struct Buckets {
 
 /// Publishes 64 B events reaching `n` bench plugins as fast as they keep up.
 pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
-    let shared = b.host.shared();
+    let host = &b.host;
     let subs: Vec<String> = (0..n).map(|i| format!("bench-{i}")).collect();
     for s in &subs {
-        crate::host::call(
-            shared,
+        host.call_with(
             s,
             "reset",
             Bytes::from_static(&[0xc0]),
@@ -206,12 +199,10 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
         .map_err(|e| e.to_string())?;
     }
     // (delivered, dropped, deepest waiting queue, most in flight)
-    let stats = |shared: &crate::host::Shared| -> (u64, u64, u64, u64) {
-        let reg = shared.registry.lock();
+    let stats = |host: &iglu_host::HostClient| -> (u64, u64, u64, u64) {
         subs.iter()
-            .filter_map(|s| reg.get(s))
-            .fold((0, 0, 0, 0), |(d, x, q, f), e| {
-                let st = e.queue.stats();
+            .filter_map(|s| host.queue_stats(s))
+            .fold((0, 0, 0, 0), |(d, x, q, f), st| {
                 (
                     d + st.delivered,
                     x + st.dropped,
@@ -220,14 +211,14 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
                 )
             })
     };
-    let (d0, x0, _, _) = stats(shared);
+    let (d0, x0, _, _) = stats(host);
     let topic = format!("fan/{n}");
     let start = Instant::now();
     let end = start + b.duration;
     let mut published = 0u64;
     // Keep every subscriber's waiting queue under half its bound, so that
     // the figure is what subscribers keep up with, without drops.
-    let limit = (shared.config.event_queue / 2) as u64;
+    let limit = (host.config().event_queue / 2) as u64;
     while Instant::now() < end {
         for _ in 0..32 {
             #[derive(Serialize)]
@@ -237,16 +228,16 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
                 pad: &'static [u8],
             }
             // About 64 bytes of MessagePack with the padding.
-            let payload = events::payload(&Stamp {
+            let payload = payload(&Stamp {
                 t: now_ns(),
                 pad: &[0; 40],
             })
             .map_err(|e| e.to_string())?;
-            events::publish(shared, Source::Host, &topic, payload, false)
+            host.publish(&topic, payload, false)
                 .map_err(|e| e.to_string())?;
             published += 1;
         }
-        while stats(shared).2 > limit && Instant::now() < end {
+        while stats(host).2 > limit && Instant::now() < end {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         tokio::task::yield_now().await;
@@ -254,25 +245,25 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
     // Let the queues drain before counting.
     let drain_deadline = Instant::now() + Duration::from_secs(30);
     while {
-        let (_, _, queued, in_flight) = stats(shared);
+        let (_, _, queued, in_flight) = stats(host);
         queued + in_flight > 0
     } && Instant::now() < drain_deadline
     {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = start.elapsed();
-    let (d1, x1, _, _) = stats(shared);
+    let (d1, x1, _, _) = stats(host);
     let mut h = histogram();
     for s in &subs {
-        let r = crate::host::call(
-            shared,
-            s,
-            "latency",
-            Bytes::from_static(&[0xc0]),
-            CallOptions::new(Duration::from_secs(10)),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let r = host
+            .call_with(
+                s,
+                "latency",
+                Bytes::from_static(&[0xc0]),
+                CallOptions::new(Duration::from_secs(10)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         let buckets: Buckets = rmp_serde::from_slice(&r).map_err(|e| e.to_string())?;
         for (v, c) in buckets.values {
             let _ = h.record_n(v.max(1), c);
@@ -337,17 +328,17 @@ pub async fn memory(b: &Bench, calls: u64) -> Result<MemoryRow, String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     let host_pid = child.id().ok_or("no pid")?;
-    let socket = dir.join("rt").join(crate::runtime_dir::CONTROL_SOCKET);
+    let socket = dir.join("rt").join(iglu_host::runtime_dir::CONTROL_SOCKET);
     let deadline = Instant::now() + Duration::from_secs(30);
     let pids: Vec<u32> = loop {
-        let r = crate::control::client::request(
+        let r = iglu_host::control::client::request(
             &socket,
-            &crate::control::Request::Status,
+            &iglu_host::control::Request::Status,
             Duration::from_secs(5),
         )
         .await;
         if let Ok(resp) = r {
-            let st: Vec<crate::status::PluginStatus> =
+            let st: Vec<iglu_host::PluginStatus> =
                 serde_json::from_value(resp.result.unwrap_or_default()).unwrap_or_default();
             if st.len() == 16 && st.iter().all(|p| p.state == PluginState::Running) {
                 break st.iter().filter_map(|p| p.pid).collect();
@@ -374,28 +365,28 @@ pub async fn memory(b: &Bench, calls: u64) -> Result<MemoryRow, String> {
 
     // Growth of the in-process host over a long run of calls.
     let me = std::process::id();
-    let shared = b.host.shared().clone();
+    let client = b.host.client();
     let args = payload_args(64);
     let warm = |n: u64| {
-        let shared = shared.clone();
+        let client = client.clone();
         let args = args.clone();
         async move {
             let per_task = n / 64;
             let mut tasks = Vec::new();
             for _ in 0..64 {
-                let shared = shared.clone();
+                let client = client.clone();
                 let args = args.clone();
                 tasks.push(tokio::spawn(async move {
                     for _ in 0..per_task {
-                        crate::host::call(
-                            &shared,
-                            "bench-0",
-                            "echo",
-                            args.clone(),
-                            CallOptions::new(Duration::from_secs(30)),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        client
+                            .call_with(
+                                "bench-0",
+                                "echo",
+                                args.clone(),
+                                CallOptions::new(Duration::from_secs(30)),
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
                     Ok::<_, String>(())
                 }));

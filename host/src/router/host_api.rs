@@ -10,8 +10,8 @@ use iglu_bus::{ErrorCode, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::events::{self, Source};
-use crate::host::Shared;
+use crate::events::Source;
+use crate::shared::Shared;
 
 /// What a host-API call may touch.
 pub struct HostApi<'a> {
@@ -63,23 +63,19 @@ pub fn handle(api: &HostApi<'_>, method: &str, args: &[u8]) -> Result<Bytes, Wir
         method::EVENTS_PUBLISH => {
             let p: Publish = decode(args)?;
             let source = Source::Plugin(api.plugin.to_owned());
-            events::publish(
-                api.shared,
-                source,
-                &p.topic,
-                Bytes::from(p.payload),
-                p.retain,
-            )?;
+            api.shared
+                .events
+                .publish(source, &p.topic, Bytes::from(p.payload), p.retain)?;
             encode(&true)
         }
         method::EVENTS_SUBSCRIBE => {
             let Filters { filters } = decode(args)?;
-            events::subscribe(api.shared, api.plugin, &filters)?;
+            api.shared.events.subscribe(api.plugin, &filters)?;
             encode(&true)
         }
         method::EVENTS_UNSUBSCRIBE => {
             let Filters { filters } = decode(args)?;
-            encode(&events::unsubscribe(api.shared, api.plugin, &filters))
+            encode(&api.shared.events.unsubscribe(api.plugin, &filters))
         }
         other => Err(WireError::new(
             ErrorCode::MethodNotFound,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::config::PluginSpec;
+use super::sections::PluginSpec;
 use crate::error::ConfigError;
 
 /// The plugins in `dir`, sorted by id. A file whose name is not a valid

@@ -1,0 +1,450 @@
+//! The in-process twin of [`super::zmq`]: a ROUTER bound at `mem://name`
+//! and DEALERs that connect to it, over bounded tokio channels.
+//!
+//! It keeps what the host relies on from the real transport: one queue per
+//! peer bounded in messages and bytes (a full one refuses `try_send` with
+//! [`BusError::PeerQueueFull`]), oversized frames cut the peer, a peer that
+//! goes away (its last half dropped) or is disconnected is reported once as
+//! [`PeerEvent::Disconnected`], and what was queued before a disconnect is
+//! still delivered (a REJECT before the hang-up). It has no network, no
+//! reconnects and no clock of its own, so tests run under tokio's paused
+//! time and see the same order of events every run.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::mpsc;
+
+use super::{
+    DealerConnection, DealerRecv, DealerSend, PeerEvent, PeerId, PeerMonitor, RouterCaps,
+    RouterEndpoint, RouterRecv, RouterSend,
+};
+use crate::error::BusError;
+
+/// The scheme of in-memory endpoints.
+pub const SCHEME: &str = "mem://";
+
+/// Messages from all peers waiting for the router to read them.
+const INBOX: usize = 1024;
+/// Connection events waiting for the router's monitor; beyond it they are
+/// dropped (and logged), as a test that never reads them does not care.
+const EVENTS: usize = 1024;
+
+static BOUND: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every holder finishes its one step: a panic mid-way leaves it whole.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Clone)]
+struct Peer {
+    tx: mpsc::Sender<VecDeque<Bytes>>,
+    bytes: Arc<AtomicUsize>,
+}
+
+struct Router {
+    name: String,
+    caps: RouterCaps,
+    inbox: mpsc::Sender<(PeerId, VecDeque<Bytes>)>,
+    peers: Mutex<HashMap<PeerId, Peer>>,
+    events: mpsc::Sender<PeerEvent>,
+    next_id: AtomicU64,
+}
+
+impl Router {
+    /// Forgets `peer` and reports it, once.
+    fn drop_peer(&self, peer: &PeerId) {
+        if lock(&self.peers).remove(peer).is_some()
+            && self
+                .events
+                .try_send(PeerEvent::Disconnected(peer.clone()))
+                .is_err()
+        {
+            tracing::debug!(endpoint = %self.name, "in-memory monitor full: a disconnect event was dropped");
+        }
+    }
+
+    fn has(&self, peer: &PeerId) -> bool {
+        lock(&self.peers).contains_key(peer)
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let mut bound = lock(&BOUND);
+        if bound.get(&self.name).is_some_and(|w| w.strong_count() == 0) {
+            bound.remove(&self.name);
+        }
+    }
+}
+
+/// Binds `mem://name`; fails if something is bound there already.
+pub(super) fn bind(name: &str, caps: RouterCaps) -> Result<RouterEndpoint, BusError> {
+    let (inbox, inbox_rx) = mpsc::channel(INBOX);
+    let (events, events_rx) = mpsc::channel(EVENTS);
+    let router = Arc::new(Router {
+        name: name.to_owned(),
+        caps,
+        inbox,
+        peers: Mutex::new(HashMap::new()),
+        events,
+        next_id: AtomicU64::new(1),
+    });
+    {
+        let mut bound = lock(&BOUND);
+        if bound.get(name).is_some_and(|w| w.strong_count() > 0) {
+            return Err(BusError::NotBound(format!(
+                "{SCHEME}{name} (it is bound already)"
+            )));
+        }
+        bound.insert(name.to_owned(), Arc::downgrade(&router));
+    }
+    Ok(RouterEndpoint::from_parts(
+        Box::new(Inbound {
+            router: router.clone(),
+            rx: inbox_rx,
+        }),
+        Arc::new(Outbound(router)),
+        Box::new(Monitor(events_rx)),
+    ))
+}
+
+/// Connects to `mem://name`, which must be bound.
+pub(super) fn connect(name: &str) -> Result<DealerConnection, BusError> {
+    let router = lock(&BOUND)
+        .get(name)
+        .and_then(Weak::upgrade)
+        .ok_or_else(|| BusError::NotBound(format!("{SCHEME}{name}")))?;
+    let peer = Bytes::from(format!(
+        "mem-{}",
+        router.next_id.fetch_add(1, Ordering::Relaxed)
+    ));
+    let (tx, rx) = mpsc::channel(router.caps.queue_messages.max(1));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    lock(&router.peers).insert(
+        peer.clone(),
+        Peer {
+            tx,
+            bytes: bytes.clone(),
+        },
+    );
+    let link = Arc::new(Link {
+        router: Arc::downgrade(&router),
+        peer,
+    });
+    Ok(DealerConnection::from_parts(
+        Box::new(DealerIn {
+            rx,
+            bytes,
+            _link: link.clone(),
+        }),
+        Box::new(DealerOut {
+            inbox: router.inbox.clone(),
+            link,
+        }),
+    ))
+}
+
+/// One dealer's tie to its router: when both halves are gone, the router
+/// hears that the peer disconnected.
+struct Link {
+    router: Weak<Router>,
+    peer: PeerId,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(router) = self.router.upgrade() {
+            router.drop_peer(&self.peer);
+        }
+    }
+}
+
+fn size(frames: &VecDeque<Bytes>) -> usize {
+    frames.iter().map(Bytes::len).sum()
+}
+
+struct Inbound {
+    router: Arc<Router>,
+    rx: mpsc::Receiver<(PeerId, VecDeque<Bytes>)>,
+}
+
+impl RouterRecv for Inbound {
+    fn recv(&mut self) -> BoxFuture<'_, Result<(PeerId, VecDeque<Bytes>), BusError>> {
+        async move {
+            loop {
+                let (peer, frames) = self.rx.recv().await.ok_or(BusError::Closed)?;
+                // Nothing more is read from a peer once it is disconnected.
+                if self.router.has(&peer) {
+                    return Ok((peer, frames));
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+struct Outbound(Arc<Router>);
+
+impl Outbound {
+    /// Takes the peer's id off `routed` and finds the peer.
+    fn peer(&self, routed: &mut VecDeque<Bytes>) -> Result<Peer, BusError> {
+        let peer = routed.pop_front().ok_or(BusError::FrameCount {
+            expected: 2,
+            got: 0,
+        })?;
+        if routed.is_empty() {
+            return Err(BusError::FrameCount {
+                expected: 2,
+                got: 1,
+            });
+        }
+        lock(&self.0.peers)
+            .get(&peer)
+            .cloned()
+            .ok_or(BusError::PeerGone)
+    }
+}
+
+impl RouterSend for Outbound {
+    fn try_send_routed(&self, mut routed: VecDeque<Bytes>) -> Result<(), BusError> {
+        let Peer { tx, bytes } = self.peer(&mut routed)?;
+        let n = size(&routed);
+        let waiting = bytes.load(Ordering::Relaxed);
+        let full = BusError::PeerQueueFull {
+            messages: self.0.caps.queue_messages,
+            bytes: waiting,
+        };
+        // One message always fits an empty queue.
+        if waiting > 0 && waiting.saturating_add(n) > self.0.caps.queue_bytes {
+            return Err(full);
+        }
+        match tx.try_send(routed) {
+            Ok(()) => {
+                bytes.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(BusError::PeerGone),
+        }
+    }
+
+    fn send_routed(&self, mut routed: VecDeque<Bytes>) -> BoxFuture<'_, Result<(), BusError>> {
+        async move {
+            let Peer { tx, bytes } = self.peer(&mut routed)?;
+            let n = size(&routed);
+            tx.send(routed).await.map_err(|_| BusError::PeerGone)?;
+            bytes.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn disconnect(&self, peer: &PeerId, _linger: Duration) {
+        // What is queued stays readable by the peer: the linger is "all of it".
+        self.0.drop_peer(peer);
+    }
+}
+
+struct Monitor(mpsc::Receiver<PeerEvent>);
+
+impl PeerMonitor for Monitor {
+    fn next(&mut self) -> BoxFuture<'_, Option<PeerEvent>> {
+        self.0.recv().boxed()
+    }
+}
+
+struct DealerIn {
+    rx: mpsc::Receiver<VecDeque<Bytes>>,
+    bytes: Arc<AtomicUsize>,
+    _link: Arc<Link>,
+}
+
+impl DealerRecv for DealerIn {
+    fn recv(&mut self) -> BoxFuture<'_, Result<(Bytes, VecDeque<Bytes>), BusError>> {
+        async move {
+            let mut frames = self.rx.recv().await.ok_or(BusError::Closed)?;
+            self.bytes.fetch_sub(size(&frames), Ordering::Relaxed);
+            let head = frames.pop_front().ok_or(BusError::FrameCount {
+                expected: 1,
+                got: 0,
+            })?;
+            Ok((head, frames))
+        }
+        .boxed()
+    }
+}
+
+struct DealerOut {
+    inbox: mpsc::Sender<(PeerId, VecDeque<Bytes>)>,
+    link: Arc<Link>,
+}
+
+impl DealerSend for DealerOut {
+    fn send(&mut self, frames: Vec<Bytes>) -> BoxFuture<'_, Result<(), BusError>> {
+        async move {
+            let router = self.link.router.upgrade().ok_or(BusError::Closed)?;
+            let peer = self.link.peer.clone();
+            if !router.has(&peer) {
+                return Err(BusError::Closed);
+            }
+            let frames = VecDeque::from(frames);
+            let caps = router.caps;
+            if frames.iter().any(|f| f.len() > caps.max_frame) || size(&frames) > caps.max_message {
+                // As the real transport does: the peer is cut at the header.
+                router.drop_peer(&peer);
+                return Ok(());
+            }
+            drop(router);
+            self.inbox
+                .send((peer, frames))
+                .await
+                .map_err(|_| BusError::Closed)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::{DealerConnection, PeerEvent, RouterCaps, RouterEndpoint};
+    use crate::error::BusError;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn caps(messages: usize, bytes: usize) -> RouterCaps {
+        RouterCaps {
+            max_frame: 1024,
+            max_message: 4096,
+            queue_messages: messages,
+            queue_bytes: bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_go_both_ways_and_a_dropped_dealer_is_reported_once() {
+        let mut router = RouterEndpoint::bind_capped("mem://both-ways", caps(8, 1 << 20))
+            .await
+            .unwrap();
+        let mut dealer = DealerConnection::connect("mem://both-ways").await.unwrap();
+        dealer
+            .outbound
+            .send(Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
+        let (peer, frames) = router.inbound.recv().await.unwrap();
+        assert_eq!(frames, [Bytes::from_static(b"hi")]);
+        router
+            .outbound
+            .try_send_frames(
+                &peer,
+                vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            )
+            .unwrap();
+        let (head, rest) = dealer.inbound.recv().await.unwrap();
+        assert_eq!((head, rest.len()), (Bytes::from_static(b"a"), 1));
+        drop(dealer);
+        assert_eq!(
+            router.events.next().await,
+            Some(PeerEvent::Disconnected(peer.clone()))
+        );
+        assert!(matches!(
+            router.outbound.try_send(&peer, Bytes::from_static(b"x")),
+            Err(BusError::PeerGone)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_fills_its_queue_in_messages_and_bytes() {
+        let router = RouterEndpoint::bind_capped("mem://full", caps(2, 10))
+            .await
+            .unwrap();
+        let mut router = router;
+        let mut dealer = DealerConnection::connect("mem://full").await.unwrap();
+        dealer
+            .outbound
+            .send(Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        let (peer, _) = router.inbound.recv().await.unwrap();
+        let six = Bytes::from_static(b"123456");
+        // One message always fits an empty queue, then the byte bound holds.
+        router.outbound.try_send(&peer, six.clone()).unwrap();
+        assert!(matches!(
+            router.outbound.try_send(&peer, six.clone()),
+            Err(BusError::PeerQueueFull { .. })
+        ));
+        dealer.inbound.recv().await.unwrap();
+        router
+            .outbound
+            .try_send(&peer, Bytes::from_static(b"1"))
+            .unwrap();
+        router
+            .outbound
+            .try_send(&peer, Bytes::from_static(b"2"))
+            .unwrap();
+        assert!(
+            matches!(
+                router.outbound.try_send(&peer, Bytes::from_static(b"3")),
+                Err(BusError::PeerQueueFull { .. })
+            ),
+            "the message bound holds too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_peer_reads_what_was_queued_then_sees_the_end() {
+        let mut router = RouterEndpoint::bind_capped("mem://hangup", caps(8, 1 << 20))
+            .await
+            .unwrap();
+        let mut dealer = DealerConnection::connect("mem://hangup").await.unwrap();
+        dealer
+            .outbound
+            .send(Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        let (peer, _) = router.inbound.recv().await.unwrap();
+        router
+            .outbound
+            .try_send(&peer, Bytes::from_static(b"reject"))
+            .unwrap();
+        router.outbound.disconnect(&peer, Duration::ZERO);
+        assert_eq!(
+            router.events.next().await,
+            Some(PeerEvent::Disconnected(peer))
+        );
+        let (last, _) = dealer.inbound.recv().await.unwrap();
+        assert_eq!(last, Bytes::from_static(b"reject"));
+        assert!(matches!(dealer.inbound.recv().await, Err(BusError::Closed)));
+        assert!(matches!(
+            dealer.outbound.send(Bytes::from_static(b"more")).await,
+            Err(BusError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_cuts_its_peer_and_nothing_is_bound_twice() {
+        let mut router = RouterEndpoint::bind_capped("mem://huge", caps(8, 1 << 20))
+            .await
+            .unwrap();
+        assert!(RouterEndpoint::bind("mem://huge").await.is_err());
+        assert!(DealerConnection::connect("mem://nobody").await.is_err());
+        let mut dealer = DealerConnection::connect("mem://huge").await.unwrap();
+        dealer
+            .outbound
+            .send(Bytes::from(vec![0u8; 2048]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            router.events.next().await,
+            Some(PeerEvent::Disconnected(_))
+        ));
+    }
+}

@@ -1,0 +1,109 @@
+//! What the host holds to act on one plugin: its supervisor's channels and
+//! task. Facts about the plugin are in the registry; these are the means.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::HostError;
+use crate::session::SessionNews;
+
+/// Depth of a supervisor's command and news queues. Each plugin sees a
+/// handful of news per launch; commands come from people.
+pub const QUEUE: usize = 16;
+
+/// Requests to a supervisor, each answered when done.
+#[derive(Debug)]
+pub enum Command {
+    /// Start it (also out of Failed).
+    Start(oneshot::Sender<()>),
+    /// Stop it and keep it stopped.
+    Stop(oneshot::Sender<()>),
+    /// Stop it and start it again.
+    Restart(oneshot::Sender<()>),
+}
+
+/// One plugin's channels and supervisor task.
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    news: mpsc::Sender<SessionNews>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The supervisor's ends of a new handle's channels.
+pub struct Inbox {
+    /// Commands from people and embedders.
+    pub commands: mpsc::Receiver<Command>,
+    /// News from the plugin's sessions.
+    pub news: mpsc::Receiver<SessionNews>,
+}
+
+/// Every plugin's handle, by id.
+#[derive(Default)]
+pub struct Handles {
+    handles: Mutex<BTreeMap<String, Handle>>,
+}
+
+impl Handles {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Handle>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the handle of plugin `id`; returns its supervisor's inbox.
+    pub fn open(&self, id: &str) -> Inbox {
+        let (commands, commands_rx) = mpsc::channel(QUEUE);
+        let (news, news_rx) = mpsc::channel(QUEUE);
+        self.lock().insert(
+            id.to_owned(),
+            Handle {
+                commands,
+                news,
+                task: None,
+            },
+        );
+        Inbox {
+            commands: commands_rx,
+            news: news_rx,
+        }
+    }
+
+    /// Keeps the supervisor task of plugin `id`, for shutdown to wait on.
+    pub fn set_task(&self, id: &str, task: JoinHandle<()>) {
+        if let Some(h) = self.lock().get_mut(id) {
+            h.task = Some(task);
+        }
+    }
+
+    /// Where the sessions of plugin `id` send their news.
+    pub fn news(&self, id: &str) -> Option<mpsc::Sender<SessionNews>> {
+        self.lock().get(id).map(|h| h.news.clone())
+    }
+
+    /// Every supervisor task, taken out (at shutdown).
+    pub fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        self.lock()
+            .values_mut()
+            .filter_map(|h| h.task.take())
+            .collect()
+    }
+
+    /// Sends a command to a plugin's supervisor and waits until it is carried out.
+    pub async fn command(
+        &self,
+        id: &str,
+        make: fn(oneshot::Sender<()>) -> Command,
+    ) -> Result<(), HostError> {
+        let tx = self
+            .lock()
+            .get(id)
+            .map(|h| h.commands.clone())
+            .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))?;
+        let (done, wait) = oneshot::channel();
+        tx.send(make(done))
+            .await
+            .map_err(|_| HostError::Supervisor(id.to_owned()))?;
+        wait.await.map_err(|_| HostError::Supervisor(id.to_owned()))
+    }
+}

@@ -1,0 +1,320 @@
+//! Every plugin the host knows, and the facts about it right now.
+//!
+//! One map under one short-lived lock, never held across an await. Facts
+//! change in two ways only: [`Registry::transition`], the one place a state
+//! changes (and so the one place that logs it, announces it on
+//! `$iglu/plugins/<id>/state` and counts it), and [`Registry::set_pid`].
+//! Readers (status, calls, the handshake) take what they need and let go.
+//! Channels and tasks are not facts: they live in [`super::handle`];
+//! subscriptions live in [`crate::events::subscriptions`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use iglu_bus::handshake::tokens_match;
+use iglu_bus::{ErrorCode, Manifest, WireError};
+
+use super::state::PluginState;
+use super::transition::Transition;
+use crate::config::{ExternalSpec, PluginSpec};
+use crate::events::lifecycle::LifecycleEvent;
+use crate::events::EventHub;
+use crate::session::{Loss, Session};
+
+/// How a plugin runs.
+#[derive(Debug, Clone)]
+pub enum PluginKind {
+    /// A child process of the host.
+    Managed(PluginSpec),
+    /// A process elsewhere that connects by itself.
+    External(ExternalSpec),
+}
+
+/// What the host knows about one plugin.
+pub struct Facts {
+    kind: PluginKind,
+    state: PluginState,
+    pid: Option<u32>,
+    restarts: u32,
+    last_exit: Option<String>,
+    manifest: Option<Manifest>,
+    methods: Vec<String>,
+    /// Counts sessions: each admitted session takes the next number, so
+    /// news of an earlier session is recognised as stale.
+    launch: u64,
+    token: Option<String>,
+    session: Option<Arc<Session>>,
+    since: Option<Instant>,
+}
+
+impl Facts {
+    /// How it runs.
+    pub fn kind(&self) -> &PluginKind {
+        &self.kind
+    }
+    /// Its lifecycle state.
+    pub fn state(&self) -> PluginState {
+        self.state
+    }
+    /// Its process id while a process exists.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+    /// Restarts after crashes since the host started.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+    /// How the last process ended, in words.
+    pub fn last_exit(&self) -> Option<&str> {
+        self.last_exit.as_deref()
+    }
+    /// The manifest of the last handshake (kept while it is down).
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+    /// The methods of the last handshake.
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+    /// The live session, if any.
+    pub fn live_session(&self) -> Option<&Arc<Session>> {
+        self.session.as_ref().filter(|s| !s.is_closed())
+    }
+    /// When the current session opened.
+    pub fn since(&self) -> Option<Instant> {
+        self.since
+    }
+}
+
+/// Why a HELLO cannot open a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such plugin.
+    Unknown,
+    /// Not the token of its current launch.
+    BadToken,
+    /// Stopped on this host.
+    Stopped,
+    /// It already has a live session.
+    Duplicate,
+}
+
+/// All plugins, by id.
+pub struct Registry {
+    plugins: Mutex<BTreeMap<String, Facts>>,
+    events: Arc<EventHub>,
+}
+
+impl Registry {
+    /// An empty registry that announces transitions through `events`.
+    pub fn new(events: Arc<EventHub>) -> Registry {
+        Registry {
+            plugins: Mutex::new(BTreeMap::new()),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Facts>> {
+        // Every change is made whole under the lock before it is released:
+        // a panicking holder leaves each entry consistent.
+        self.plugins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a plugin in `state` (Stopped, or Starting when it starts by itself).
+    pub fn insert(&self, id: &str, kind: PluginKind, state: PluginState) {
+        self.lock().insert(
+            id.to_owned(),
+            Facts {
+                kind,
+                state,
+                pid: None,
+                restarts: 0,
+                last_exit: None,
+                manifest: None,
+                methods: Vec::new(),
+                launch: 0,
+                token: None,
+                session: None,
+                since: None,
+            },
+        );
+    }
+
+    /// Reads one plugin's facts; `None` if there is no such plugin.
+    pub fn read<R>(&self, id: &str, f: impl FnOnce(&Facts) -> R) -> Option<R> {
+        self.lock().get(id).map(f)
+    }
+
+    /// Reads every plugin's facts, by id.
+    pub fn read_all<R>(&self, mut f: impl FnMut(&str, &Facts) -> R) -> Vec<R> {
+        self.lock().iter().map(|(id, e)| f(id, e)).collect()
+    }
+
+    /// Its state.
+    pub fn state(&self, id: &str) -> Option<PluginState> {
+        self.read(id, |e| e.state)
+    }
+
+    /// The number of its latest session.
+    pub fn launch(&self, id: &str) -> u64 {
+        self.read(id, |e| e.launch).unwrap_or(0)
+    }
+
+    /// Records the process id of the current launch (not a state change).
+    pub fn set_pid(&self, id: &str, pid: Option<u32>) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.pid = pid;
+        }
+    }
+
+    /// Whether a HELLO for `id` with `token` may open a session now; the
+    /// session's launch number if so. The token is compared in constant
+    /// time, before anything else about the plugin is revealed.
+    pub fn expecting(&self, id: &str, token: &str) -> Result<u64, Refusal> {
+        let plugins = self.lock();
+        let e = plugins.get(id).ok_or(Refusal::Unknown)?;
+        if !e
+            .token
+            .as_deref()
+            .is_some_and(|expected| tokens_match(expected, token))
+        {
+            return Err(Refusal::BadToken);
+        }
+        if e.state == PluginState::Stopped {
+            return Err(Refusal::Stopped);
+        }
+        if e.live_session().is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        Ok(e.launch + 1)
+    }
+
+    /// Applies a transition; false if it no longer applies (a handshake
+    /// overtaken by a stop, a restart or another session) or there is no
+    /// such plugin. Logs it, counts it and announces it.
+    pub fn transition(&self, id: &str, change: Transition) -> bool {
+        let to = change.state();
+        let (from, event) = {
+            let mut plugins = self.lock();
+            let Some(e) = plugins.get_mut(id) else {
+                return false;
+            };
+            let from = e.state;
+            if !apply(e, change) {
+                return false;
+            }
+            let event = LifecycleEvent {
+                plugin: id.to_owned(),
+                state: e.state,
+                reason: match to {
+                    PluginState::Crashed
+                    | PluginState::Failed
+                    | PluginState::Stopped
+                    | PluginState::Restarting => e.last_exit.clone(),
+                    _ => None,
+                },
+                restarts: e.restarts,
+                pid: e.pid,
+            };
+            (from, event)
+        };
+        let reason = event.reason.as_deref().unwrap_or("");
+        match to {
+            PluginState::Crashed | PluginState::Failed => {
+                tracing::warn!(plugin = %id, from = from.as_str(), to = to.as_str(), %reason, restarts = event.restarts, "state changed")
+            }
+            _ => {
+                tracing::info!(plugin = %id, from = from.as_str(), to = to.as_str(), %reason, restarts = event.restarts, "state changed")
+            }
+        }
+        self.events.announce(event);
+        true
+    }
+
+    /// The live session of a plugin, or the error a caller should get.
+    pub fn session(&self, id: &str) -> Result<Arc<Session>, WireError> {
+        let plugins = self.lock();
+        let Some(e) = plugins.get(id) else {
+            return Err(WireError::new(
+                ErrorCode::UnknownPlugin,
+                format!("no plugin named {id:?}"),
+            ));
+        };
+        e.live_session().cloned().ok_or_else(|| {
+            WireError::new(
+                ErrorCode::NotRunning,
+                format!("plugin {id} is {}", e.state.as_str()),
+            )
+        })
+    }
+
+    /// Every live session.
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.lock()
+            .values()
+            .filter_map(|e| e.live_session().cloned())
+            .collect()
+    }
+
+    /// Ends the plugin's session, if it has one, for `loss`.
+    pub fn close_session(&self, id: &str, loss: Loss) {
+        let session = self.read(id, |e| e.session.clone()).flatten();
+        if let Some(session) = session {
+            session.close(loss);
+        }
+    }
+}
+
+/// Changes the facts for `change`; false if it does not apply.
+fn apply(e: &mut Facts, change: Transition) -> bool {
+    match change {
+        Transition::Starting { token, after_crash } => {
+            if after_crash {
+                e.restarts += 1;
+            }
+            e.token = Some(token);
+            e.state = PluginState::Starting;
+            e.session = None;
+            e.pid = None;
+        }
+        Transition::Running {
+            launch,
+            session,
+            manifest,
+            methods,
+        } => {
+            let current = launch == e.launch + 1
+                && e.token.is_some()
+                && e.state != PluginState::Stopped
+                && e.live_session().is_none();
+            if !current {
+                return false;
+            }
+            e.launch = launch;
+            e.session = Some(session);
+            e.manifest = Some(manifest);
+            e.methods = methods;
+            e.state = PluginState::Running;
+            e.since = Some(Instant::now());
+        }
+        Transition::Stopping => e.state = PluginState::Stopping,
+        Transition::Down {
+            state,
+            last_exit,
+            keep_token,
+        } => {
+            e.state = state;
+            e.pid = None;
+            if !keep_token {
+                e.token = None;
+            }
+            e.session = None;
+            e.since = None;
+            if let Some(how) = last_exit {
+                e.last_exit = Some(how);
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,277 @@
+//! One task per plugin that keeps it running: start, watch, restart, stop,
+//! the same loop for every way of running a plugin (see [`crate::runner`]).
+//!
+//! The supervisor learns of a death three ways, fastest first: the socket
+//! monitor (the session's end, well under a millisecond after a SIGKILL),
+//! the process exit, and missed heartbeats (a hung or frozen plugin).
+//! Whichever comes first wins; the session closes once, which fails every
+//! call in flight at once; then the restart policy decides. It changes the
+//! plugin's state only through the registry's transition function.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iglu_bus::{Goodbye, Message};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::handle::{Command, Inbox};
+use super::registry::Registry;
+use super::restart_policy::{RestartPolicy, Verdict};
+use super::state::PluginState;
+use super::transition::Transition;
+use crate::config::RestartConfig;
+use crate::runner::Runner;
+use crate::session::{Loss, SessionNews};
+
+/// What a supervisor works with.
+pub struct Supervision {
+    /// The plugin.
+    pub id: String,
+    /// Where its facts are.
+    pub registry: Arc<Registry>,
+    /// Backoff and restart limit.
+    pub restart: RestartConfig,
+    /// How long a plugin has to stop by itself, at each step of a stop.
+    pub stop_grace: Duration,
+    /// Cancelled when the host shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// What the supervisor does next.
+enum Next {
+    /// Nothing runs; wait for a start (or for it to come back by itself).
+    Idle,
+    /// Start a launch.
+    Launch { after_crash: bool },
+    /// A launch runs (or is awaited): watch it.
+    Watch,
+    /// The launch ended by itself, for this reason.
+    Crashed(String),
+    /// Asked to stop it, and to answer when done.
+    Stop(oneshot::Sender<()>),
+    /// Asked to stop it and start it again.
+    Restart(oneshot::Sender<()>),
+    /// The host shuts down.
+    Shutdown,
+    /// Done.
+    Exit,
+}
+
+/// Supervises one plugin with `runner` until the host shuts down.
+pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, inbox: Inbox) {
+    let policy = RestartPolicy::new(&s.restart);
+    let mut sup = Supervisor {
+        s,
+        runner,
+        inbox,
+        policy,
+    };
+    let mut next = if autostart {
+        Next::Launch { after_crash: false }
+    } else {
+        Next::Idle
+    };
+    loop {
+        next = match next {
+            Next::Idle => sup.idle().await,
+            Next::Launch { after_crash } => sup.launch(after_crash).await,
+            Next::Watch => sup.watch().await,
+            Next::Crashed(reason) => sup.crashed(reason).await,
+            Next::Stop(done) => {
+                sup.stop().await;
+                let _ = done.send(());
+                Next::Idle
+            }
+            Next::Restart(done) => {
+                sup.stop().await;
+                let _ = done.send(());
+                Next::Launch { after_crash: false }
+            }
+            Next::Shutdown => {
+                // One that reconnects by itself is left to find the next host.
+                if !sup.runner.reconnects() {
+                    sup.stop().await;
+                }
+                Next::Exit
+            }
+            Next::Exit => return,
+        }
+    }
+}
+
+struct Supervisor<R> {
+    s: Supervision,
+    runner: R,
+    inbox: Inbox,
+    policy: RestartPolicy,
+}
+
+impl<R: Runner> Supervisor<R> {
+    fn transition(&self, change: Transition) {
+        self.s.registry.transition(&self.s.id, change);
+    }
+
+    fn down(&self, state: PluginState, last_exit: Option<String>) {
+        self.transition(Transition::Down {
+            state,
+            last_exit,
+            keep_token: self.runner.reconnects(),
+        });
+    }
+
+    /// Nothing runs: waits for a start, or for a plugin that connects by
+    /// itself to come back.
+    async fn idle(&mut self) -> Next {
+        tokio::select! {
+            _ = self.s.shutdown.cancelled() => Next::Exit,
+            cmd = self.inbox.commands.recv() => match cmd {
+                None => Next::Exit,
+                Some(Command::Start(done)) | Some(Command::Restart(done)) => {
+                    self.policy.reset();
+                    let _ = done.send(());
+                    Next::Launch { after_crash: false }
+                }
+                Some(Command::Stop(done)) => {
+                    let _ = done.send(());
+                    Next::Idle
+                }
+            },
+            news = self.inbox.news.recv() => match news {
+                None => Next::Exit,
+                // Admitted while Failed: it came back by itself.
+                Some(SessionNews::Opened { .. }) if self.runner.reconnects() => Next::Watch,
+                Some(_) => Next::Idle,
+            },
+        }
+    }
+
+    /// Starts a launch with a new (or its fixed) token.
+    async fn launch(&mut self, after_crash: bool) -> Next {
+        if self.runner.reconnects() && self.s.registry.session(&self.s.id).is_ok() {
+            // It came back by itself while the host waited to restart it.
+            return Next::Watch;
+        }
+        let token = self.runner.token();
+        self.transition(Transition::Starting {
+            token: token.clone(),
+            after_crash,
+        });
+        match self.runner.start(&token, after_crash).await {
+            Ok(pid) => {
+                self.s.registry.set_pid(&self.s.id, pid);
+                if let Some(pid) = pid {
+                    tracing::info!(plugin = %self.s.id, pid, "started");
+                }
+                Next::Watch
+            }
+            Err(reason) => Next::Crashed(reason),
+        }
+    }
+
+    /// Waits for whatever ends this launch.
+    async fn watch(&mut self) -> Next {
+        let id = self.s.id.clone();
+        let deadline = self.runner.handshake_deadline().map(|d| Instant::now() + d);
+        let since = self.s.registry.launch(&id);
+        // A session may be live already (it came back by itself).
+        let mut connected = self
+            .s
+            .registry
+            .session(&id)
+            .ok()
+            .map(|session| session.launch);
+        loop {
+            tokio::select! {
+                how = self.runner.exited() => {
+                    self.s.registry.close_session(&id, Loss::Exited(how.clone()));
+                    return Next::Crashed(how);
+                }
+                news = self.inbox.news.recv() => match news {
+                    Some(SessionNews::Opened { launch }) if launch > since => connected = Some(launch),
+                    Some(SessionNews::Ended { launch, loss }) if Some(launch) == connected => {
+                        return Next::Crashed(self.runner.reap(loss).await);
+                    }
+                    Some(_) => {} // news of an earlier session
+                    None => return Next::Exit,
+                },
+                cmd = self.inbox.commands.recv() => match cmd {
+                    Some(Command::Stop(done)) => return Next::Stop(done),
+                    Some(Command::Restart(done)) => return Next::Restart(done),
+                    Some(Command::Start(done)) => { let _ = done.send(()); }
+                    None => return Next::Exit,
+                },
+                _ = sleep_until(deadline), if connected.is_none() => {
+                    self.runner.kill().await;
+                    let ms = self.runner.handshake_deadline().unwrap_or_default().as_millis();
+                    return Next::Crashed(format!("no handshake within {ms} ms; killed by the host"));
+                }
+                _ = self.s.shutdown.cancelled() => return Next::Shutdown,
+            }
+        }
+    }
+
+    /// Records the crash and applies the restart policy.
+    async fn crashed(&mut self, reason: String) -> Next {
+        self.down(PluginState::Crashed, Some(reason));
+        if !self.runner.restarts() {
+            // Nothing to run: it stays Crashed until it connects again.
+            return Next::Watch;
+        }
+        match self.policy.on_crash(Instant::now().into_std()) {
+            Verdict::GiveUp { crashes } => {
+                tracing::error!(plugin = %self.s.id, crashes, window_s = self.s.restart.window_s, "crashing too often: giving up until `iglu start`");
+                self.down(PluginState::Failed, None);
+                Next::Idle
+            }
+            Verdict::RestartAfter(delay) => {
+                tracing::info!(plugin = %self.s.id, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+                self.down(PluginState::Restarting, None);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => Next::Launch { after_crash: true },
+                    _ = self.s.shutdown.cancelled() => Next::Exit,
+                    cmd = self.inbox.commands.recv() => match cmd {
+                        None => Next::Exit,
+                        Some(Command::Stop(done)) => {
+                            self.down(PluginState::Stopped, None);
+                            let _ = done.send(());
+                            Next::Idle
+                        }
+                        Some(Command::Start(done)) | Some(Command::Restart(done)) => {
+                            let _ = done.send(());
+                            Next::Launch { after_crash: true }
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// Stops a launch on request: GOODBYE, a grace period to drain and
+    /// exit, then whatever the runner does to force it.
+    async fn stop(&mut self) {
+        let id = self.s.id.clone();
+        self.transition(Transition::Stopping);
+        let session = self.s.registry.session(&id).ok();
+        if let Some(session) = &session {
+            session.begin_stop();
+            if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
+                reason: "the host is stopping this plugin".into(),
+            })) {
+                session.send(frame);
+            }
+        }
+        let how = self.runner.stop(self.s.stop_grace, session.is_some()).await;
+        self.s.registry.close_session(&id, Loss::Stopping);
+        self.down(PluginState::Stopped, Some(how));
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

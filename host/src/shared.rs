@@ -1,0 +1,47 @@
+//! What every task of a running host shares.
+//!
+//! Only the parts at the top of the crate take it (the router, the control
+//! server, the TCP guard, the simulator, the embedding API); everything
+//! they use (the registry, events, sessions, runners) is given just what it
+//! needs, so the lower parts never depend on the whole.
+
+use std::sync::Arc;
+
+use iglu_bus::transport::RouterOutbound;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::events::EventHub;
+use crate::kv::KvStore;
+use crate::plugin::handle::Handles;
+use crate::plugin::registry::Registry;
+use crate::plugin::status::{self, PluginStatus};
+
+/// State every task of the host shares.
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Config,
+    /// Every plugin's facts.
+    pub registry: Arc<Registry>,
+    /// Every plugin's supervisor channels and task.
+    pub handles: Handles,
+    /// Plugins' key-value stores.
+    pub kv: KvStore,
+    /// Retained events, subscriptions, in-process subscribers, lifecycle.
+    pub events: Arc<EventHub>,
+    /// The endpoint plugins connect to.
+    pub endpoint: String,
+    /// Sends to plugins; each session clones it for its writer.
+    pub outbound: RouterOutbound,
+    /// Cancelled once, when the host shuts down.
+    pub shutdown: CancellationToken,
+    /// Where tasks that wait on time run (see [`crate::clock`]).
+    pub clock: tokio::runtime::Handle,
+}
+
+impl Shared {
+    /// Every plugin's status, for `iglu status`.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        status::collect(&self.registry, &self.events.subscriptions)
+    }
+}
