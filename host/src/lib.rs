@@ -50,6 +50,8 @@ pub mod session;
 pub mod shared;
 pub mod simulator;
 pub mod tcp_guard;
+#[cfg(test)]
+mod testing;
 
 pub use call::error::CallError;
 pub use call::options::CallOptions;

@@ -8,6 +8,7 @@
 //! host that was not answered (the calls wait in `pending`, which outlives
 //! connections, as does the way back to the I/O loop and the stop request).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,15 +36,22 @@ pub(crate) struct Link {
     pub(crate) connection: u64,
 }
 
-/// Connects, handshakes, and serves until told to stop; an external plugin
-/// reconnects whenever the connection is lost.
-pub(crate) async fn run(launch: &Launch, service: Arc<Service>) -> Result<Ended, SdkError> {
+/// Connects, handshakes, and serves until `stop` resolves (with the name of
+/// what stopped it: SIGTERM, SIGINT) and the calls in flight are drained;
+/// an external plugin reconnects whenever the connection is lost.
+pub(crate) async fn run(
+    launch: &Launch,
+    service: Arc<Service>,
+    stop: impl Future<Output = &'static str> + Send + 'static,
+) -> Result<Ended, SdkError> {
     let (outgoing_tx, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
-    let (stop_tx, stop) = watch::channel(None);
-    tokio::spawn(async move {
-        let name = crate::signals::terminated().await;
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let stopper = tokio::spawn(async move {
+        let name = stop.await;
         let _ = stop_tx.send(Some(name));
     });
+    let _stopper = AbortOnDrop(stopper);
+    let stop = stop_rx;
     let mut link = Link {
         outgoing_tx,
         outgoing_rx,
@@ -88,6 +96,15 @@ pub(crate) async fn run(launch: &Launch, service: Arc<Service>) -> Result<Ended,
             }
         }
         wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Ends the stop watcher with the link.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -168,3 +185,7 @@ pub(crate) fn hello(
         receive_own,
     }
 }
+
+#[cfg(test)]
+#[path = "drain_tests.rs"]
+mod drain_tests;

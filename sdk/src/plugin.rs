@@ -145,8 +145,6 @@ impl Plugin {
     pub fn run(self) -> Result<(), SdkError> {
         let launch = Launch::from_env(&self.manifest.id)?;
         init_logging();
-        let mut methods: Vec<String> = self.handlers.keys().cloned().collect();
-        methods.sort();
         // With inline handlers nothing runs here: a thread-less runtime keeps
         // the start-up (and the spawn-to-first-call time) short.
         let handler_runtime = if self.inline_handlers {
@@ -159,34 +157,46 @@ impl Plugin {
             }
             builder.build()?
         };
-        let service = Arc::new(Service {
-            hello: link::hello(
-                &launch,
-                self.manifest,
-                methods,
-                self.subscriptions,
-                self.receive_own,
-            ),
-            handlers: self.handlers,
-            handler_runtime: handler_runtime.handle().clone(),
-            grace: self.grace,
-            event_handler: self.event_handler,
-            event_window: self.event_window,
-            inline_handlers: self.inline_handlers,
-        });
+        let service = self.into_service(&launch, handler_runtime.handle().clone());
         // The I/O loop gets this thread and a single-threaded runtime of its
         // own: heartbeats must never wait behind a busy handler (handlers run
         // on the handler runtime's threads unless `inline_handlers`).
         let io_runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let outcome = io_runtime.block_on(link::run(&launch, service));
+        let outcome =
+            io_runtime.block_on(link::run(&launch, service, crate::signals::terminated()));
         handler_runtime.shutdown_timeout(Duration::from_millis(100));
         match outcome? {
             Ended::Signal(name) => tracing::info!(signal = name, "stopped cleanly"),
             Ended::HostGoodbye(reason) => tracing::info!(%reason, "stopped at the host's request"),
         }
         Ok(())
+    }
+
+    /// What the I/O loop serves, with handlers run on `handler_runtime`.
+    pub(crate) fn into_service(
+        self,
+        launch: &Launch,
+        handler_runtime: tokio::runtime::Handle,
+    ) -> Arc<Service> {
+        let mut methods: Vec<String> = self.handlers.keys().cloned().collect();
+        methods.sort();
+        Arc::new(Service {
+            hello: link::hello(
+                launch,
+                self.manifest,
+                methods,
+                self.subscriptions,
+                self.receive_own,
+            ),
+            handlers: self.handlers,
+            handler_runtime,
+            grace: self.grace,
+            event_handler: self.event_handler,
+            event_window: self.event_window,
+            inline_handlers: self.inline_handlers,
+        })
     }
 }
 

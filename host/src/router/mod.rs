@@ -292,3 +292,7 @@ fn kind(m: &Message) -> &'static str {
         Message::Credit(_) => "CREDIT",
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -14,7 +14,9 @@ pub mod outbox;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use iglu_bus::transport::{PeerId, RouterOutbound};
@@ -79,6 +81,7 @@ pub struct Session {
     deadlines: Arc<Notify>,
     /// Milliseconds since `epoch` when the plugin last sent anything.
     last_seen_ms: AtomicU64,
+    /// On tokio's clock, which is the system's except in tests that pause it.
     epoch: Instant,
     max_message: usize,
     news: mpsc::Sender<SessionNews>,
@@ -322,3 +325,7 @@ impl Drop for Session {
         self.closed.cancel();
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

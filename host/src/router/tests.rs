@@ -1,0 +1,125 @@
+//! The router and the handshake over the in-memory transport: every
+//! refusal says why and hangs up, a stranger that keeps talking is cut,
+//! and the host admits the right plugin afterwards.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use iglu_bus::{BusError, Heartbeat, Message, RejectCode};
+
+use crate::plugin::state::PluginState;
+use crate::plugin::transition::Transition;
+use crate::session::SessionNews;
+use crate::testing::{hello, Rig, TOKEN};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The REJECT a HELLO gets, checking that the host hangs up after it.
+async fn refused(rig: &Rig, hello: iglu_bus::Hello) -> RejectCode {
+    let mut peer = rig.connect().await;
+    let code = match peer.handshake(hello).await {
+        Message::Reject(r) => {
+            assert!(!r.message.is_empty());
+            r.code
+        }
+        other => panic!("expected REJECT, got {other:?}"),
+    };
+    let end = tokio::time::timeout(WAIT, peer.recv()).await.unwrap();
+    assert!(matches!(end, Err(BusError::Closed)), "{end:?}");
+    code
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_refusal_says_why_and_hangs_up_then_the_right_plugin_gets_in() {
+    let rig = Rig::start("router-refusals", "", &["p", "idle"]).await;
+    assert_eq!(
+        refused(&rig, hello("p", "wrong-token", &[])).await,
+        RejectCode::BadToken
+    );
+    assert_eq!(
+        refused(&rig, hello("nobody", TOKEN, &[])).await,
+        RejectCode::UnknownPlugin
+    );
+    let mut bad_cookie = hello("p", TOKEN, &[]);
+    bad_cookie.cookie = "not-the-cookie".into();
+    assert_eq!(refused(&rig, bad_cookie).await, RejectCode::BadCookie);
+    let mut future = hello("p", TOKEN, &[]);
+    future.versions = vec![99];
+    assert_eq!(refused(&rig, future).await, RejectCode::UnsupportedVersion);
+    let mut bad_method = hello("p", TOKEN, &["no spaces allowed"]);
+    bad_method.manifest.id = "p".into();
+    assert_eq!(
+        refused(&rig, bad_method).await,
+        RejectCode::MalformedManifest
+    );
+    let mut bad_filter = hello("p", TOKEN, &[]);
+    bad_filter.subscriptions = vec!["a/#/b".into()];
+    assert_eq!(
+        refused(&rig, bad_filter).await,
+        RejectCode::MalformedManifest
+    );
+    // Stopped with its token kept (an attached plugin): refused as stopped.
+    rig.shared.registry.transition(
+        "idle",
+        Transition::Down {
+            state: PluginState::Stopped,
+            last_exit: None,
+            keep_token: true,
+        },
+    );
+    assert_eq!(
+        refused(&rig, hello("idle", TOKEN, &[])).await,
+        RejectCode::Stopped
+    );
+
+    // None of that got in the way: the plugin with the right token is admitted.
+    let mut peer = rig.connect().await;
+    let welcome = peer.handshake(hello("p", TOKEN, &["m"])).await;
+    assert!(matches!(welcome, Message::Welcome(_)), "{welcome:?}");
+    assert_eq!(rig.shared.registry.state("p"), Some(PluginState::Running));
+    let mut rig = rig;
+    let news = rig.inboxes.get_mut("p").unwrap().news.recv().await.unwrap();
+    assert!(
+        matches!(news, SessionNews::Opened { launch: 1 }),
+        "{news:?}"
+    );
+    // A second connection with the same token while the first lives: refused.
+    assert_eq!(
+        refused(&rig, hello("p", TOKEN, &["m"])).await,
+        RejectCode::DuplicateId
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stranger_that_keeps_talking_without_hello_is_cut() {
+    let rig = Rig::start("router-stranger", "", &["p"]).await;
+    let mut stranger = rig.connect().await;
+    // A few heartbeats of a plugin whose session just ended are normal...
+    for _ in 0..super::STRANGER_STRIKES {
+        stranger.send(&Message::Heartbeat(Heartbeat {})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), stranger.recv())
+            .await
+            .is_err(),
+        "not cut yet, and not answered"
+    );
+    // ...one more is not.
+    stranger.send(&Message::Heartbeat(Heartbeat {})).await;
+    let end = tokio::time::timeout(WAIT, stranger.recv()).await.unwrap();
+    assert!(matches!(end, Err(BusError::Closed)), "{end:?}");
+    // Undecodable bytes as a first message: a REJECT saying so.
+    let mut noise = rig.connect().await;
+    noise
+        .0
+        .outbound
+        .send(bytes::Bytes::from_static(b"\xc1\xc1"))
+        .await
+        .unwrap();
+    match noise.next(WAIT).await {
+        Message::Reject(r) => assert_eq!(r.code, RejectCode::MalformedHello),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,150 @@
+//! A session over the in-memory transport, under the paused clock: the
+//! host's own deadline (with CANCEL) holds even for a plugin that ignores
+//! deadlines, closing fails every call in flight at once, and liveness
+//! declares a silent plugin dead on time while one that beats lives on.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use iglu_bus::heartbeat::Timing;
+use iglu_bus::{ErrorCode, Heartbeat, Message};
+use tokio::time::Instant;
+
+use super::{liveness, Loss, SessionNews};
+use crate::testing::{hello, nil, Peer, Rig, TOKEN};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn admitted(name: &str) -> (Rig, Peer) {
+    let rig = Rig::start(name, "", &["p"]).await;
+    let mut peer = rig.connect().await;
+    let welcome = peer.handshake(hello("p", TOKEN, &["slow"])).await;
+    assert!(matches!(welcome, Message::Welcome(_)), "{welcome:?}");
+    (rig, peer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_the_plugin_never_answers_times_out_on_time_and_is_cancelled() {
+    let (rig, mut peer) = admitted("session-deadline").await;
+    let session = rig.shared.registry.session("p").unwrap();
+    let started = Instant::now();
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move {
+            session
+                .call("slow", nil(), Duration::from_millis(300))
+                .await
+        }
+    });
+    let Message::Call(sent) = peer.next(WAIT).await else {
+        panic!("expected the CALL");
+    };
+    assert_eq!(sent.deadline_ms, 300);
+    // The plugin ignores it: the host's own deadline answers the caller.
+    let err = tokio::time::timeout(WAIT, call)
+        .await
+        .expect("the host's deadline must answer the caller")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    assert!(err.message.contains("300 ms"), "{}", err.message);
+    let waited = Instant::now() - started;
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(350),
+        "timed out after {waited:?}"
+    );
+    // And the plugin is told to stop working on it.
+    let Message::Cancel(cancel) = peer.next(WAIT).await else {
+        panic!("expected CANCEL");
+    };
+    assert_eq!(cancel.id, sent.id);
+    // A late answer is dropped quietly; the session lives on.
+    peer.send(&Message::Reply(iglu_bus::Reply {
+        id: sent.id,
+        result: nil(),
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!session.is_closed());
+    assert_eq!(session.calls_in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plugin_that_goes_away_fails_its_calls_at_once() {
+    let (mut rig, mut peer) = admitted("session-lost").await;
+    let session = rig.shared.registry.session("p").unwrap();
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move { session.call("slow", nil(), Duration::from_secs(30)).await })
+        })
+        .collect();
+    for _ in 0..3 {
+        assert!(matches!(peer.next(WAIT).await, Message::Call(_)));
+    }
+    let started = Instant::now();
+    drop(peer);
+    for call in calls {
+        let err = tokio::time::timeout(WAIT, call)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::PluginCrashed, "{}", err.message);
+    }
+    assert!(Instant::now() - started < Duration::from_millis(5));
+    let inbox = rig.inboxes.get_mut("p").unwrap();
+    assert!(matches!(
+        inbox.news.recv().await,
+        Some(SessionNews::Opened { .. })
+    ));
+    match inbox.news.recv().await {
+        Some(SessionNews::Ended { launch: 1, loss }) => assert_eq!(loss, Loss::Disconnected),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn liveness_beats_every_interval_and_ends_a_silent_plugin_on_time() {
+    let (rig, mut peer) = admitted("session-liveness").await;
+    let timing = Timing {
+        interval: Duration::from_millis(100),
+        liveness: 3,
+    };
+    let registry = rig.shared.registry.clone();
+    tokio::spawn(liveness::run(
+        timing,
+        move || registry.sessions(),
+        rig.shared.shutdown.clone(),
+    ));
+    let session = rig.shared.registry.session("p").unwrap();
+    // A plugin that answers every heartbeat lives on.
+    let started = Instant::now();
+    let mut beats = 0;
+    while Instant::now() - started < Duration::from_secs(2) {
+        match tokio::time::timeout(WAIT, peer.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Message::Heartbeat(_) => {
+                beats += 1;
+                peer.send(&Message::Heartbeat(Heartbeat {})).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((18..=21).contains(&beats), "{beats} heartbeats in 2 s");
+    assert!(!session.is_closed());
+    // Silent from now on: dead after three intervals, within a quarter interval.
+    let silent_from = Instant::now();
+    tokio::time::timeout(WAIT, session.closed()).await.unwrap();
+    let after = Instant::now() - silent_from;
+    assert!(
+        after > Duration::from_millis(300) && after <= Duration::from_millis(330),
+        "declared dead after {after:?}"
+    );
+    let status = rig.shared.registry.session("p");
+    assert!(status.is_err(), "the registry no longer offers it");
+}
