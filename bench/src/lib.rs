@@ -1,14 +1,21 @@
-//! `iglu bench`: load-tests the real host with real plugin processes, next
-//! to the floors it stands on, in one run.
+//! `iglu bench` (the `iglu-bench` binary; `iglu bench` runs it): load-tests
+//! the real host with real plugin processes, next to the floors it stands
+//! on, in one run.
 //!
-//! The host runs in this process (the embedding API), the plugins are
-//! `iglu-plugin-bench` processes, and the floors ([`floors`]) are echo
-//! servers in child processes of their own. [`workloads`] measures,
-//! [`report`] prints a table or JSON. Everything started is stopped at the
+//! The host runs in this process through the public embedding API only
+//! (`iglu_host::Host` and its `HostClient`), the plugins are
+//! `iglu-plugin-bench` processes, and the floors ([`floors`], their wire
+//! in [`floor_wire`]) are echo servers in child processes of their own
+//! (`iglu-bench peer`). [`workloads`] measures calls, payloads, fan-out;
+//! [`lifecycle`], [`neighbours`] and [`footprint`] measure starts and
+//! crashes, a noisy neighbour, and memory; [`report`] prints a table or
+//! JSON. Everything started is stopped at the
 //! end or on Ctrl-C: plugins by the host's shutdown, floor peers and the
 //! memory workload's host by kill-on-drop.
 
+pub mod floor_wire;
 pub mod floors;
+pub mod footprint;
 pub mod lifecycle;
 pub mod measure;
 pub mod neighbours;

@@ -69,7 +69,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
                 .try_init();
+            // The embedded host gets the runtime `iglu run` would give it:
+            // with tokio's default (a thread per CPU) instead, 64 calls in
+            // flight measured 0.57x on 2 vCPUs (see Config::worker_threads).
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(iglu_host::Config::builtin().worker_threads())
                 .enable_all()
                 .build()?;
             runtime

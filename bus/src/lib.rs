@@ -3,9 +3,12 @@
 //! `docs/PROTOCOL.md` is the normative description; the types here mirror it
 //! one to one. A message travels through the modules in this order:
 //!
-//! - [`transport`] moves opaque frames over ZeroMQ (host ROUTER, plugin
-//!   DEALER) and reports peers that disconnect. It is the only module that
-//!   names the `zeromq` crate, so the transport can be swapped.
+//! - [`transport`] moves opaque frames (host ROUTER side, plugin DEALER
+//!   side) and reports peers that disconnect, behind one interface with two
+//!   implementations: [`transport::zmq`] (ZeroMQ over `ipc://` and `tcp://`,
+//!   the only module that names the `zeromq` crate) and
+//!   [`transport::memory`] (`mem://name`, in-process, for unit tests of the
+//!   host and the SDK under a paused clock).
 //! - [`batch`] gathers several messages into one ZeroMQ message.
 //! - [`codec`] turns one frame into one [`message::Message`] and back, and
 //!   enforces the size cap before anything is decoded.

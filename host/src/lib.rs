@@ -1,35 +1,63 @@
 //! The Iglu host: supervises plugin processes and serves calls to them over ZeroMQ.
 //!
-//! Map of the crate, following a call from the CLI to a plugin and back:
+//! # Map of the crate
 //!
-//! - [`config`] (+ [`plugin_dir`]): what to run, and every timing knob.
-//! - [`host`]: [`Host::start`] wires everything below together; the
-//!   library API for embedding (call, status, start/stop/restart, shutdown).
-//! - [`runtime_dir`]: the private 0700 directory for the sockets, and safe
-//!   removal of stale ones.
-//! - [`control`]: the CLI's Unix socket (JSON lines) -> [`host::call`],
-//!   with the caller's [`call_options`] (deadline, wait for a restarting
-//!   plugin); a failed call is a [`call_error::CallError`], apart from the
-//!   wire's `WireError`.
-//! - [`registry`]: every plugin's state; [`status`] renders it.
-//! - [`session`]: one authenticated plugin connection: sends, calls in
-//!   flight by correlation id ([`session::calls`]), liveness
-//!   ([`session::liveness`]); closing it fails every waiting call. Its calls
-//!   leave through its [`session::outbox`], coalesced into batches.
-//! - [`router`]: the ROUTER loop; HELLOs go to [`admission`], host-API calls
-//!   to [`host_api`] (+ [`kv`]), answers to the waiting [`session`]; bad
-//!   input is logged and cut by the budgets of [`conduct`].
-//! - [`supervisor`]: one task per plugin: start via [`runner`], watch for
-//!   exit, disconnect or silence, restart per [`restart_policy`], stop;
-//!   [`external`] does the same for plugins that connect by themselves.
-//! - [`tcp_guard`]: the TCP endpoint for external plugins, Iglu's own accept
-//!   loop in front of the ROUTER (a strangers' budget apart from admitted
-//!   plugins, deadlines, frame-size cap, hang-up after REJECT).
-//! - [`events`]: publish -> encode once -> every matching plugin's bounded
-//!   queue -> delivery paced by credit; retained state; lifecycle events.
-//! - [`simulator`]: the demo home's devices.
-//! - [`json_msgpack`]: CLI JSON <-> plugin MessagePack.
-//! - [`bench`]: `iglu bench`, the load-test harness with its floors.
+//! From the top (what a user or an embedding program touches) down to what
+//! everything stands on; a module imports only from below it.
+//!
+//! - [`host`] starts everything ([`Host::start`]) and shuts it down;
+//!   [`client`] is what an embedding program calls through ([`HostClient`]:
+//!   call, publish, subscribe, status, start/stop/restart).
+//! - [`control`]: the CLI's Unix socket (JSON lines), its commands defined
+//!   once for the CLI and the socket. [`tcp_guard`]: the TCP endpoint for
+//!   external plugins, Iglu's own accept loop in front of the ROUTER.
+//!   [`simulator`]: the demo home's devices.
+//! - [`router`]: the ROUTER loop; HELLOs go to [`router::admission`],
+//!   host-API calls to [`router::host_api`] (+ [`kv`]), answers to the
+//!   waiting session; bad input is logged and cut by [`conduct`].
+//! - [`call`]: a call from the host's side: find the live session (waiting
+//!   for it if asked, [`call::options`]), send, and turn failure into a
+//!   [`CallError`] for Rust callers, apart from the wire's `WireError`.
+//! - [`shared`]: what the tasks above share. Nothing below takes it.
+//! - [`plugin`]: plugins as the host keeps them: facts with one owner
+//!   ([`plugin::registry`], changed only by its transition function), the
+//!   channels and task of each ([`plugin::handle`]), and ONE supervisor loop
+//!   ([`plugin::supervisor`]) with its restart policy, driving any
+//!   [`runner::Runner`].
+//! - [`runner`]: how a plugin's process runs: a child of the host
+//!   ([`runner::child`]) or a plugin that attaches by itself
+//!   ([`runner::attached`]).
+//! - [`events`]: publish, retained state, each plugin's subscriptions and
+//!   bounded queue, delivery paced by credit, in-process taps, lifecycle
+//!   announcements.
+//! - [`session`]: one authenticated plugin connection: sends that never
+//!   wait, calls in flight by correlation id with deadlines and CANCEL, the
+//!   outbox that batches them, liveness.
+//! - [`config`], [`runtime_dir`], [`clock`], [`json_msgpack`], [`error`]:
+//!   what the rest stands on. The transport is `iglu_bus::transport`
+//!   (ZeroMQ, or its in-memory twin for unit tests).
+//!
+//! # The path of a call
+//!
+//! `iglu call echo echo '"hi"'` -> [`control::server`] parses the JSON
+//! line -> [`call::call`] finds echo's live session in the registry (or
+//! waits for it) -> [`session::Session::call`] registers the call in its
+//! call table with its deadline and queues the CALL frame (straight into
+//! the peer's socket queue when alone, else through the outbox's batch) ->
+//! the plugin's REPLY arrives at [`router`], which hands it to the session
+//! by correlation id -> the waiting caller wakes with the result -> JSON
+//! back on the control socket. A deadline that passes first answers the
+//! caller with `timeout` and sends CANCEL; a session that ends answers
+//! every waiting caller at once.
+//!
+//! # The path of an event
+//!
+//! A plugin's `events.publish` host call -> [`router::host_api`] ->
+//! [`events::EventHub::publish`] validates it, encodes the EVENT body once,
+//! keeps it if retained, and queues the same bytes in the queue of every
+//! plugin whose filters match ([`events::subscriptions`]) and offers it to
+//! in-process taps -> each plugin's [`events::delivery`] task sends what its
+//! credit allows, as one batch -> the plugin's CREDIT frees the window.
 
 pub mod call;
 pub mod client;

@@ -14,8 +14,8 @@ use iglu_bus::{Call, CallId, Manifest, Message, Welcome};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::connection::Ended;
 use crate::launch::{Launch, Mode};
+use crate::outgoing::Ended;
 use crate::Plugin;
 
 struct Host {

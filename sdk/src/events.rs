@@ -17,9 +17,9 @@ use iglu_bus::{Credit, Message};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::connection::Outgoing;
 use crate::context::Context;
 use crate::error::HandlerError;
+use crate::outgoing::Outgoing;
 
 /// One event delivered to this plugin.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::Outgoing;
 use crate::error::CallError;
+use crate::outgoing::Outgoing;
 
 /// Deadline of a call to the host unless the caller picks one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);

@@ -35,8 +35,9 @@
 //! - `connection`: the I/O loop of one connection, on its own thread and
 //!   runtime so that busy handlers never delay a heartbeat: receive CALLs and
 //!   hand them to the handlers, send replies (batched) and heartbeats, notice
-//!   a silent host, drain on SIGTERM/SIGINT or GOODBYE. What it serves with
-//!   and what handlers hand it is in `service`; a call's answer becomes a
+//!   a silent host, drain on SIGTERM/SIGINT or GOODBYE (`connection::incoming`
+//!   handles what the host sends). What it serves with is in `service`, what
+//!   handlers and host calls hand it in `outgoing`; a call's answer becomes a
 //!   frame (within the host's size cap) in `answer`.
 //! - [`handler`]: typed methods turned into byte-in/byte-out handlers that
 //!   catch panics and honour deadlines.
@@ -57,6 +58,7 @@ pub mod handler;
 pub mod host;
 pub mod launch;
 mod link;
+mod outgoing;
 pub mod plugin;
 mod service;
 mod signals;

@@ -16,10 +16,12 @@ use iglu_bus::transport::DealerConnection;
 use iglu_bus::{handshake, Hello, Message, Welcome};
 use tokio::sync::{mpsc, watch};
 
-use crate::connection::{Ended, Outgoing, Service, Session, OUTGOING_QUEUE};
+use crate::connection::Session;
 use crate::error::SdkError;
 use crate::host::Pending;
 use crate::launch::{Launch, Mode};
+use crate::outgoing::{Ended, Outgoing, OUTGOING_QUEUE};
+use crate::service::Service;
 use crate::ticker;
 
 /// First and longest wait between reconnection attempts of an external plugin.

@@ -9,13 +9,14 @@ use iglu_bus::{FoldMap, Manifest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::connection::{Ended, Service};
 use crate::context::Context;
 use crate::error::{HandlerError, SdkError};
 use crate::events::{self, Event, EventHandler};
 use crate::handler::{erase, ErasedHandler};
 use crate::launch::Launch;
 use crate::link;
+use crate::outgoing::Ended;
+use crate::service::Service;
 
 /// Default time in-flight calls get to finish after SIGTERM/SIGINT or GOODBYE.
 /// Below the host's own stop grace, so a plugin normally exits by itself.

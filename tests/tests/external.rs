@@ -193,3 +193,30 @@ fn the_tcp_guard_cuts_hostile_connections_and_the_host_keeps_serving() {
     );
     host.wait_state("ext", "running");
 }
+
+#[test]
+fn a_crashed_external_plugin_is_started_again_by_its_restart_command() {
+    let port = free_port();
+    let marks = iglu_tests::fresh_dir("restart-command").join("ran");
+    let config = format!(
+        "{}restart_command = [\"sh\", \"-c\", \"echo ran >> {}\"]\n[restart]\nbackoff_initial_ms = 200\n",
+        settings(port),
+        marks.display()
+    );
+    let host = TestHost::start(&config, &[]);
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let log = host.dir.join("ext.log");
+    let ext = external_plugin("iglu-plugin-echo", &endpoint, "ext", TOKEN, &[], &log);
+    host.wait_state("ext", "running");
+    signal_pid(ext.pid(), Signal::SIGKILL);
+    // Crashed, the backoff (Restarting), then the command is its start: it
+    // is Starting, waiting for the plugin the command brought back.
+    let p = host.wait_plugin("ext", "the restart command to have run", |p| {
+        p["state"] == json!("starting") && marks.exists()
+    });
+    assert_eq!(p["restarts"], json!(1), "{p}");
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "ran\n");
+    let _again = external_plugin("iglu-plugin-echo", &endpoint, "ext", TOKEN, &[], &log);
+    host.wait_state("ext", "running");
+    assert!(host.log().contains("running the restart command"));
+}
