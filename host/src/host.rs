@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use iglu_bus::transport::RouterEndpoint;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::HostError;
-use crate::events::EventHub;
-use crate::kv::KvStore;
-use crate::plugin::handle::{Handles, Inbox};
-use crate::plugin::registry::{PluginKind, Registry};
+use crate::plugin::handle::Inbox;
+use crate::plugin::registry::PluginKind;
 use crate::plugin::state::PluginState;
 use crate::plugin::supervisor::{supervise, Supervision};
 use crate::runner::attached::AttachedRunner;
@@ -70,18 +67,12 @@ impl Host {
             None => None,
         };
         let clock = Clock::start().map_err(HostError::Clock)?;
-        let events = EventHub::new(config.event_queue, config.event_queue_bytes);
-        let shared = Arc::new(Shared {
-            registry: Arc::new(Registry::new(events.clone())),
-            handles: Handles::default(),
-            kv: KvStore::default(),
-            events,
+        let shared = Shared::new(
             config,
             endpoint,
-            outbound: router_socket.outbound,
-            shutdown: CancellationToken::new(),
-            clock: clock.handle().clone(),
-        });
+            router_socket.outbound,
+            clock.handle().clone(),
+        );
         // Every plugin is in the registry before anything can ask about it:
         // a status request, or an external plugin's HELLO, that came in
         // between would find it missing (and the plugin would be refused).

@@ -40,6 +40,28 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A host's shared state with no plugins yet, sending through `outbound`
+    /// and running timed tasks on `clock`.
+    pub fn new(
+        config: Config,
+        endpoint: String,
+        outbound: RouterOutbound,
+        clock: tokio::runtime::Handle,
+    ) -> Arc<Shared> {
+        let events = EventHub::new(config.event_queue, config.event_queue_bytes);
+        Arc::new(Shared {
+            registry: Arc::new(Registry::new(events.clone())),
+            handles: Handles::default(),
+            kv: KvStore::default(),
+            events,
+            config,
+            endpoint,
+            outbound,
+            shutdown: CancellationToken::new(),
+            clock,
+        })
+    }
+
     /// Every plugin's status, for `iglu status`.
     pub fn status(&self) -> Vec<PluginStatus> {
         status::collect(&self.registry, &self.events.subscriptions)

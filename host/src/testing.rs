@@ -13,13 +13,10 @@ use bytes::Bytes;
 use iglu_bus::handshake::{COOKIE_VALUE, PROTOCOL_VERSIONS};
 use iglu_bus::transport::{DealerConnection, RouterEndpoint};
 use iglu_bus::{BusError, Hello, Manifest, Message};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, PluginSpec};
-use crate::events::EventHub;
-use crate::kv::KvStore;
-use crate::plugin::handle::{Handles, Inbox};
-use crate::plugin::registry::{PluginKind, Registry};
+use crate::plugin::handle::Inbox;
+use crate::plugin::registry::PluginKind;
 use crate::plugin::state::PluginState;
 use crate::plugin::transition::Transition;
 use crate::router;
@@ -42,18 +39,12 @@ impl Rig {
         let socket = RouterEndpoint::bind_capped(&endpoint, config.router_caps())
             .await
             .unwrap();
-        let events = EventHub::new(config.event_queue, config.event_queue_bytes);
-        let shared = Arc::new(Shared {
-            registry: Arc::new(Registry::new(events.clone())),
-            handles: Handles::default(),
-            kv: KvStore::default(),
-            events,
+        let shared = Shared::new(
             config,
             endpoint,
-            outbound: socket.outbound,
-            shutdown: CancellationToken::new(),
-            clock: tokio::runtime::Handle::current(),
-        });
+            socket.outbound,
+            tokio::runtime::Handle::current(),
+        );
         let mut inboxes = HashMap::new();
         for id in plugins {
             let spec = PluginSpec {
