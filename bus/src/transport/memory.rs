@@ -10,7 +10,7 @@
 //! reconnects and no clock of its own, so tests run under tokio's paused
 //! time and see the same order of events every run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -32,8 +32,8 @@ pub const SCHEME: &str = "mem://";
 /// Messages from all peers waiting for the router to read them.
 const INBOX: usize = 1024;
 /// Connection events waiting for the router's monitor; beyond it they are
-/// dropped (and logged), as a test that never reads them does not care.
-const EVENTS: usize = 1024;
+/// dropped (and logged). Far more than any test has peers.
+const EVENTS: usize = 65_536;
 
 static BOUND: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
 
@@ -53,13 +53,20 @@ struct Router {
     caps: RouterCaps,
     inbox: mpsc::Sender<(PeerId, VecDeque<Bytes>)>,
     peers: Mutex<HashMap<PeerId, Peer>>,
+    /// Peers the router cut whose dealer still exists: what they sent is
+    /// not read. A peer that left by itself is not here: what it sent
+    /// before leaving is still read, as over a socket.
+    cut: Mutex<HashSet<PeerId>>,
     events: mpsc::Sender<PeerEvent>,
     next_id: AtomicU64,
 }
 
 impl Router {
-    /// Forgets `peer` and reports it, once.
-    fn drop_peer(&self, peer: &PeerId) {
+    /// Forgets `peer` and reports it, once; `cut` when the router hung up on it.
+    fn drop_peer(&self, peer: &PeerId, cut: bool) {
+        if cut {
+            lock(&self.cut).insert(peer.clone());
+        }
         if lock(&self.peers).remove(peer).is_some()
             && self
                 .events
@@ -72,6 +79,10 @@ impl Router {
 
     fn has(&self, peer: &PeerId) -> bool {
         lock(&self.peers).contains_key(peer)
+    }
+
+    fn was_cut(&self, peer: &PeerId) -> bool {
+        lock(&self.cut).contains(peer)
     }
 }
 
@@ -93,6 +104,7 @@ pub(super) fn bind(name: &str, caps: RouterCaps) -> Result<RouterEndpoint, BusEr
         caps,
         inbox,
         peers: Mutex::new(HashMap::new()),
+        cut: Mutex::new(HashSet::new()),
         events,
         next_id: AtomicU64::new(1),
     });
@@ -161,7 +173,8 @@ struct Link {
 impl Drop for Link {
     fn drop(&mut self) {
         if let Some(router) = self.router.upgrade() {
-            router.drop_peer(&self.peer);
+            router.drop_peer(&self.peer, false);
+            lock(&router.cut).remove(&self.peer);
         }
     }
 }
@@ -180,8 +193,8 @@ impl RouterRecv for Inbound {
         async move {
             loop {
                 let (peer, frames) = self.rx.recv().await.ok_or(BusError::Closed)?;
-                // Nothing more is read from a peer once it is disconnected.
-                if self.router.has(&peer) {
+                // Nothing more is read from a peer once it is cut.
+                if !self.router.was_cut(&peer) {
                     return Ok((peer, frames));
                 }
             }
@@ -225,13 +238,18 @@ impl RouterSend for Outbound {
         if waiting > 0 && waiting.saturating_add(n) > self.0.caps.queue_bytes {
             return Err(full);
         }
+        // Counted before it is queued, so the reader never takes away
+        // bytes that were not added yet.
+        bytes.fetch_add(n, Ordering::Relaxed);
         match tx.try_send(routed) {
-            Ok(()) => {
-                bytes.fetch_add(n, Ordering::Relaxed);
-                Ok(())
+            Ok(()) => Ok(()),
+            Err(e) => {
+                bytes.fetch_sub(n, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Err(full),
+                    mpsc::error::TrySendError::Closed(_) => Err(BusError::PeerGone),
+                }
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(BusError::PeerGone),
         }
     }
 
@@ -239,16 +257,18 @@ impl RouterSend for Outbound {
         async move {
             let Peer { tx, bytes } = self.peer(&mut routed)?;
             let n = size(&routed);
-            tx.send(routed).await.map_err(|_| BusError::PeerGone)?;
             bytes.fetch_add(n, Ordering::Relaxed);
-            Ok(())
+            tx.send(routed).await.map_err(|_| {
+                bytes.fetch_sub(n, Ordering::Relaxed);
+                BusError::PeerGone
+            })
         }
         .boxed()
     }
 
     fn disconnect(&self, peer: &PeerId, _linger: Duration) {
         // What is queued stays readable by the peer: the linger is "all of it".
-        self.0.drop_peer(peer);
+        self.0.drop_peer(peer, true);
     }
 }
 
@@ -298,7 +318,7 @@ impl DealerSend for DealerOut {
             let caps = router.caps;
             if frames.iter().any(|f| f.len() > caps.max_frame) || size(&frames) > caps.max_message {
                 // As the real transport does: the peer is cut at the header.
-                router.drop_peer(&peer);
+                router.drop_peer(&peer, true);
                 return Ok(());
             }
             drop(router);

@@ -76,18 +76,19 @@ impl Subscriptions {
             .unwrap_or_default()
     }
 
-    /// Sets the filters a handshake named (already validated); returns the queue.
+    /// Sets the filters a handshake named (already validated); returns the
+    /// queue and what it replaced (to put back if the handshake fails).
     pub fn replace(
         &self,
         id: &str,
         filters: Vec<String>,
         receive_own: bool,
-    ) -> Option<Arc<EventQueue>> {
+    ) -> Option<(Arc<EventQueue>, Vec<String>, bool)> {
         let mut plugins = self.lock();
         let s = plugins.get_mut(id)?;
-        s.filters = filters;
-        s.receive_own = receive_own;
-        Some(s.queue.clone())
+        let before = std::mem::replace(&mut s.filters, filters);
+        let own_before = std::mem::replace(&mut s.receive_own, receive_own);
+        Some((s.queue.clone(), before, own_before))
     }
 
     /// Queues `published` for every plugin whose filters match it.

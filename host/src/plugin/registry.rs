@@ -195,15 +195,15 @@ impl Registry {
     /// such plugin. Logs it, counts it and announces it.
     pub fn transition(&self, id: &str, change: Transition) -> bool {
         let to = change.state();
-        let (from, event) = {
+        let superseded = {
             let mut plugins = self.lock();
             let Some(e) = plugins.get_mut(id) else {
                 return false;
             };
             let from = e.state;
-            if !apply(e, change) {
+            let Some(superseded) = apply(e, change) else {
                 return false;
-            }
+            };
             let event = LifecycleEvent {
                 plugin: id.to_owned(),
                 state: e.state,
@@ -217,18 +217,24 @@ impl Registry {
                 restarts: e.restarts,
                 pid: e.pid,
             };
-            (from, event)
+            let reason = event.reason.as_deref().unwrap_or("");
+            match to {
+                PluginState::Crashed | PluginState::Failed => {
+                    tracing::warn!(plugin = %id, from = from.as_str(), to = to.as_str(), %reason, restarts = event.restarts, "state changed")
+                }
+                _ => {
+                    tracing::info!(plugin = %id, from = from.as_str(), to = to.as_str(), %reason, restarts = event.restarts, "state changed")
+                }
+            }
+            // Announced under the lock, so announcements go out in the order
+            // the changes were made (publishing never takes this lock).
+            self.events.announce(event);
+            superseded
         };
-        let reason = event.reason.as_deref().unwrap_or("");
-        match to {
-            PluginState::Crashed | PluginState::Failed => {
-                tracing::warn!(plugin = %id, from = from.as_str(), to = to.as_str(), %reason, restarts = event.restarts, "state changed")
-            }
-            _ => {
-                tracing::info!(plugin = %id, from = from.as_str(), to = to.as_str(), %reason, restarts = event.restarts, "state changed")
-            }
+        // A live session the change leaves behind is ended, not forgotten.
+        if let Some(session) = superseded {
+            session.close(Loss::Stopping);
         }
-        self.events.announce(event);
         true
     }
 
@@ -266,10 +272,17 @@ impl Registry {
     }
 }
 
-/// Changes the facts for `change`; false if it does not apply.
-fn apply(e: &mut Facts, change: Transition) -> bool {
+/// Changes the facts for `change`: `None` if it does not apply, else the
+/// live session it took away (to be closed once the lock is released).
+fn apply(e: &mut Facts, change: Transition) -> Option<Option<Arc<Session>>> {
+    let live = e.live_session().cloned();
     match change {
         Transition::Starting { token, after_crash } => {
+            // A plugin that connected by itself in the meantime is not
+            // started over: the caller watches the session instead.
+            if live.is_some() {
+                return None;
+            }
             if after_crash {
                 e.restarts += 1;
             }
@@ -277,6 +290,7 @@ fn apply(e: &mut Facts, change: Transition) -> bool {
             e.state = PluginState::Starting;
             e.session = None;
             e.pid = None;
+            Some(None)
         }
         Transition::Running {
             launch,
@@ -287,9 +301,9 @@ fn apply(e: &mut Facts, change: Transition) -> bool {
             let current = launch == e.launch + 1
                 && e.token.is_some()
                 && e.state != PluginState::Stopped
-                && e.live_session().is_none();
+                && live.is_none();
             if !current {
-                return false;
+                return None;
             }
             e.launch = launch;
             e.session = Some(session);
@@ -297,8 +311,12 @@ fn apply(e: &mut Facts, change: Transition) -> bool {
             e.methods = methods;
             e.state = PluginState::Running;
             e.since = Some(Instant::now());
+            Some(None)
         }
-        Transition::Stopping => e.state = PluginState::Stopping,
+        Transition::Stopping => {
+            e.state = PluginState::Stopping;
+            Some(None)
+        }
         Transition::Down {
             state,
             last_exit,
@@ -314,7 +332,7 @@ fn apply(e: &mut Facts, change: Transition) -> bool {
             if let Some(how) = last_exit {
                 e.last_exit = Some(how);
             }
+            Some(live)
         }
     }
-    true
 }

@@ -67,6 +67,7 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
         runner,
         inbox,
         policy,
+        seen: 0,
     };
     let mut next = if autostart {
         Next::Launch { after_crash: false }
@@ -106,6 +107,9 @@ struct Supervisor<R> {
     runner: R,
     inbox: Inbox,
     policy: RestartPolicy,
+    /// The newest session (launch number) whose end has been dealt with:
+    /// news of it or of an older one is stale.
+    seen: u64,
 }
 
 impl<R: Runner> Supervisor<R> {
@@ -121,6 +125,28 @@ impl<R: Runner> Supervisor<R> {
         });
     }
 
+    /// The live session's launch number, if it is one not dealt with yet.
+    fn live_launch(&self) -> Option<u64> {
+        self.s
+            .registry
+            .session(&self.s.id)
+            .ok()
+            .map(|session| session.launch)
+            .filter(|&launch| launch > self.seen)
+    }
+
+    /// Stops it on request when nothing was launched: a plugin that came
+    /// back by itself is stopped properly; otherwise it is marked Stopped
+    /// (from Failed too, so that a plugin that connects by itself is then
+    /// refused as stopped).
+    async fn stop_idle(&mut self) {
+        if self.live_launch().is_some() {
+            self.stop().await;
+        } else if self.s.registry.state(&self.s.id) != Some(PluginState::Stopped) {
+            self.down(PluginState::Stopped, None);
+        }
+    }
+
     /// Nothing runs: waits for a start, or for a plugin that connects by
     /// itself to come back.
     async fn idle(&mut self) -> Next {
@@ -134,6 +160,7 @@ impl<R: Runner> Supervisor<R> {
                     Next::Launch { after_crash: false }
                 }
                 Some(Command::Stop(done)) => {
+                    self.stop_idle().await;
                     let _ = done.send(());
                     Next::Idle
                 }
@@ -141,7 +168,11 @@ impl<R: Runner> Supervisor<R> {
             news = self.inbox.news.recv() => match news {
                 None => Next::Exit,
                 // Admitted while Failed: it came back by itself.
-                Some(SessionNews::Opened { .. }) if self.runner.reconnects() => Next::Watch,
+                Some(SessionNews::Opened { .. })
+                    if self.runner.reconnects() && self.live_launch().is_some() =>
+                {
+                    Next::Watch
+                }
                 Some(_) => Next::Idle,
             },
         }
@@ -149,15 +180,15 @@ impl<R: Runner> Supervisor<R> {
 
     /// Starts a launch with a new (or its fixed) token.
     async fn launch(&mut self, after_crash: bool) -> Next {
-        if self.runner.reconnects() && self.s.registry.session(&self.s.id).is_ok() {
+        let token = self.runner.token();
+        let starting = Transition::Starting {
+            token: token.clone(),
+            after_crash,
+        };
+        if !self.s.registry.transition(&self.s.id, starting) {
             // It came back by itself while the host waited to restart it.
             return Next::Watch;
         }
-        let token = self.runner.token();
-        self.transition(Transition::Starting {
-            token: token.clone(),
-            after_crash,
-        });
         match self.runner.start(&token, after_crash).await {
             Ok(pid) => {
                 self.s.registry.set_pid(&self.s.id, pid);
@@ -174,23 +205,21 @@ impl<R: Runner> Supervisor<R> {
     async fn watch(&mut self) -> Next {
         let id = self.s.id.clone();
         let deadline = self.runner.handshake_deadline().map(|d| Instant::now() + d);
-        let since = self.s.registry.launch(&id);
         // A session may be live already (it came back by itself).
-        let mut connected = self
-            .s
-            .registry
-            .session(&id)
-            .ok()
-            .map(|session| session.launch);
+        let mut connected = self.live_launch();
         loop {
             tokio::select! {
                 how = self.runner.exited() => {
                     self.s.registry.close_session(&id, Loss::Exited(how.clone()));
+                    self.seen = self.s.registry.launch(&id);
                     return Next::Crashed(how);
                 }
                 news = self.inbox.news.recv() => match news {
-                    Some(SessionNews::Opened { launch }) if launch > since => connected = Some(launch),
-                    Some(SessionNews::Ended { launch, loss }) if Some(launch) == connected => {
+                    Some(SessionNews::Opened { launch }) if launch > self.seen => connected = Some(launch),
+                    // Its own session, or one that came and went while the
+                    // supervisor was busy elsewhere (its Opened is not news).
+                    Some(SessionNews::Ended { launch, loss }) if launch > self.seen => {
+                        self.seen = launch;
                         return Next::Crashed(self.runner.reap(loss).await);
                     }
                     Some(_) => {} // news of an earlier session
@@ -234,7 +263,7 @@ impl<R: Runner> Supervisor<R> {
                     cmd = self.inbox.commands.recv() => match cmd {
                         None => Next::Exit,
                         Some(Command::Stop(done)) => {
-                            self.down(PluginState::Stopped, None);
+                            self.stop_idle().await;
                             let _ = done.send(());
                             Next::Idle
                         }

@@ -38,7 +38,7 @@ struct Scripted {
 
 impl Runner for Scripted {
     fn token(&mut self) -> String {
-        "token".into()
+        crate::testing::TOKEN.into()
     }
     async fn start(&mut self, _token: &str, _after_crash: bool) -> Result<Option<u32>, String> {
         let now = Instant::now();
@@ -223,6 +223,140 @@ async fn a_plugin_the_host_cannot_restart_stays_crashed_with_its_token() {
     assert_eq!(rig.registry.state("p"), Some(PluginState::Crashed));
     assert_eq!(rig.script.lock().unwrap().starts.len(), 1);
     // Its token is still good: it may come back by itself.
-    assert_eq!(rig.registry.expecting("p", "token"), Ok(1));
+    assert_eq!(rig.registry.expecting("p", crate::testing::TOKEN), Ok(1));
     rig.shutdown.cancel();
+}
+
+/// An attached plugin (it reconnects by itself, and the host can restart
+/// it) over the in-memory transport, with the real router and admission.
+#[tokio::test(start_paused = true)]
+async fn a_plugin_back_during_the_backoff_is_watched_and_stopped_properly() {
+    use crate::testing::{hello, Rig, TOKEN};
+    use iglu_bus::Message;
+
+    let mut rig = Rig::start("supervisor-attached", "", &["p"]).await;
+    let inbox = rig.inboxes.remove("p").unwrap();
+    let script = Arc::new(Mutex::new(Script::default()));
+    let runner = Scripted {
+        script: script.clone(),
+        life: None,
+        started: None,
+        handshake: None,
+        restarts: true,
+    };
+    struct Attached(Scripted);
+    impl Runner for Attached {
+        fn token(&mut self) -> String {
+            self.0.token()
+        }
+        async fn start(&mut self, token: &str, after_crash: bool) -> Result<Option<u32>, String> {
+            self.0.start(token, after_crash).await.map(|_| None)
+        }
+        fn handshake_deadline(&self) -> Option<Duration> {
+            None
+        }
+        async fn exited(&mut self) -> String {
+            std::future::pending().await
+        }
+        async fn reap(&mut self, loss: Loss) -> String {
+            loss.to_string()
+        }
+        async fn stop(&mut self, grace: Duration, said_goodbye: bool) -> String {
+            self.0.stop(grace, said_goodbye).await
+        }
+        async fn kill(&mut self) {}
+        fn restarts(&self) -> bool {
+            true
+        }
+        fn reconnects(&self) -> bool {
+            true
+        }
+    }
+    let shared = rig.shared.clone();
+    let supervision = Supervision {
+        id: "p".into(),
+        registry: shared.registry.clone(),
+        restart: RestartConfig {
+            backoff_initial_ms: 10_000,
+            ..RESTART
+        },
+        stop_grace: Duration::from_millis(50),
+        shutdown: shared.shutdown.clone(),
+    };
+    shared.handles.set_task(
+        "p",
+        tokio::spawn(supervise(supervision, Attached(runner), true, inbox)),
+    );
+    let state = || shared.registry.state("p");
+    let until = |want: PluginState| {
+        let shared = shared.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while shared.registry.state("p") != Some(want) {
+                assert!(Instant::now() < deadline, "never {want:?}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let mut changes = shared.events.lifecycle();
+    let mut first = rig.connect().await;
+    assert!(matches!(
+        first.handshake(hello("p", TOKEN, &[])).await,
+        Message::Welcome(_)
+    ));
+    until(PluginState::Running).await;
+    drop(first);
+    until(PluginState::Restarting).await;
+    // Back by itself during the 10 s backoff: admitted, and watched.
+    let mut second = rig.connect().await;
+    assert!(matches!(
+        second.handshake(hello("p", TOKEN, &[])).await,
+        Message::Welcome(_)
+    ));
+    assert_eq!(state(), Some(PluginState::Running));
+    // A stop now ends that session properly: GOODBYE, then Stopped.
+    shared.handles.command("p", Command::Stop).await.unwrap();
+    assert!(matches!(
+        second.next(Duration::from_secs(5)).await,
+        Message::Goodbye(_)
+    ));
+    assert_eq!(state(), Some(PluginState::Stopped));
+    assert!(shared.registry.session("p").is_err());
+    // Stopped means stopped: a HELLO is refused as such...
+    let mut third = rig.connect().await;
+    match third.handshake(hello("p", TOKEN, &[])).await {
+        Message::Reject(r) => assert_eq!(r.code, iglu_bus::RejectCode::Stopped),
+        other => panic!("{other:?}"),
+    }
+    // ...until `iglu start`, after which it gets in and is watched again.
+    shared.handles.command("p", Command::Start).await.unwrap();
+    let mut fourth = rig.connect().await;
+    assert!(matches!(
+        fourth.handshake(hello("p", TOKEN, &[])).await,
+        Message::Welcome(_)
+    ));
+    until(PluginState::Running).await;
+    drop(fourth);
+    until(PluginState::Restarting).await;
+    let mut seen = Vec::new();
+    while let Ok(c) = changes.try_recv() {
+        seen.push(c.state.as_str());
+    }
+    // Every change once, in order; the restart after the stop is a start.
+    assert_eq!(
+        seen,
+        [
+            "running",
+            "crashed",
+            "restarting",
+            "running",
+            "stopping",
+            "stopped",
+            "starting",
+            "running",
+            "crashed",
+            "restarting"
+        ]
+    );
+    assert!(!script.lock().unwrap().starts.is_empty());
 }

@@ -137,11 +137,11 @@ fn register(
     // state of every topic it subscribes to; then the live stream (the
     // announcement of its own Running state included).
     let filters = hello.subscriptions;
-    let queue = shared
+    let (queue, filters_before, own_before) = shared
         .events
         .subscriptions
         .replace(&id, filters.clone(), hello.receive_own)
-        .unwrap_or_else(|| session.events.clone());
+        .unwrap_or_else(|| (session.events.clone(), Vec::new(), false));
     queue.attach(session.id);
     queue.push_retained(shared.events.retained.matching(&filters));
     session.touch();
@@ -155,6 +155,10 @@ fn register(
         },
     );
     if !admitted {
+        shared
+            .events
+            .subscriptions
+            .replace(&id, filters_before, own_before);
         queue.detach(session.id);
         session.close(Loss::Stopping);
         return Err(reject(
