@@ -36,6 +36,9 @@ pub enum ErrorCode {
     /// Too much is already in flight to the callee (calls, or bytes of
     /// calls); nothing was sent. Retry later.
     Overloaded,
+    /// The caller may not make this call (a plugin calling a plugin it is
+    /// not allowed to, see the `calls` setting).
+    Forbidden,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -57,6 +60,7 @@ impl ErrorCode {
             ErrorCode::UnknownPlugin => "unknown_plugin",
             ErrorCode::Internal => "internal",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unknown => "unknown",
         }
     }

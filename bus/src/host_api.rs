@@ -22,8 +22,10 @@ pub mod method {
     pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
     /// [`super::Filters`] -> how many were removed (uint).
     pub const EVENTS_UNSUBSCRIBE: &str = "events.unsubscribe";
+    /// [`super::PluginCall`] -> the callee's result, as it answered.
+    pub const PLUGINS_CALL: &str = "plugins.call";
     /// Every name above, for the host's "no such method" answer.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         HOST_INFO,
         KV_GET,
         KV_SET,
@@ -31,7 +33,27 @@ pub mod method {
         EVENTS_PUBLISH,
         EVENTS_SUBSCRIBE,
         EVENTS_UNSUBSCRIBE,
+        PLUGINS_CALL,
     ];
+}
+
+/// `plugins.call`: a call to another plugin's method, through the host.
+/// The CALL's own deadline is the forwarded call's; a CANCEL of it cancels
+/// the forwarded call; the callee's answer (result or error, with its own
+/// code) comes back as the answer to this CALL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginCall {
+    /// The callee's id.
+    pub plugin: String,
+    /// Its method.
+    pub method: String,
+    /// The arguments, one MessagePack document.
+    #[serde(with = "serde_bytes")]
+    pub args: Vec<u8>,
+    /// Wait (within the deadline) for a callee that is starting or
+    /// restarting; absent: the host's `call_wait_for_running`.
+    #[serde(default)]
+    pub wait_for_running: Option<bool>,
 }
 
 /// The result of `host.info`.

@@ -53,6 +53,7 @@ impl Rig {
                 args: Vec::new(),
                 env: Default::default(),
                 autostart: true,
+                calls: Vec::new(),
             };
             shared
                 .registry

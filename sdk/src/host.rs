@@ -91,6 +91,9 @@ impl HostClient {
                 sent_on: 0,
             },
         );
+        // Removes the id however this call ends, and tells the host when
+        // the answer is no longer wanted (dropped future, deadline).
+        let guard = Unanswered { client: self, id };
         let result = async {
             self.outgoing
                 .send(Outgoing::Call(id))
@@ -103,8 +106,7 @@ impl HostClient {
             }
         }
         .await;
-        // Whatever happened, the id must not linger in the map.
-        self.lock_pending().remove(&id);
+        drop(guard);
         let bytes = result?;
         rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
     }
@@ -112,6 +114,32 @@ impl HostClient {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, CallIdMap<PendingCall>> {
         // A poisoned map only means another thread panicked mid-insert; the map itself is fine.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Calls `method` of another plugin, through the host (`plugins.call`),
+    /// within `deadline`. The host must allow it (`calls` in this plugin's
+    /// config). The callee's own error comes back as [`CallError::Remote`]
+    /// with its code; a callee that dies fails the call at once
+    /// (`plugin_crashed`), a stopped one with `not_running` (or, with
+    /// `wait_for_running`, after waiting for it within the deadline).
+    /// Dropping the future cancels the call on the callee.
+    pub async fn call_plugin<A: Serialize, R: DeserializeOwned>(
+        &self,
+        plugin: &str,
+        method: &str,
+        args: &A,
+        deadline: Duration,
+        wait_for_running: Option<bool>,
+    ) -> Result<R, CallError> {
+        let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
+        let call = iglu_bus::host_api::PluginCall {
+            plugin: plugin.to_owned(),
+            method: method.to_owned(),
+            args,
+            wait_for_running,
+        };
+        self.call_with_deadline(method::PLUGINS_CALL, &call, deadline)
+            .await
     }
 
     /// The host's name, version and the negotiated protocol.
@@ -193,6 +221,22 @@ impl HostClient {
         };
         let answer: Existed = self.call(method::KV_DELETE, &key).await?;
         Ok(answer.existed)
+    }
+}
+
+/// A call to the host on its way: on drop, its entry goes, and if it was
+/// still there (no answer came: the caller gave up or its deadline passed)
+/// the host hears CANCEL (best effort: never waits).
+struct Unanswered<'a> {
+    client: &'a HostClient,
+    id: CallId,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.client.lock_pending().remove(&self.id).is_some() {
+            let _ = self.client.outgoing.try_send(Outgoing::Cancel(self.id));
+        }
     }
 }
 

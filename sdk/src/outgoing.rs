@@ -14,6 +14,10 @@ pub(crate) enum Outgoing {
     Call(CallId),
     /// A call finished; its answer is `frame`.
     Done { id: CallId, frame: Bytes },
+    /// A call to the host that its caller gave up on (dropped, or past its
+    /// deadline): the host is told, so a call it forwarded to another
+    /// plugin is cancelled there too.
+    Cancel(CallId),
     /// Event credit, valid only on the connection it was earned on.
     Credit { connection: u64, frame: Bytes },
 }

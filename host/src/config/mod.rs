@@ -116,6 +116,7 @@ impl Config {
             args: Vec::new(),
             env: BTreeMap::new(),
             autostart: true,
+            calls: Vec::new(),
         };
         let mut config = Config {
             plugins: vec![

@@ -38,6 +38,7 @@ pub fn scan(dir: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
             args: Vec::new(),
             env: BTreeMap::new(),
             autostart: true,
+            calls: Vec::new(),
         });
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));

@@ -68,6 +68,9 @@ pub struct ExternalSpec {
     /// backoff and restart limit as managed plugins.
     #[serde(default)]
     pub restart_command: Vec<String>,
+    /// Plugins it may call through the host (`plugins.call`); `"*"` for any.
+    #[serde(default)]
+    pub calls: Vec<String>,
 }
 
 impl ExternalSpec {
@@ -160,6 +163,9 @@ pub struct PluginSpec {
     /// Start it with the host (default true); otherwise `iglu start` does.
     #[serde(default = "yes")]
     pub autostart: bool,
+    /// Plugins it may call through the host (`plugins.call`); `"*"` for any.
+    #[serde(default)]
+    pub calls: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -161,6 +161,19 @@ impl Registry {
         self.read(id, |e| e.launch).unwrap_or(0)
     }
 
+    /// Whether plugin `caller` may call plugin `callee` through the host:
+    /// the callee is named in the caller's `calls` (or that says `"*"`).
+    pub fn may_call(&self, caller: &str, callee: &str) -> bool {
+        self.read(caller, |e| {
+            let calls = match &e.kind {
+                PluginKind::Managed(spec) => &spec.calls,
+                PluginKind::External(spec) => &spec.calls,
+            };
+            calls.iter().any(|c| c == "*" || c == callee)
+        })
+        .unwrap_or(false)
+    }
+
     /// Records the process id of the current launch (not a state change).
     pub fn set_pid(&self, id: &str, pid: Option<u32>) {
         if let Some(e) = self.lock().get_mut(id) {

@@ -100,6 +100,7 @@ fn rig(life: Option<Duration>, handshake: Option<Duration>, restarts: bool) -> R
         args: Vec::new(),
         env: Default::default(),
         autostart: true,
+        calls: Vec::new(),
     };
     registry.insert("p", PluginKind::Managed(spec), PluginState::Starting);
     let handles = Arc::new(Handles::default());

@@ -16,6 +16,7 @@ use iglu_bus::transport::{PeerEvent, PeerEvents, PeerId, RouterInbound};
 use iglu_bus::{BusError, ErrorCode, ErrorReply, FoldMap, Message, RejectCode};
 
 pub mod admission;
+mod forward;
 pub mod host_api;
 
 use admission::{admit, reject};
@@ -84,7 +85,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
 }
 
 fn on_frame(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     peers: &mut FoldMap<PeerId, Arc<Session>>,
     strangers: &mut Strangers,
     peer: PeerId,
@@ -186,7 +187,7 @@ fn misbehaved(session: &Session, code: ErrorCode, what: String) {
     send_error(session, None, code, what);
 }
 
-fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
+fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
     match message {
         Message::Reply(r) => {
             if !session.resolve(r.id, Ok(r.result)) {
@@ -209,36 +210,26 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
                 }
             }
         },
+        Message::Call(call) if call.method == iglu_bus::host_api::method::PLUGINS_CALL => {
+            forward::start(shared, session, call);
+        }
         Message::Call(call) => {
             let api = HostApi {
                 shared,
                 plugin: &session.plugin_id,
                 protocol: session.version,
             };
-            let answer = host_api::handle(&api, &call.method, &call.args);
-            let message = match answer {
-                Ok(result) => Message::Reply(iglu_bus::Reply {
-                    id: call.id,
-                    result,
-                }),
-                Err(e) => Message::Error(ErrorReply {
-                    id: Some(call.id),
-                    code: e.code,
-                    message: e.message,
-                }),
-            };
-            match iglu_bus::encode(&message) {
-                Ok(frame) => {
-                    // False only when the session just ended, which logged why.
-                    session.send(frame);
-                }
-                Err(e) => {
-                    tracing::error!(plugin = %session.plugin_id, error = %e, "could not encode an answer")
-                }
-            }
+            answer(
+                session,
+                call.id,
+                host_api::handle(&api, &call.method, &call.args),
+            );
         }
-        // Host-API calls are answered inline, so there is never one to cancel.
-        Message::Cancel(_) => {}
+        // Host-API calls are answered inline; only a forwarded call is
+        // still running to be cancelled.
+        Message::Cancel(c) => {
+            session.cancel_forwarded(&c.id);
+        }
         Message::Heartbeat(_) => {}
         Message::Credit(c) => session.events.credit(session.id, c.events),
         Message::Goodbye(g) => {
@@ -255,6 +246,31 @@ fn on_message(shared: &Shared, session: &Arc<Session>, message: Message) {
                 ErrorCode::BadMessage,
                 format!("a plugin may not send {k} after the handshake"),
             );
+        }
+    }
+}
+
+/// Answers the plugin's call `id` to the host with `result` or its error.
+pub(super) fn answer(
+    session: &Session,
+    id: iglu_bus::CallId,
+    result: Result<Bytes, iglu_bus::WireError>,
+) {
+    let message = match result {
+        Ok(result) => Message::Reply(iglu_bus::Reply { id, result }),
+        Err(e) => Message::Error(ErrorReply {
+            id: Some(id),
+            code: e.code,
+            message: e.message,
+        }),
+    };
+    match iglu_bus::encode(&message) {
+        Ok(frame) => {
+            // False only when the session just ended, which logged why.
+            session.send(frame);
+        }
+        Err(e) => {
+            tracing::error!(plugin = %session.plugin_id, error = %e, "could not encode an answer")
         }
     }
 }

@@ -8,6 +8,7 @@
 mod call;
 mod call_budget;
 pub mod call_table;
+mod forwarded;
 pub mod liveness;
 mod loss;
 pub mod outbox;
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use iglu_bus::transport::{PeerId, RouterOutbound};
-use iglu_bus::{CallId, FoldSet, WireError};
+use iglu_bus::{CallId, CallIdMap, FoldSet, WireError};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 use crate::conduct::Conduct;
 use crate::events::queue::EventQueue;
 use call_table::{CallTable, Outcome};
+pub use forwarded::MAX_FORWARDED;
 pub use loss::{Loss, SessionNews};
 use outbox::Outbox;
 
@@ -73,6 +75,8 @@ pub struct Session {
     call_bytes_max: usize,
     /// Bad frames from this plugin: rate-limited logging, and the cut.
     pub conduct: Mutex<Conduct>,
+    /// Calls this plugin made to other plugins, being served (see `forwarded`).
+    forwarded: Mutex<CallIdMap<tokio::task::AbortHandle>>,
     /// Problems the plugin reported (ERROR without an id): logged within the
     /// same kind of budget, never a reason to cut it.
     pub reports: Mutex<Conduct>,
@@ -153,6 +157,7 @@ impl Session {
                 call_bytes: AtomicUsize::new(0),
                 call_bytes_max: opening.call_bytes_max,
                 conduct: Mutex::new(Conduct::default()),
+                forwarded: Mutex::new(CallIdMap::default()),
                 reports: Mutex::new(Conduct::default()),
                 calls: Mutex::new(Calls {
                     closed: None,
@@ -227,6 +232,7 @@ impl Session {
             calls.table.drain().collect::<Vec<_>>()
         };
         self.closed.cancel();
+        self.abort_forwarded();
         if matches!(
             loss,
             Loss::NotReading(_) | Loss::Misbehaving(_) | Loss::HeartbeatTimeout(_)

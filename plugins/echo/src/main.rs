@@ -121,6 +121,29 @@ struct Whoami {
     plugin_id: String,
 }
 
+/// `relay`: which plugin and method to call, with what.
+#[derive(Deserialize)]
+struct Relay {
+    plugin: String,
+    method: String,
+    #[serde(default = "nil")]
+    args: rmpv::Value,
+    deadline_ms: Option<u64>,
+    wait_for_running: Option<bool>,
+}
+
+fn nil() -> rmpv::Value {
+    rmpv::Value::Nil
+}
+
+/// What `relay` got back.
+#[derive(Serialize)]
+struct RelayAnswer {
+    ok: Option<rmpv::Value>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
 fn main() -> ExitCode {
     let recorder = recorder::Recorder::default();
     let mut plugin = Plugin::new(Manifest {
@@ -209,6 +232,32 @@ fn main() -> ExitCode {
                 Ok::<_, HandlerError>(true)
             },
         )
+        .method("relay", |ctx: Context, args: Relay| async move {
+            // Calls another plugin through the host; reports its answer or
+            // its error's code, so tests can tell the cases apart.
+            let answer: Result<rmpv::Value, _> = ctx
+                .host()
+                .call_plugin(
+                    &args.plugin,
+                    &args.method,
+                    &args.args,
+                    Duration::from_millis(args.deadline_ms.unwrap_or(10_000)),
+                    args.wait_for_running,
+                )
+                .await;
+            Ok::<_, HandlerError>(match answer {
+                Ok(value) => RelayAnswer {
+                    ok: Some(value),
+                    code: None,
+                    message: None,
+                },
+                Err(e) => RelayAnswer {
+                    ok: None,
+                    code: Some(e.code().as_str().to_owned()),
+                    message: Some(e.to_string()),
+                },
+            })
+        })
         .method("echo", |_ctx: Context, args: rmpv::Value| async move {
             Ok::<_, HandlerError>(args)
         })

@@ -309,6 +309,11 @@ impl Session {
                     batch.push(frame);
                 }
             }
+            Outgoing::Cancel(id) => {
+                if let Ok(frame) = iglu_bus::encode(&Message::Cancel(iglu_bus::Cancel { id })) {
+                    batch.push(frame);
+                }
+            }
             Outgoing::Credit { connection, frame } => {
                 if connection == self.connection {
                     batch.push(frame);
