@@ -124,6 +124,7 @@ async fn flood_once(
         methods: Vec::new(),
         subscriptions: Vec::new(),
         receive_own: false,
+        interfaces: Vec::new(),
     });
     conn.outbound
         .send(iglu_bus::encode(&hello).map_err(e)?)

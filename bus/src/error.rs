@@ -39,6 +39,11 @@ pub enum ErrorCode {
     /// The caller may not make this call (a plugin calling a plugin it is
     /// not allowed to, see the `calls` setting).
     Forbidden,
+    /// The plugin does not implement the interface a typed call names.
+    NotImplemented,
+    /// The plugin implements another major version of the interface than
+    /// the typed call needs; nothing was sent.
+    Incompatible,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -61,6 +66,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::Incompatible => "incompatible",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -92,6 +99,9 @@ pub enum RejectCode {
     MalformedHello,
     /// The plugin is stopped on the host; it is let in again after `iglu start`.
     Stopped,
+    /// The host's config says this plugin must provide an interface (a
+    /// version of one) that its HELLO does not announce.
+    MissingInterface,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -109,6 +119,7 @@ impl RejectCode {
             RejectCode::MalformedManifest => "malformed_manifest",
             RejectCode::MalformedHello => "malformed_hello",
             RejectCode::Stopped => "stopped",
+            RejectCode::MissingInterface => "missing_interface",
             RejectCode::Unknown => "unknown",
         }
     }

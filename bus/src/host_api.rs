@@ -54,6 +54,10 @@ pub struct PluginCall {
     /// restarting; absent: the host's `call_wait_for_running`.
     #[serde(default)]
     pub wait_for_running: Option<bool>,
+    /// For a typed call: the interface the caller was built against; the
+    /// host answers `not_implemented` or `incompatible` without calling.
+    #[serde(default)]
+    pub interface: Option<crate::interface::InterfaceRef>,
 }
 
 /// The result of `host.info`.

@@ -23,6 +23,8 @@
 //! - [`topic`] holds the MQTT-style topic and filter rules of events.
 //! - [`launch`] names the environment variables through which the host
 //!   hands a managed plugin its endpoint, cookie and token.
+//! - [`interface`] is what a declared interface needs at run time: its
+//!   announcement in HELLO, the version rule, typed errors, [`interface::Caller`].
 //! - [`host_api`] defines the host API's arguments and results once, for
 //!   the host, the SDK and plugins.
 #![deny(missing_docs)]
@@ -34,6 +36,7 @@ pub mod fold_hash;
 pub mod handshake;
 pub mod heartbeat;
 pub mod host_api;
+pub mod interface;
 pub mod launch;
 pub mod message;
 pub mod topic;

@@ -17,6 +17,9 @@ pub type CallId = Uuid;
 /// One protocol message. The variant name, in snake case, is the map key on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+// HELLO is the big one and is sent once per connection; messages are
+// decoded and handled one at a time, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     /// Plugin -> host, first message of a connection.
     Hello(Hello),
@@ -78,6 +81,10 @@ pub struct Hello {
     /// Whether to receive events this plugin published itself (optional, default false).
     #[serde(default)]
     pub receive_own: bool,
+    /// The interfaces it implements (optional, default none); their methods
+    /// are among `methods`, as `<interface>.<method>`.
+    #[serde(default)]
+    pub interfaces: Vec<crate::interface::InterfaceInfo>,
 }
 
 /// The host accepted the handshake.

@@ -120,3 +120,31 @@ impl HostClient {
         self.shared.handles.command(id, Command::Restart).await
     }
 }
+
+impl iglu_bus::interface::Caller for HostClient {
+    fn call_interface(
+        &self,
+        plugin: &str,
+        interface: &iglu_bus::interface::InterfaceId,
+        method: &str,
+        args: Vec<u8>,
+        deadline: Duration,
+    ) -> futures::future::BoxFuture<'_, Result<Bytes, WireError>> {
+        let (plugin, method, interface) =
+            (plugin.to_owned(), method.to_owned(), interface.to_ref());
+        let options =
+            CallOptions::new(deadline).wait_for_running(self.shared.config.call_wait_for_running);
+        Box::pin(async move {
+            call::call_interface(
+                &self.shared,
+                &plugin,
+                &interface,
+                &method,
+                Bytes::from(args),
+                options,
+            )
+            .await
+            .map_err(|e| e.to_wire())
+        })
+    }
+}

@@ -54,6 +54,7 @@ impl Rig {
                 env: Default::default(),
                 autostart: true,
                 calls: Vec::new(),
+                provides: Vec::new(),
             };
             shared
                 .registry
@@ -106,6 +107,7 @@ pub fn hello(id: &str, token: &str, methods: &[&str]) -> Hello {
         methods: methods.iter().map(|m| (*m).to_owned()).collect(),
         subscriptions: Vec::new(),
         receive_own: false,
+        interfaces: Vec::new(),
     }
 }
 

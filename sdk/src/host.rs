@@ -66,6 +66,17 @@ impl HostClient {
         args: &A,
         deadline: Duration,
     ) -> Result<R, CallError> {
+        let bytes = self.call_raw(method, args, deadline).await?;
+        rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
+    }
+
+    /// A host call whose result is handed back as it came (one MessagePack document).
+    pub(crate) async fn call_raw<A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+        deadline: Duration,
+    ) -> Result<Bytes, CallError> {
         let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
         let started = tokio::time::Instant::now();
         let _slot = match tokio::time::timeout(deadline, self.slots.acquire()).await {
@@ -107,8 +118,7 @@ impl HostClient {
         }
         .await;
         drop(guard);
-        let bytes = result?;
-        rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
+        result
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, CallIdMap<PendingCall>> {
@@ -137,6 +147,7 @@ impl HostClient {
             method: method.to_owned(),
             args,
             wait_for_running,
+            interface: None,
         };
         self.call_with_deadline(method::PLUGINS_CALL, &call, deadline)
             .await

@@ -56,6 +56,7 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod host;
+pub mod interface;
 pub mod launch;
 mod link;
 mod outgoing;
@@ -72,4 +73,6 @@ pub use host::HostClient;
 /// definition shared with the host, for raw calls with [`HostClient::call`].
 pub use iglu_bus::host_api;
 pub use iglu_bus::{ErrorCode, Manifest, WireError};
+/// Declares an interface: see [`mod@interface`] and the `iglu-macros` crate.
+pub use iglu_macros::interface;
 pub use plugin::Plugin;

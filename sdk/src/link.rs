@@ -175,6 +175,7 @@ pub(crate) fn hello(
     methods: Vec<String>,
     subscriptions: Vec<String>,
     receive_own: bool,
+    interfaces: Vec<iglu_bus::interface::InterfaceInfo>,
 ) -> Hello {
     Hello {
         cookie: handshake::COOKIE_VALUE.to_owned(),
@@ -185,6 +186,7 @@ pub(crate) fn hello(
         methods,
         subscriptions,
         receive_own,
+        interfaces,
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Plugin {
     event_handler: Option<EventHandler>,
     event_window: u32,
     inline_handlers: bool,
+    interfaces: Vec<iglu_bus::interface::InterfaceInfo>,
 }
 
 impl Plugin {
@@ -53,6 +54,7 @@ impl Plugin {
             event_handler: None,
             event_window: DEFAULT_EVENT_WINDOW,
             inline_handlers: false,
+            interfaces: Vec::new(),
         }
     }
 
@@ -112,6 +114,20 @@ impl Plugin {
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
         self.handlers.insert(name.to_owned(), erase(method));
+        self
+    }
+
+    /// Implements an interface: `server` is `<Trait>Interface::server(imp)`
+    /// for a type implementing the trait declared with `#[interface]`. Its
+    /// methods are served as `<interface>.<method>` and it is announced in
+    /// HELLO, so callers' typed clients can check its version. A plugin may
+    /// implement several interfaces and still register plain methods.
+    pub fn implement(mut self, server: crate::interface::Server) -> Plugin {
+        for (name, handler) in server.handlers {
+            self.handlers.insert(name, handler);
+        }
+        self.interfaces.retain(|i| i.name != server.info.name);
+        self.interfaces.push(server.info);
         self
     }
 
@@ -190,6 +206,7 @@ impl Plugin {
                 methods,
                 self.subscriptions,
                 self.receive_own,
+                self.interfaces,
             ),
             handlers: self.handlers,
             handler_runtime,

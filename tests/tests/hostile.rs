@@ -160,6 +160,7 @@ fn wrong_hello() -> Vec<u8> {
         methods: vec![],
         subscriptions: vec![],
         receive_own: false,
+        interfaces: Vec::new(),
     });
     zmtp_frame(&iglu_bus::encode(&hello).unwrap())
 }

@@ -151,6 +151,7 @@ fn every_kind_round_trips() {
             methods: vec!["echo".into()],
             subscriptions: vec!["home/#".into()],
             receive_own: false,
+            interfaces: Vec::new(),
         }),
         Message::Event(EventHeader {
             seq: 7,

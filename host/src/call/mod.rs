@@ -9,9 +9,39 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use iglu_bus::interface::InterfaceRef;
+
 use crate::shared::Shared;
 use error::CallError;
 use options::CallOptions;
+
+/// Calls `method` of `interface` on `plugin`: first checks that the plugin
+/// announced a compatible version of it (at its last handshake), so an
+/// incompatible client fails before anything is sent.
+pub async fn call_interface(
+    shared: &Shared,
+    plugin: &str,
+    interface: &InterfaceRef,
+    method: &str,
+    args: Bytes,
+    options: CallOptions,
+) -> Result<Bytes, CallError> {
+    let announced = shared
+        .registry
+        .read(plugin, |f| f.interfaces().to_vec())
+        .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?;
+    // Never handshaken yet (or down since before): the call itself says why.
+    let has_handshaken = shared
+        .registry
+        .read(plugin, |f| f.manifest().is_some())
+        .unwrap_or(false);
+    if has_handshaken {
+        iglu_bus::interface::check(plugin, interface, &announced)
+            .map_err(|e| CallError::from_wire(plugin, options.deadline, e))?;
+    }
+    let wire = iglu_bus::interface::method_name(&interface.name, method);
+    call(shared, plugin, &wire, args, options).await
+}
 
 /// Calls `method` on `plugin` through its live session.
 pub async fn call(

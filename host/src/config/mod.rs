@@ -117,6 +117,7 @@ impl Config {
             env: BTreeMap::new(),
             autostart: true,
             calls: Vec::new(),
+            provides: Vec::new(),
         };
         let mut config = Config {
             plugins: vec![

@@ -39,6 +39,7 @@ pub fn scan(dir: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
             env: BTreeMap::new(),
             autostart: true,
             calls: Vec::new(),
+            provides: Vec::new(),
         });
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));

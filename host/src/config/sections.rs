@@ -71,6 +71,10 @@ pub struct ExternalSpec {
     /// Plugins it may call through the host (`plugins.call`); `"*"` for any.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// Interfaces its HELLO must announce (`name@^1.1`, `name@1.2.0` or
+    /// `name`); a plugin that does not is refused, with what it offers.
+    #[serde(default)]
+    pub provides: Vec<String>,
 }
 
 impl ExternalSpec {
@@ -166,6 +170,10 @@ pub struct PluginSpec {
     /// Plugins it may call through the host (`plugins.call`); `"*"` for any.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// Interfaces its HELLO must announce (`name@^1.1`, `name@1.2.0` or
+    /// `name`); a plugin that does not is refused, with what it offers.
+    #[serde(default)]
+    pub provides: Vec<String>,
 }
 
 fn yes() -> bool {

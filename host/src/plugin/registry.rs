@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use iglu_bus::handshake::tokens_match;
+use iglu_bus::interface::InterfaceInfo;
 use iglu_bus::{ErrorCode, Manifest, WireError};
 
 use super::state::PluginState;
@@ -40,6 +41,7 @@ pub struct Facts {
     last_exit: Option<String>,
     manifest: Option<Manifest>,
     methods: Vec<String>,
+    interfaces: Vec<InterfaceInfo>,
     /// Counts sessions: each admitted session takes the next number, so
     /// news of an earlier session is recognised as stale.
     launch: u64,
@@ -76,6 +78,17 @@ impl Facts {
     /// The methods of the last handshake.
     pub fn methods(&self) -> &[String] {
         &self.methods
+    }
+    /// The interfaces of the last handshake.
+    pub fn interfaces(&self) -> &[InterfaceInfo] {
+        &self.interfaces
+    }
+    /// What the config says it must provide.
+    pub fn provides(&self) -> &[String] {
+        match &self.kind {
+            PluginKind::Managed(spec) => &spec.provides,
+            PluginKind::External(spec) => &spec.provides,
+        }
     }
     /// The live session, if any.
     pub fn live_session(&self) -> Option<&Arc<Session>> {
@@ -133,6 +146,7 @@ impl Registry {
                 last_exit: None,
                 manifest: None,
                 methods: Vec::new(),
+                interfaces: Vec::new(),
                 launch: 0,
                 token: None,
                 session: None,
@@ -310,6 +324,7 @@ fn apply(e: &mut Facts, change: Transition) -> Option<Option<Arc<Session>>> {
             session,
             manifest,
             methods,
+            interfaces,
         } => {
             let current = launch == e.launch + 1
                 && e.token.is_some()
@@ -322,6 +337,7 @@ fn apply(e: &mut Facts, change: Transition) -> Option<Option<Arc<Session>>> {
             e.session = Some(session);
             e.manifest = Some(manifest);
             e.methods = methods;
+            e.interfaces = interfaces;
             e.state = PluginState::Running;
             e.since = Some(Instant::now());
             Some(None)

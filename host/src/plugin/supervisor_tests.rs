@@ -101,6 +101,7 @@ fn rig(life: Option<Duration>, handshake: Option<Duration>, restarts: bool) -> R
         env: Default::default(),
         autostart: true,
         calls: Vec::new(),
+        provides: Vec::new(),
     };
     registry.insert("p", PluginKind::Managed(spec), PluginState::Starting);
     let handles = Arc::new(Handles::default());

@@ -27,6 +27,8 @@ pub enum Transition {
         manifest: Manifest,
         /// From the HELLO.
         methods: Vec<String>,
+        /// From the HELLO.
+        interfaces: Vec<iglu_bus::interface::InterfaceInfo>,
     },
     /// The host is stopping it.
     Stopping,

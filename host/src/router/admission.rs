@@ -63,6 +63,7 @@ fn check(
             format!("subscription: {bad}"),
         ));
     }
+    check_interfaces(shared, hello)?;
     let (Some(news), Some(events)) = (
         shared.handles.news(id),
         shared.events.subscriptions.queue(id),
@@ -99,6 +100,53 @@ fn check(
         )
     })?;
     Ok((session, frame, launch))
+}
+
+/// The interfaces a HELLO announces: each method among its methods, and
+/// everything the config says this plugin must provide.
+fn check_interfaces(shared: &Shared, hello: &Hello) -> Result<(), Reject> {
+    for i in &hello.interfaces {
+        if let Some(m) = i.methods.iter().find(|m| {
+            !hello
+                .methods
+                .contains(&iglu_bus::interface::method_name(&i.name, &m.name))
+        }) {
+            return Err(reject(
+                RejectCode::MalformedManifest,
+                format!(
+                    "interface {} announces method {} but {}.{} is not among the methods",
+                    i.name, m.name, i.name, m.name
+                ),
+            ));
+        }
+    }
+    let provides = shared
+        .registry
+        .read(&hello.plugin_id, |f| f.provides().to_vec())
+        .unwrap_or_default();
+    if let Some(missing) = provides
+        .iter()
+        .find(|r| !iglu_bus::interface::satisfies(r, &hello.interfaces))
+    {
+        let offered = if hello.interfaces.is_empty() {
+            "no interface".to_owned()
+        } else {
+            hello
+                .interfaces
+                .iter()
+                .map(|i| format!("{} {}", i.name, i.version))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(reject(
+            RejectCode::MissingInterface,
+            format!(
+                "plugin {} must provide {missing} on this host; it offers {offered}",
+                hello.plugin_id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The REJECT for a refusal by the registry.
@@ -152,6 +200,7 @@ fn register(
             session: session.clone(),
             manifest: hello.manifest,
             methods: hello.methods,
+            interfaces: hello.interfaces,
         },
     );
     if !admitted {

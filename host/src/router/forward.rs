@@ -70,14 +70,30 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
             if tracked.await.is_err() {
                 return;
             }
-            let result = crate::call::call(
-                &shared,
-                &request.plugin,
-                &request.method,
-                Bytes::from(request.args),
-                options,
-            )
-            .await
+            let args = Bytes::from(request.args);
+            let result = match &request.interface {
+                // A typed call: the callee's version is checked first.
+                Some(interface) => {
+                    let method = request
+                        .method
+                        .strip_prefix(&format!("{}.", interface.name))
+                        .unwrap_or(&request.method)
+                        .to_owned();
+                    crate::call::call_interface(
+                        &shared,
+                        &request.plugin,
+                        interface,
+                        &method,
+                        args,
+                        options,
+                    )
+                    .await
+                }
+                None => {
+                    crate::call::call(&shared, &request.plugin, &request.method, args, options)
+                        .await
+                }
+            }
             .map_err(|e| WireError::new(e.code(), e.to_string()));
             caller.forwarded_done(&id);
             answer(&caller, id, result);

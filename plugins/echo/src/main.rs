@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use iglu_interfaces::thermostat::ThermostatClient;
 use iglu_sdk::{host_api, Context, HandlerError, Manifest, Plugin};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,21 @@ struct Numbered {
 struct Whoami {
     pid: u32,
     plugin_id: String,
+}
+
+/// `thermostat_room`: which room, of which plugin (default `thermostat`).
+#[derive(Deserialize)]
+struct AskThermostat {
+    room: String,
+    plugin: Option<String>,
+}
+
+/// What `thermostat_room` got back.
+#[derive(Serialize)]
+struct ThermostatAnswer {
+    room: Option<iglu_interfaces::thermostat::RoomState>,
+    error: Option<String>,
+    message: Option<String>,
 }
 
 /// `relay`: which plugin and method to call, with what.
@@ -258,6 +274,26 @@ fn main() -> ExitCode {
                 },
             })
         })
+        .method(
+            "thermostat_room",
+            |ctx: Context, args: AskThermostat| async move {
+                // A typed plugin-to-plugin call, through the host.
+                let plugin = args.plugin.unwrap_or_else(|| "thermostat".to_owned());
+                let thermostat = ThermostatClient::new(ctx.host().clone(), plugin);
+                Ok::<_, HandlerError>(match thermostat.room(args.room).await {
+                    Ok(room) => ThermostatAnswer {
+                        room: Some(room),
+                        error: None,
+                        message: None,
+                    },
+                    Err(e) => ThermostatAnswer {
+                        room: None,
+                        error: Some(e.code().as_str().to_owned()),
+                        message: Some(e.to_string()),
+                    },
+                })
+            },
+        )
         .method("echo", |_ctx: Context, args: rmpv::Value| async move {
             Ok::<_, HandlerError>(args)
         })

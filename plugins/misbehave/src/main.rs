@@ -78,6 +78,7 @@ fn hello(mode: &str) -> Hello {
             Vec::new()
         },
         receive_own: false,
+        interfaces: Vec::new(),
     };
     match mode {
         "bad-cookie" => hello.cookie = "not-the-cookie".into(),

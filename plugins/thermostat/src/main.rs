@@ -1,28 +1,30 @@
 //! Thermostat: per-room target temperatures and a heating decision with
 //! hysteresis, the way a smart-home thermostat decides.
 //!
+//! It implements the `iglu.thermostat` interface (`iglu-interfaces`), so
+//! embedding programs and other plugins call it through the typed
+//! `ThermostatClient`; the same methods are served under their plain names
+//! for JSON callers (`iglu call thermostat room '{"room": "hall"}'`).
 //! All state lives in the host's key-value store, so a crash or restart of
 //! this plugin loses no setting and no heating decision.
 
 use std::process::ExitCode;
 
+use iglu_interfaces::thermostat::{RoomState, Thermostat, ThermostatError, ThermostatInterface};
 use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Heating switches on below `target - HYSTERESIS` and off above
 /// `target + HYSTERESIS`, so it does not flap around the target.
 const HYSTERESIS: f64 = 0.5;
 /// Target for a room nobody configured, in °C.
 const DEFAULT_TARGET: f64 = 20.0;
+/// The targets it accepts, in °C.
+const MIN_TARGET: f64 = 5.0;
+const MAX_TARGET: f64 = 30.0;
 
 #[derive(Deserialize)]
 struct SetTarget {
-    room: String,
-    celsius: f64,
-}
-
-#[derive(Deserialize)]
-struct Reading {
     room: String,
     celsius: f64,
 }
@@ -32,19 +34,12 @@ struct Room {
     room: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Default)]
-struct RoomState {
-    room: String,
-    target: f64,
-    current: Option<f64>,
-    heating: bool,
-}
-
-async fn load(ctx: &Context, room: &str) -> Result<RoomState, HandlerError> {
+async fn load(ctx: &Context, room: &str) -> Result<RoomState, ThermostatError> {
     Ok(ctx
         .host()
         .kv_get::<RoomState>(&format!("room/{room}"))
-        .await?
+        .await
+        .map_err(|e| ThermostatError::Store(e.to_string()))?
         .unwrap_or(RoomState {
             room: room.to_owned(),
             target: DEFAULT_TARGET,
@@ -53,16 +48,16 @@ async fn load(ctx: &Context, room: &str) -> Result<RoomState, HandlerError> {
         }))
 }
 
-async fn save(ctx: &Context, state: &RoomState) -> Result<(), HandlerError> {
+async fn save(ctx: &Context, state: &RoomState) -> Result<(), ThermostatError> {
     ctx.host()
         .kv_set(&format!("room/{}", state.room), state)
-        .await?;
-    Ok(())
+        .await
+        .map_err(|e| ThermostatError::Store(e.to_string()))
 }
 
-fn check_room(room: &str) -> Result<(), HandlerError> {
+fn check_room(room: &str) -> Result<(), ThermostatError> {
     if room.is_empty() || room.len() > 64 {
-        return Err(HandlerError::msg("room must be 1-64 characters"));
+        return Err(ThermostatError::BadRoom);
     }
     Ok(())
 }
@@ -77,6 +72,51 @@ fn decide(state: &mut RoomState) {
     }
 }
 
+/// The thermostat; it keeps nothing in memory.
+struct Heating;
+
+impl Thermostat for Heating {
+    async fn set_target(
+        &self,
+        ctx: Context,
+        room: String,
+        celsius: f64,
+    ) -> Result<RoomState, ThermostatError> {
+        check_room(&room)?;
+        if !(MIN_TARGET..=MAX_TARGET).contains(&celsius) {
+            return Err(ThermostatError::OutOfRange {
+                celsius,
+                min: MIN_TARGET,
+                max: MAX_TARGET,
+            });
+        }
+        let mut state = load(&ctx, &room).await?;
+        state.target = celsius;
+        decide(&mut state);
+        save(&ctx, &state).await?;
+        Ok(state)
+    }
+
+    async fn reading(
+        &self,
+        ctx: Context,
+        room: String,
+        celsius: f64,
+    ) -> Result<RoomState, ThermostatError> {
+        check_room(&room)?;
+        let mut state = load(&ctx, &room).await?;
+        state.current = Some(celsius);
+        decide(&mut state);
+        save(&ctx, &state).await?;
+        Ok(state)
+    }
+
+    async fn room(&self, ctx: Context, room: String) -> Result<RoomState, ThermostatError> {
+        check_room(&room)?;
+        load(&ctx, &room).await
+    }
+}
+
 fn main() -> ExitCode {
     Plugin::new(Manifest {
         id: "thermostat".into(),
@@ -85,28 +125,16 @@ fn main() -> ExitCode {
         version: env!("CARGO_PKG_VERSION").into(),
         description: "Per-room target temperatures and heating decisions with hysteresis".into(),
     })
+    .implement(ThermostatInterface::server(Heating))
+    // The same, under plain names, for JSON callers.
     .method("set_target", |ctx: Context, args: SetTarget| async move {
-        check_room(&args.room)?;
-        if !(5.0..=30.0).contains(&args.celsius) {
-            return Err(HandlerError::msg("target must be between 5 and 30 °C"));
-        }
-        let mut state = load(&ctx, &args.room).await?;
-        state.target = args.celsius;
-        decide(&mut state);
-        save(&ctx, &state).await?;
-        Ok(state)
+        Ok::<_, HandlerError>(Heating.set_target(ctx, args.room, args.celsius).await?)
     })
-    .method("reading", |ctx: Context, args: Reading| async move {
-        check_room(&args.room)?;
-        let mut state = load(&ctx, &args.room).await?;
-        state.current = Some(args.celsius);
-        decide(&mut state);
-        save(&ctx, &state).await?;
-        Ok(state)
+    .method("reading", |ctx: Context, args: SetTarget| async move {
+        Ok::<_, HandlerError>(Heating.reading(ctx, args.room, args.celsius).await?)
     })
     .method("room", |ctx: Context, args: Room| async move {
-        check_room(&args.room)?;
-        load(&ctx, &args.room).await
+        Ok::<_, HandlerError>(Heating.room(ctx, args.room).await?)
     })
     .serve()
 }

@@ -1,0 +1,70 @@
+//! Interfaces in a plugin: declare one with [`macro@crate::interface`],
+//! implement it with `Plugin::implement(<Trait>Interface::server(imp))`,
+//! and call one with `<Trait>Client::new(ctx.host().clone(), "plugin")`:
+//! through the host, which checks that the callee implements a compatible
+//! version before it forwards anything. The shared run-time part is
+//! `iglu_bus::interface`, re-exported here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+pub use iglu_bus::interface::*;
+use iglu_bus::{ErrorCode, WireError};
+
+use crate::error::CallError;
+use crate::handler::ErasedHandler;
+use crate::host::HostClient;
+
+/// An implementation of an interface, ready for `Plugin::implement`:
+/// what to announce and the handlers of its methods (by wire name).
+pub struct Server {
+    /// The announcement.
+    pub info: InterfaceInfo,
+    /// `<interface>.<method>` and its handler.
+    pub handlers: Vec<(String, ErasedHandler)>,
+}
+
+impl Caller for HostClient {
+    fn call_interface(
+        &self,
+        plugin: &str,
+        interface: &InterfaceId,
+        method: &str,
+        args: Vec<u8>,
+        deadline: Duration,
+    ) -> BoxFuture<'_, Result<Bytes, WireError>> {
+        let call = iglu_bus::host_api::PluginCall {
+            plugin: plugin.to_owned(),
+            method: method_name(interface.name, method),
+            args,
+            wait_for_running: None,
+            interface: Some(interface.to_ref()),
+        };
+        async move {
+            self.call_raw(iglu_bus::host_api::method::PLUGINS_CALL, &call, deadline)
+                .await
+                .map_err(|e| match e {
+                    CallError::Remote(w) => w,
+                    CallError::Timeout(d) => WireError::new(
+                        ErrorCode::Timeout,
+                        format!("no answer within {} ms", d.as_millis()),
+                    ),
+                    CallError::Disconnected => WireError::new(
+                        ErrorCode::NotRunning,
+                        "the connection to the host is closed",
+                    ),
+                    other => WireError::new(ErrorCode::BadArguments, other.to_string()),
+                })
+        }
+        .boxed()
+    }
+}
+
+#[doc(hidden)]
+/// What the generated code names; not part of the API.
+pub mod __private {
+    pub use rmp_serde;
+    pub use serde;
+}
