@@ -35,7 +35,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show a plugin's interfaces and methods, with the shapes of their
+    /// arguments and results.
+    Describe {
+        /// The plugin.
+        plugin: String,
+        /// Print JSON (its interfaces as announced) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Call a plugin's method with JSON arguments; prints the JSON result.
+    /// Interface methods are `<interface>.<method>` (see `iglu describe`).
     Call(CallRequest),
     /// Publish an event (JSON payload) on a topic, as the host.
     Publish(PublishRequest),
@@ -94,6 +104,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&plugins)?);
             } else {
                 print!("{}", status::table(&plugins));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Describe { plugin, json } => {
+            let result =
+                runtime.block_on(ask(&config, Request::Status, Duration::from_secs(10)))?;
+            let plugins: Vec<PluginStatus> =
+                serde_json::from_value(result).context("the host's status is not understood")?;
+            let Some(p) = plugins.iter().find(|p| p.id == plugin) else {
+                let ids: Vec<&str> = plugins.iter().map(|p| p.id.as_str()).collect();
+                bail!("no plugin named {plugin:?} (there are: {})", ids.join(", "));
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "id": p.id,
+                        "methods": p.methods,
+                        "interfaces": p.interfaces,
+                    }))?
+                );
+            } else {
+                print!("{}", status::describe(p));
             }
             Ok(ExitCode::SUCCESS)
         }

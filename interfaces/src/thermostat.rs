@@ -18,6 +18,7 @@ pub struct RoomState {
 
 /// What the thermostat refuses, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
 pub enum ThermostatError {
     /// The room name is empty or longer than 64 characters.
     #[error("room must be 1-64 characters")]

@@ -182,3 +182,64 @@ async fn a_plugin_without_the_interface_its_slot_requires_is_refused_with_a_reas
     host.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_cli_describes_interfaces_and_calls_them_by_interface_method_names() {
+    let host =
+        iglu_tests::TestHost::start("", &[plugin("thermostat", "iglu-plugin-thermostat", &[])]);
+    host.wait_state("thermostat", "running");
+    let out = host.cli(&["describe", "thermostat"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("iglu.thermostat")
+            && [
+                "1.0.0",
+                "set_target",
+                "room: String, celsius: f64",
+                "RoomState",
+                "ThermostatError"
+            ]
+            .iter()
+            .all(|cell| l.contains(cell))),
+        "{text}"
+    );
+    let out = host.cli(&["describe", "thermostat", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["interfaces"][0]["name"],
+        json!("iglu.thermostat"),
+        "{json}"
+    );
+    assert_eq!(
+        json["interfaces"][0]["methods"][0]["args"][1],
+        json!({"name": "celsius", "type": "f64"})
+    );
+    // `interface.method` names work from the CLI, with JSON; the answer is {"ok": ...} or {"err": ...}.
+    let r = host
+        .call(
+            "thermostat",
+            "iglu.thermostat.set_target",
+            json!({"room": "den", "celsius": 18.0}),
+        )
+        .unwrap();
+    assert_eq!(r["ok"]["target"], json!(18.0), "{r}");
+    let r = host
+        .call(
+            "thermostat",
+            "iglu.thermostat.set_target",
+            json!({"room": "den", "celsius": 40.0}),
+        )
+        .unwrap();
+    assert_eq!(r["err"]["out_of_range"]["celsius"], json!(40.0), "{r}");
+    // A wrong name says which exist.
+    let err = host
+        .call("thermostat", "iglu.thermostat.rom", json!({}))
+        .unwrap_err();
+    assert_eq!(err.code, "method_not_found");
+    assert!(
+        err.message.contains("iglu.thermostat.room"),
+        "{}",
+        err.message
+    );
+}

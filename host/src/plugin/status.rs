@@ -38,6 +38,9 @@ pub struct PluginStatus {
     pub kind: String,
     /// Methods declared in its last handshake.
     pub methods: Vec<String>,
+    /// Interfaces it announced in its last handshake, with their methods' shapes.
+    #[serde(default)]
+    pub interfaces: Vec<iglu_bus::interface::InterfaceInfo>,
     /// Its event subscriptions.
     pub subscriptions: Vec<String>,
     /// Its event queue's counters.
@@ -82,6 +85,7 @@ impl PluginStatus {
             }
             .to_owned(),
             methods: e.methods().to_vec(),
+            interfaces: e.interfaces().to_vec(),
             subscriptions: Vec::new(),
             events: QueueStats::default(),
         }
@@ -90,6 +94,82 @@ impl PluginStatus {
 
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `iglu describe`: a plugin's interfaces and methods, with the shapes of
+/// their arguments and results, as a table for people.
+pub fn describe(p: &PluginStatus) -> String {
+    let mut rows = vec![[
+        "INTERFACE".to_owned(),
+        "VERSION".to_owned(),
+        "METHOD".to_owned(),
+        "ARGUMENTS".to_owned(),
+        "RESULT".to_owned(),
+        "ERROR".to_owned(),
+    ]];
+    let mut in_interfaces = std::collections::BTreeSet::new();
+    for i in &p.interfaces {
+        for m in &i.methods {
+            in_interfaces.insert(iglu_bus::interface::method_name(&i.name, &m.name));
+            let args: Vec<String> = m
+                .args
+                .iter()
+                .map(|a| format!("{}: {}", a.name, a.ty))
+                .collect();
+            rows.push([
+                i.name.clone(),
+                i.version.clone(),
+                m.name.clone(),
+                args.join(", "),
+                m.result.clone(),
+                m.error.clone(),
+            ]);
+        }
+    }
+    for m in p.methods.iter().filter(|m| !in_interfaces.contains(*m)) {
+        rows.push([
+            "-".into(),
+            "-".into(),
+            m.clone(),
+            "(MessagePack)".into(),
+            "(MessagePack)".into(),
+            "-".into(),
+        ]);
+    }
+    let mut out = format!(
+        "{} {} ({}, {})\n",
+        p.id,
+        if p.version.is_empty() {
+            "-"
+        } else {
+            &p.version
+        },
+        p.name,
+        p.state.as_str()
+    );
+    out.push_str(&aligned(&rows));
+    out
+}
+
+/// Rows as columns padded to their widest cell.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// A table for people.
@@ -118,21 +198,5 @@ pub fn table(plugins: &[PluginStatus]) -> String {
             p.last_exit.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    aligned(&rows)
 }

@@ -52,7 +52,11 @@ impl Session {
         if !self.methods.contains(method) {
             return Err(WireError::new(
                 ErrorCode::MethodNotFound,
-                format!("plugin {} has no method {method:?}", self.plugin_id),
+                format!(
+                    "plugin {} has no method {method:?}; it has: {}",
+                    self.plugin_id,
+                    self.method_list()
+                ),
             ));
         }
         let id = CallId::new_v4();
@@ -157,5 +161,27 @@ impl Drop for InFlight<'_> {
         if self.session.lock().table.take(&self.id).is_some() {
             self.session.cancel(self.id);
         }
+    }
+}
+
+/// Methods named in a "no such method" answer; the rest are counted.
+const LISTED_METHODS: usize = 32;
+
+impl Session {
+    /// The plugin's methods, sorted, for people (at most [`LISTED_METHODS`]).
+    fn method_list(&self) -> String {
+        let mut names: Vec<&str> = self.methods.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        let more = names.len().saturating_sub(LISTED_METHODS);
+        names.truncate(LISTED_METHODS);
+        let mut list = if names.is_empty() {
+            "no methods".to_owned()
+        } else {
+            names.join(", ")
+        };
+        if more > 0 {
+            list.push_str(&format!(" and {more} more"));
+        }
+        list
     }
 }
