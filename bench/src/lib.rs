@@ -16,6 +16,7 @@
 pub mod floor_wire;
 pub mod floors;
 pub mod footprint;
+pub mod hops;
 pub mod lifecycle;
 pub mod measure;
 pub mod neighbours;
@@ -40,11 +41,11 @@ pub struct Options {
     /// Print JSON (stable field names, see README) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Workloads to run: calls, payloads, plugins, events, neighbours, lifecycle, memory.
+    /// Workloads to run: calls, payloads, plugins, hops, events, neighbours, lifecycle, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "calls,payloads,plugins,events,neighbours,lifecycle,memory"
+        default_value = "calls,payloads,plugins,hops,events,neighbours,lifecycle,memory"
     )]
     pub workloads: Vec<String>,
     /// Calls in flight for the throughput workload.
@@ -106,7 +107,7 @@ fn host_config(dir: &std::path::Path, plugins: usize) -> Result<Config, String> 
     );
     for i in 0..plugins {
         toml.push_str(&format!(
-            "[[plugin]]\nid = \"bench-{i}\"\ncommand = {:?}\nenv = {{ BENCH_INDEX = \"{i}\", RUST_LOG = \"warn\" }}\n",
+            "[[plugin]]\nid = \"bench-{i}\"\ncommand = {:?}\ncalls = [\"*\"]\nenv = {{ BENCH_INDEX = \"{i}\", RUST_LOG = \"warn\" }}\n",
             bench.display().to_string()
         ));
     }
@@ -191,6 +192,9 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     if wants("events") {
         needed = needed.max(o.fanout.iter().copied().max().unwrap_or(1));
     }
+    if wants("hops") {
+        needed = needed.max(2);
+    }
     let mut steps = 0u64;
     if wants("calls") {
         steps += 1 + o.inflight.len() as u64;
@@ -204,6 +208,7 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     if wants("events") {
         steps += o.fanout.len() as u64;
     }
+    steps += u64::from(wants("hops"));
     steps += u64::from(wants("lifecycle"))
         + u64::from(wants("memory"))
         + u64::from(wants("neighbours"))
@@ -311,6 +316,11 @@ async fn workloads_in(
                 .push(workloads::call_row(b, "plugins", 64, 64, n).await?);
             p.inc(1);
         }
+    }
+    if wants("hops") {
+        p.set_message("typed and plugin-to-plugin calls");
+        report.hops = hops::hops(b).await?;
+        p.inc(1);
     }
     if wants("events") {
         for &n in &o.fanout {

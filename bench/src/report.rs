@@ -34,6 +34,8 @@ pub struct Report {
     pub lifecycle: Vec<LifecycleRow>,
     /// Calls next to a neighbour that floods and never reads.
     pub neighbours: Option<super::neighbours::NeighbourRow>,
+    /// Typed and plugin-to-plugin calls next to raw host-to-plugin calls.
+    pub hops: Vec<super::hops::HopRow>,
     /// Memory.
     pub memory: Option<MemoryRow>,
     /// The targets of issue 4, evaluated on this run.
@@ -98,6 +100,36 @@ impl Report {
                 v,
                 "<= 1.2".into(),
                 v > 0.0 && v <= 1.2,
+            );
+        }
+        let hop = |path: &str, k: usize| {
+            self.hops
+                .iter()
+                .find(|h| h.path == path && h.in_flight == k)
+                .cloned()
+        };
+        if let Some(h) = hop("plugin->plugin raw", 1) {
+            push(
+                "plugin->plugin p50 / host->plugin p50, sequential",
+                h.p50_ratio,
+                "<= 1.5".into(),
+                h.p50_ratio <= 1.5,
+            );
+        }
+        if let Some(h) = hop("plugin->plugin raw", 64) {
+            push(
+                "plugin->plugin calls/s / host->plugin, 64 in flight",
+                h.rate_ratio,
+                ">= 0.5 (no collapse)".into(),
+                h.rate_ratio >= 0.5,
+            );
+        }
+        if let Some(h) = hop("host->plugin typed", 64) {
+            push(
+                "typed calls/s / raw calls/s, 64 in flight",
+                h.rate_ratio,
+                ">= 0.95".into(),
+                h.rate_ratio >= 0.95,
             );
         }
         if let Some(r) = self.life("spawn to first call") {
@@ -299,6 +331,21 @@ pub fn table(r: &Report) -> String {
                 l.max_us as f64 / 1000.0,
                 l.runs,
                 l.note
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.hops.is_empty() {
+        let _ = writeln!(
+            out,
+            "CALL PATHS (64 B; ratios to the raw host->plugin call at the same depth, same run)"
+        );
+        for h in &r.hops {
+            let m = &h.measure;
+            let _ = writeln!(
+                out,
+                "{:<22} K={:<3} {:>9.0}/s   p50 {:>6} us   p99 {:>6} us   p50 x{:.2}   rate x{:.2}",
+                h.path, h.in_flight, m.per_s, m.p50_us, m.p99_us, h.p50_ratio, h.rate_ratio
             );
         }
         let _ = writeln!(out);

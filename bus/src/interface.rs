@@ -219,23 +219,23 @@ pub fn decode_answer<R: DeserializeOwned, E: DeserializeOwned>(
 /// for: the error to give before any call is sent, if any.
 pub fn check(
     plugin: &str,
-    wanted: &InterfaceRef,
+    name: &str,
+    version: &str,
     offered: &[InterfaceInfo],
 ) -> Result<(), WireError> {
-    match offered.iter().find(|i| i.name == wanted.name) {
-        Some(i) if compatible(&wanted.version, &i.version) => Ok(()),
+    match offered.iter().find(|i| i.name == name) {
+        Some(i) if compatible(version, &i.version) => Ok(()),
         Some(i) => Err(WireError::new(
             ErrorCode::Incompatible,
             format!(
-                "plugin {plugin} implements {} {}, and this client needs {} {} (same major version, at least its minor)",
-                i.name, i.version, wanted.name, wanted.version
+                "plugin {plugin} implements {} {}, and this client needs {name} {version} (same major version, at least its minor)",
+                i.name, i.version
             ),
         )),
         None => Err(WireError::new(
             ErrorCode::NotImplemented,
             format!(
-                "plugin {plugin} does not implement {}; it implements: {}",
-                wanted.name,
+                "plugin {plugin} does not implement {name}; it implements: {}",
                 if offered.is_empty() {
                     "no interface".to_owned()
                 } else {
@@ -255,14 +255,14 @@ pub fn check(
 /// returned future cancels the call on the callee.
 pub trait Caller: Send + Sync {
     /// Calls `method` of `interface` on `plugin` with encoded `args`.
-    fn call_interface(
-        &self,
-        plugin: &str,
-        interface: &InterfaceId,
-        method: &str,
+    fn call_interface<'a>(
+        &'a self,
+        plugin: &'a str,
+        interface: &'a InterfaceId,
+        method: &'a str,
         args: Vec<u8>,
         deadline: Duration,
-    ) -> BoxFuture<'_, Result<Bytes, WireError>>;
+    ) -> BoxFuture<'a, Result<Bytes, WireError>>;
 }
 
 impl InterfaceId {

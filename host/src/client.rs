@@ -122,24 +122,23 @@ impl HostClient {
 }
 
 impl iglu_bus::interface::Caller for HostClient {
-    fn call_interface(
-        &self,
-        plugin: &str,
-        interface: &iglu_bus::interface::InterfaceId,
-        method: &str,
+    fn call_interface<'a>(
+        &'a self,
+        plugin: &'a str,
+        interface: &'a iglu_bus::interface::InterfaceId,
+        method: &'a str,
         args: Vec<u8>,
         deadline: Duration,
-    ) -> futures::future::BoxFuture<'_, Result<Bytes, WireError>> {
-        let (plugin, method, interface) =
-            (plugin.to_owned(), method.to_owned(), interface.to_ref());
+    ) -> futures::future::BoxFuture<'a, Result<Bytes, WireError>> {
         let options =
             CallOptions::new(deadline).wait_for_running(self.shared.config.call_wait_for_running);
         Box::pin(async move {
             call::call_interface(
                 &self.shared,
-                &plugin,
-                &interface,
-                &method,
+                plugin,
+                interface.name,
+                interface.version,
+                method,
                 Bytes::from(args),
                 options,
             )

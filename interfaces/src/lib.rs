@@ -2,4 +2,5 @@
 //! and imported by both sides: the plugin that implements one, and the
 //! embedding program or plugin that calls it through the typed client.
 
+pub mod echo;
 pub mod thermostat;

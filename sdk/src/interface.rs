@@ -27,14 +27,14 @@ pub struct Server {
 }
 
 impl Caller for HostClient {
-    fn call_interface(
-        &self,
-        plugin: &str,
-        interface: &InterfaceId,
-        method: &str,
+    fn call_interface<'a>(
+        &'a self,
+        plugin: &'a str,
+        interface: &'a InterfaceId,
+        method: &'a str,
         args: Vec<u8>,
         deadline: Duration,
-    ) -> BoxFuture<'_, Result<Bytes, WireError>> {
+    ) -> BoxFuture<'a, Result<Bytes, WireError>> {
         let call = iglu_bus::host_api::PluginCall {
             plugin: plugin.to_owned(),
             method: method_name(interface.name, method),

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use iglu_bus::interface::InterfaceRef;
-
 use crate::shared::Shared;
 use error::CallError;
 use options::CallOptions;
@@ -21,25 +19,26 @@ use options::CallOptions;
 pub async fn call_interface(
     shared: &Shared,
     plugin: &str,
-    interface: &InterfaceRef,
+    interface: &str,
+    version: &str,
     method: &str,
     args: Bytes,
     options: CallOptions,
 ) -> Result<Bytes, CallError> {
-    let announced = shared
+    // Checked in place, under the registry's lock: nothing is copied on
+    // the path of every typed call. A plugin that never handshook is not
+    // checked: the call itself says why it cannot be made.
+    let checked = shared
         .registry
-        .read(plugin, |f| f.interfaces().to_vec())
+        .read(plugin, |f| {
+            if f.manifest().is_none() {
+                return Ok(());
+            }
+            iglu_bus::interface::check(plugin, interface, version, f.interfaces())
+        })
         .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?;
-    // Never handshaken yet (or down since before): the call itself says why.
-    let has_handshaken = shared
-        .registry
-        .read(plugin, |f| f.manifest().is_some())
-        .unwrap_or(false);
-    if has_handshaken {
-        iglu_bus::interface::check(plugin, interface, &announced)
-            .map_err(|e| CallError::from_wire(plugin, options.deadline, e))?;
-    }
-    let wire = iglu_bus::interface::method_name(&interface.name, method);
+    checked.map_err(|e| CallError::from_wire(plugin, options.deadline, e))?;
+    let wire = iglu_bus::interface::method_name(interface, method);
     call(shared, plugin, &wire, args, options).await
 }
 

@@ -82,7 +82,8 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
                     crate::call::call_interface(
                         &shared,
                         &request.plugin,
-                        interface,
+                        &interface.name,
+                        &interface.version,
                         &method,
                         args,
                         options,

@@ -6,11 +6,17 @@
 //! shared by every process on the machine), and `latency` reports the
 //! histogram. `BENCH_INDEX=i` subscribes it to `fan/N` for every fan-out
 //! size N above i, so "publish on fan/8" reaches exactly 8 plugins.
+//! It implements `iglu.echo` too (typed calls), and `call_peer` calls
+//! another bench plugin through the host, raw or typed, K at a time, and
+//! reports what it measured (plugin-to-plugin calls).
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
 use hdrhistogram::Histogram;
+use iglu_interfaces::echo::{Echo, EchoClient, EchoError, EchoInterface};
 use iglu_sdk::{Context, HandlerError, Manifest, Plugin};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -40,6 +46,87 @@ fn now_ns() -> u64 {
 fn new_histogram() -> Histogram<u64> {
     // 1 µs to 60 s at 3 significant digits; cannot fail with these bounds.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant, valid histogram bounds")
+}
+
+/// The bench plugin's `iglu.echo`.
+struct Bytes;
+
+impl Echo for Bytes {
+    async fn echo(&self, _ctx: Context, data: ByteBuf) -> Result<ByteBuf, EchoError> {
+        Ok(data)
+    }
+}
+
+/// `call_peer`: what to call, how often, how many at once.
+#[derive(Deserialize)]
+struct CallPeer {
+    plugin: String,
+    calls: u64,
+    in_flight: u64,
+    size: usize,
+    typed: bool,
+}
+
+/// What `call_peer` measured.
+#[derive(Serialize)]
+struct PeerRun {
+    latency: Buckets,
+    elapsed_us: u64,
+}
+
+async fn call_peer(ctx: Context, args: CallPeer) -> Result<PeerRun, HandlerError> {
+    let data = ByteBuf::from(vec![0x5au8; args.size]);
+    let deadline = Duration::from_secs(30);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.in_flight.max(1))
+        .map(|w| {
+            let ctx = ctx.clone();
+            let data = data.clone();
+            let plugin = args.plugin.clone();
+            let per = args.calls / args.in_flight.max(1)
+                + u64::from(w < args.calls % args.in_flight.max(1));
+            let typed = args.typed;
+            async move {
+                let mut h = new_histogram();
+                let client =
+                    EchoClient::new(ctx.host().clone(), plugin.clone()).with_deadline(deadline);
+                for _ in 0..per {
+                    let t = Instant::now();
+                    if typed {
+                        client.echo(data.clone()).await.map_err(HandlerError::msg)?;
+                    } else {
+                        let _: ByteBuf = ctx
+                            .host()
+                            .call_plugin(&plugin, "echo", &data, deadline, None)
+                            .await?;
+                    }
+                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                }
+                Ok::<_, HandlerError>(h)
+            }
+        })
+        .collect();
+    let mut total = new_histogram();
+    for h in futures_join(workers).await {
+        let _ = total.add(h?);
+    }
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let values = total
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    Ok(PeerRun {
+        latency: Buckets {
+            values,
+            count: total.len(),
+        },
+        elapsed_us,
+    })
+}
+
+/// Runs `futures` concurrently on this task; their results in order.
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    futures::future::join_all(futures).await
 }
 
 fn main() -> ExitCode {
@@ -81,6 +168,8 @@ fn main() -> ExitCode {
         .method("echo", |_ctx: Context, data: ByteBuf| async move {
             Ok::<_, HandlerError>(data)
         })
+        .implement(EchoInterface::server(Bytes))
+        .method("call_peer", call_peer)
         .method("latency", move |_ctx: Context, _: IgnoredAny| {
             let h = rep.lock().unwrap_or_else(|p| p.into_inner());
             let values = h
