@@ -56,7 +56,7 @@ pub struct PluginCall {
     pub wait_for_running: Option<bool>,
     /// For a typed call: the interface the caller was built against; the
     /// host answers `not_implemented` or `incompatible` without calling.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<crate::interface::InterfaceRef>,
 }
 

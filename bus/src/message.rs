@@ -83,7 +83,7 @@ pub struct Hello {
     pub receive_own: bool,
     /// The interfaces it implements (optional, default none); their methods
     /// are among `methods`, as `<interface>.<method>`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<crate::interface::InterfaceInfo>,
 }
 

@@ -66,7 +66,13 @@ pub(crate) async fn run(
         let result = connect_once(launch, &service, &mut link).await;
         let retry = launch.mode == Mode::External
             && match &result {
-                Ok(Ended::Signal(_)) | Ok(Ended::HostGoodbye(_)) => false,
+                Ok(Ended::Signal(_)) => false,
+                // An external plugin's life is its own supervisor's (its
+                // container, its service manager): the host's GOODBYE ends
+                // the session, not the process. It connects again, and is
+                // let in again at once after a host restart or a session the
+                // host ended, or refused as stopped until `iglu start`.
+                Ok(Ended::HostGoodbye(_)) => true,
                 Err(SdkError::Rejected { code, .. }) => matches!(
                     code,
                     iglu_bus::RejectCode::DuplicateId | iglu_bus::RejectCode::Stopped

@@ -388,3 +388,40 @@ fn large_calls_in_flight_never_get_a_reading_plugin_cut() {
     let p = host.plugin("echo");
     assert_eq!(p["restarts"], json!(0), "{p}");
 }
+
+#[test]
+fn a_caller_that_goes_away_cancels_its_call_at_once() {
+    let host = echo_host("");
+    let mut cli = std::process::Command::new(iglu_tests::bin("iglu"))
+        .arg("--config")
+        .arg(&host.config)
+        .args([
+            "call",
+            "echo",
+            "sleep",
+            r#"{"ms": 60000}"#,
+            "--timeout-ms",
+            "60000",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    host.wait_plugin("echo", "the call to be in flight", |p| {
+        p["calls_in_flight"] == json!(1)
+    });
+    let killed = Instant::now();
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    host.wait_plugin("echo", "the call to be gone", |p| {
+        p["calls_in_flight"] == json!(0)
+    });
+    host.eventually("echo to hear CANCEL", || {
+        (host.call("echo", "cancelled", json!(null)).unwrap() == json!(1)).then_some(())
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "cancelled after {:?}, not at the 60 s deadline",
+        killed.elapsed()
+    );
+}

@@ -175,6 +175,17 @@ async fn serve_one(shared: &Shared, budgets: &Budgets, stream: UnixStream) {
                 _ => &budgets.admin,
             };
             match slots.clone().try_acquire_owned() {
+                Ok(_slot) if matches!(request, Request::Call(_)) => {
+                    // A caller that goes away (its process killed mid-call)
+                    // cancels its call: dropping it sends CANCEL to the plugin.
+                    tokio::select! {
+                        r = handle(shared, request) => r,
+                        _ = gone(&mut read) => {
+                            tracing::debug!("a control client left during its call: cancelled");
+                            return;
+                        }
+                    }
+                }
                 Ok(_slot) => handle(shared, request).await,
                 Err(_) => Response::err("busy", "too many control requests of this kind at once"),
             }
@@ -182,6 +193,18 @@ async fn serve_one(shared: &Shared, budgets: &Budgets, stream: UnixStream) {
         Err(response) => response,
     };
     reply(write, response).await;
+}
+
+/// Resolves when the client closes its end (or it fails). A client keeps
+/// its connection open until it has the answer; what it sends meanwhile
+/// is read and ignored.
+async fn gone(read: &mut tokio::net::unix::OwnedReadHalf) {
+    let mut sink = [0u8; 512];
+    while let Ok(n) = read.read(&mut sink).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 /// Reads one request line within the deadlines and the byte budget; the

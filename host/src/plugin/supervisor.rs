@@ -91,8 +91,10 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
                 Next::Launch { after_crash: false }
             }
             Next::Shutdown => {
-                // One that reconnects by itself is left to find the next host.
-                if !sup.runner.reconnects() {
+                if sup.runner.reconnects() {
+                    // It is told, and left to find the next host by itself.
+                    sup.say_goodbye("the host is shutting down; connect again");
+                } else {
                     sup.stop().await;
                 }
                 Next::Exit
@@ -277,20 +279,25 @@ impl<R: Runner> Supervisor<R> {
         }
     }
 
+    /// Sends GOODBYE on the live session, if any, and marks it as being
+    /// stopped by the host; returns the session.
+    fn say_goodbye(&self, reason: &str) -> Option<Arc<crate::session::Session>> {
+        let session = self.s.registry.session(&self.s.id).ok()?;
+        session.begin_stop();
+        if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
+            reason: reason.to_owned(),
+        })) {
+            session.send(frame);
+        }
+        Some(session)
+    }
+
     /// Stops a launch on request: GOODBYE, a grace period to drain and
     /// exit, then whatever the runner does to force it.
     async fn stop(&mut self) {
         let id = self.s.id.clone();
         self.transition(Transition::Stopping);
-        let session = self.s.registry.session(&id).ok();
-        if let Some(session) = &session {
-            session.begin_stop();
-            if let Ok(frame) = iglu_bus::encode(&Message::Goodbye(Goodbye {
-                reason: "the host is stopping this plugin".into(),
-            })) {
-                session.send(frame);
-            }
-        }
+        let session = self.say_goodbye("the host is stopping this plugin");
         let how = self.runner.stop(self.s.stop_grace, session.is_some()).await;
         self.s.registry.close_session(&id, Loss::Stopping);
         self.down(PluginState::Stopped, Some(how));

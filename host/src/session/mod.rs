@@ -36,6 +36,10 @@ use outbox::Outbox;
 /// Calls one plugin may have in flight from the host.
 const MAX_CALLS_IN_FLIGHT: usize = 4096;
 
+/// How long a GOODBYE to a plugin whose session the host ended may take to
+/// go out before the hang-up.
+const GOODBYE_LINGER: Duration = Duration::from_millis(200);
+
 /// A deadline too far to represent counts as this far away (about 30 years).
 const FOREVER: Duration = Duration::from_secs(86400 * 365 * 30);
 
@@ -233,13 +237,26 @@ impl Session {
         };
         self.closed.cancel();
         self.abort_forwarded();
-        if matches!(
-            loss,
-            Loss::NotReading(_) | Loss::Misbehaving(_) | Loss::HeartbeatTimeout(_)
-        ) {
-            // Its connection is of no further use and may hold a full queue:
-            // close it now rather than when the peer goes (it may never).
-            self.outbound.disconnect(&self.peer, Duration::ZERO);
+        match &loss {
+            Loss::HeartbeatTimeout(_) => {
+                // It may still hear (a plugin that was frozen, or on the far
+                // side of a network that healed): tell it why, so it does
+                // not keep talking into a session that is over, then hang up.
+                if let Ok(frame) =
+                    iglu_bus::encode(&iglu_bus::Message::Goodbye(iglu_bus::Goodbye {
+                        reason: format!("the host ended this session: {loss}"),
+                    }))
+                {
+                    let _ = self.outbound.try_send(&self.peer, frame);
+                }
+                self.outbound.disconnect(&self.peer, GOODBYE_LINGER);
+            }
+            Loss::NotReading(_) | Loss::Misbehaving(_) => {
+                // Its connection is of no further use and may hold a full queue:
+                // close it now rather than when the peer goes (it may never).
+                self.outbound.disconnect(&self.peer, Duration::ZERO);
+            }
+            _ => {}
         }
         let error = loss.to_call_error(&self.plugin_id);
         let failed = waiters.len();

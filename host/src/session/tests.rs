@@ -147,4 +147,11 @@ async fn liveness_beats_every_interval_and_ends_a_silent_plugin_on_time() {
     );
     let status = rig.shared.registry.session("p");
     assert!(status.is_err(), "the registry no longer offers it");
+    // It is told why, in case it can still hear, then the host hangs up.
+    match peer.next(WAIT).await {
+        Message::Goodbye(g) => assert!(g.reason.contains("no heartbeat"), "{}", g.reason),
+        other => panic!("expected GOODBYE, got {other:?}"),
+    }
+    let end = tokio::time::timeout(WAIT, peer.recv()).await.unwrap();
+    assert!(end.is_err(), "{end:?}");
 }
