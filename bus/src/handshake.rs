@@ -81,6 +81,10 @@ pub fn validate_manifest(manifest: &Manifest, methods: &[String]) -> Result<(), 
             "method name {bad:?} is not 1-64 printable ASCII characters"
         ));
     }
+    let mut seen = std::collections::HashSet::with_capacity(methods.len());
+    if let Some(twice) = methods.iter().find(|m| !seen.insert(m.as_str())) {
+        return Err(format!("method {twice:?} is declared twice"));
+    }
     Ok(())
 }
 

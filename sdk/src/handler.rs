@@ -45,12 +45,7 @@ where
             // Results are often about as large as the arguments (echoes,
             // updates): room for that, so most encode without growing.
             let room = args.len().clamp(RESULT_ROOM_MIN, RESULT_ROOM_MAX);
-            let args: A = rmp_serde::from_slice(&args).map_err(|e| {
-                WireError::new(
-                    ErrorCode::BadArguments,
-                    format!("arguments do not match the method: {e}"),
-                )
-            })?;
+            let args: A = decode_args(&args)?;
             let result = method(ctx, args)
                 .await
                 .map_err(|e| WireError::new(ErrorCode::HandlerError, e.message()))?;
@@ -65,6 +60,27 @@ where
                 })
         })
     })
+}
+
+/// Decodes a call's arguments. No arguments (`nil`, what `iglu call`
+/// sends when given none) also reads as an empty map, so a method whose
+/// argument struct has defaults for every field can be called with
+/// neither `{}` nor anything.
+fn decode_args<A: DeserializeOwned>(args: &[u8]) -> Result<A, WireError> {
+    match rmp_serde::from_slice(args) {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            if args == [0xc0] {
+                if let Ok(a) = rmp_serde::from_slice(&[0x80]) {
+                    return Ok(a);
+                }
+            }
+            Err(WireError::new(
+                ErrorCode::BadArguments,
+                format!("arguments do not match the method: {e}"),
+            ))
+        }
+    }
 }
 
 /// Runs a handler to completion, turning a panic into `handler_panicked`.
@@ -103,5 +119,26 @@ fn report_panic(
                 format!("the handler panicked: {what}"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod args_tests {
+    use super::decode_args;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Page {
+        #[serde(default)]
+        limit: u32,
+    }
+
+    #[test]
+    fn no_arguments_read_as_an_empty_map_for_a_struct_of_defaults() {
+        assert_eq!(decode_args::<Page>(&[0xc0]).unwrap(), Page { limit: 0 });
+        assert_eq!(decode_args::<Page>(&[0x80]).unwrap(), Page { limit: 0 });
+        assert_eq!(decode_args::<()>(&[0xc0]).unwrap(), ());
+        let e = decode_args::<Page>(&[0x01]).unwrap_err();
+        assert_eq!(e.code, iglu_bus::ErrorCode::BadArguments);
     }
 }

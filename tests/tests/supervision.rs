@@ -279,3 +279,20 @@ fn restarts_wait_out_a_doubling_backoff() {
         pid = p["pid"].as_u64().unwrap();
     }
 }
+
+#[test]
+fn a_plugin_that_leaves_cleanly_is_stopped_not_crashed() {
+    let host = TestHost::start("", &[plugin("echo", "iglu-plugin-echo", &[])]);
+    let pid = host.wait_state("echo", "running")["pid"].as_u64().unwrap();
+    // SIGTERM to the plugin itself (not from the host): it drains, says
+    // GOODBYE and exits 0. That is its choice, not a crash.
+    signal_pid(pid, Signal::SIGTERM);
+    let p = host.wait_state("echo", "stopped");
+    assert_eq!(p["restarts"], json!(0), "{p}");
+    let exit = p["last_exit"].as_str().unwrap();
+    assert!(exit.starts_with("left cleanly"), "{exit}");
+    assert!(exit.contains("exited with code 0"), "{exit}");
+    // `iglu start` brings it back.
+    assert!(host.cli(&["start", "echo"]).status.success());
+    host.wait_state("echo", "running");
+}

@@ -290,6 +290,12 @@ impl Registry {
             .collect()
     }
 
+    /// Why its last session ended, if it has ended.
+    pub fn last_loss(&self, id: &str) -> Option<Loss> {
+        self.read(id, |e| e.session.as_ref().and_then(|s| s.loss()))
+            .flatten()
+    }
+
     /// Ends the plugin's session, if it has one, for `loss`.
     pub fn close_session(&self, id: &str, loss: Loss) {
         let session = self.read(id, |e| e.session.clone()).flatten();

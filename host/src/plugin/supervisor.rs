@@ -49,6 +49,8 @@ enum Next {
     Watch,
     /// The launch ended by itself, for this reason.
     Crashed(String),
+    /// The plugin left cleanly by itself (GOODBYE, then exit code 0).
+    Left(String),
     /// Asked to stop it, and to answer when done.
     Stop(oneshot::Sender<()>),
     /// Asked to stop it and start it again.
@@ -80,6 +82,12 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
             Next::Launch { after_crash } => sup.launch(after_crash).await,
             Next::Watch => sup.watch().await,
             Next::Crashed(reason) => sup.crashed(reason).await,
+            Next::Left(how) => {
+                // It chose to stop: not a crash, no restart, no backoff.
+                tracing::info!(plugin = %sup.s.id, exit = %how, "plugin left cleanly");
+                sup.down(PluginState::Stopped, Some(format!("left cleanly ({how})")));
+                Next::Idle
+            }
             Next::Stop(done) => {
                 sup.stop().await;
                 let _ = done.send(());
@@ -214,6 +222,10 @@ impl<R: Runner> Supervisor<R> {
                 how = self.runner.exited() => {
                     self.s.registry.close_session(&id, Loss::Exited(how.clone()));
                     self.seen = self.s.registry.launch(&id);
+                    let said_goodbye = matches!(self.s.registry.last_loss(&id), Some(Loss::Goodbye(_)));
+                    if said_goodbye && self.runner.exited_cleanly() {
+                        return Next::Left(how);
+                    }
                     return Next::Crashed(how);
                 }
                 news = self.inbox.news.recv() => match news {
@@ -222,7 +234,12 @@ impl<R: Runner> Supervisor<R> {
                     // supervisor was busy elsewhere (its Opened is not news).
                     Some(SessionNews::Ended { launch, loss }) if launch > self.seen => {
                         self.seen = launch;
-                        return Next::Crashed(self.runner.reap(loss).await);
+                        let said_goodbye = matches!(loss, Loss::Goodbye(_));
+                        let how = self.runner.reap(loss).await;
+                        if said_goodbye && self.runner.exited_cleanly() {
+                            return Next::Left(how);
+                        }
+                        return Next::Crashed(how);
                     }
                     Some(_) => {} // news of an earlier session
                     None => return Next::Exit,

@@ -53,6 +53,10 @@ async fn every_refusal_says_why_and_hangs_up_then_the_right_plugin_gets_in() {
         refused(&rig, bad_method).await,
         RejectCode::MalformedManifest
     );
+    assert_eq!(
+        refused(&rig, hello("p", TOKEN, &["echo", "echo"])).await,
+        RejectCode::MalformedManifest
+    );
     let mut bad_filter = hello("p", TOKEN, &[]);
     bad_filter.subscriptions = vec!["a/#/b".into()];
     assert_eq!(

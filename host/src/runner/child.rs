@@ -133,6 +133,13 @@ impl Runner for ChildRunner {
         }
     }
 
+    fn exited_cleanly(&self) -> bool {
+        self.process
+            .as_ref()
+            .and_then(|p| p.exited)
+            .is_some_and(|status| status.success())
+    }
+
     fn restarts(&self) -> bool {
         true
     }

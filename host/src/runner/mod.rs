@@ -56,6 +56,12 @@ pub trait Runner: Send + 'static {
     /// Ends the process now, if there is one.
     fn kill(&mut self) -> impl Future<Output = ()> + Send;
 
+    /// Whether the last process ended with success (exit code 0): with a
+    /// GOODBYE before it, the plugin left cleanly and is not a crash.
+    fn exited_cleanly(&self) -> bool {
+        false
+    }
+
     /// Whether the host can start it again after a crash (a child: always;
     /// an attached plugin: only with a restart command).
     fn restarts(&self) -> bool;

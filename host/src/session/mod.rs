@@ -206,6 +206,11 @@ impl Session {
         MAX_CALLS_IN_FLIGHT - self.call_slots.available_permits()
     }
 
+    /// Why the session ended, once it has.
+    pub fn loss(&self) -> Option<Loss> {
+        self.lock().closed.clone()
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.is_cancelled()
