@@ -147,6 +147,41 @@ fn call_fields(body: &[u8]) -> Option<CallRef<'_>> {
     })
 }
 
+/// Which message an oversized frame was, as far as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// A CALL: its caller should hear `too_large` for this id.
+    Call(CallId),
+    /// A REPLY or an ERROR: the call with this id gets `too_large`.
+    Answer(CallId),
+}
+
+/// The correlation id of a CALL, REPLY or ERROR frame, read from its first
+/// bytes only (the id comes first, as `encode` writes it), so a frame over
+/// the size cap can be answered for the right call without being decoded.
+pub fn peek_id(frame: &[u8]) -> Option<Peeked> {
+    let (body, call) = if let Some(b) = frame.strip_prefix(b"\x81\xa4call") {
+        (b, true)
+    } else if let Some(b) = frame.strip_prefix(b"\x81\xa5reply") {
+        (b, false)
+    } else if let Some(b) = frame.strip_prefix(b"\x81\xa5error") {
+        (b, false)
+    } else {
+        return None;
+    };
+    let mut rd = body;
+    rmp::decode::read_map_len(&mut rd).ok()?;
+    if read_str(&mut rd)? != b"id" {
+        return None;
+    }
+    let id = read_id(&mut rd)?;
+    Some(if call {
+        Peeked::Call(id)
+    } else {
+        Peeked::Answer(id)
+    })
+}
+
 /// The fields of `{"id", "result"}`.
 fn reply_fields(body: &[u8]) -> Option<ReplyRef<'_>> {
     let mut rd = body;

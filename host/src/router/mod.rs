@@ -107,11 +107,25 @@ fn on_frame(
         }
         (Some(session), Err(e)) => {
             session.touch();
-            let code = match e {
-                BusError::TooLarge { .. } => ErrorCode::TooLarge,
-                _ => ErrorCode::BadMessage,
-            };
-            misbehaved(&session, code, format!("bad frame from plugin: {e}"));
+            let what = format!("bad frame from plugin: {e}");
+            match (&e, iglu_bus::codec::peek_id(&body)) {
+                // Its own call to the host: refused, for that call.
+                (BusError::TooLarge { .. }, Some(iglu_bus::codec::Peeked::Call(id))) => {
+                    misbehaved(&session, Some(id), ErrorCode::TooLarge, what)
+                }
+                // An answer too big to take: that call fails now, not at its deadline.
+                (BusError::TooLarge { .. }, Some(iglu_bus::codec::Peeked::Answer(id))) => {
+                    session.resolve(
+                        id,
+                        Err(iglu_bus::WireError::new(ErrorCode::TooLarge, what.clone())),
+                    );
+                    misbehaved(&session, Some(id), ErrorCode::TooLarge, what)
+                }
+                (BusError::TooLarge { .. }, None) => {
+                    misbehaved(&session, None, ErrorCode::TooLarge, what)
+                }
+                _ => misbehaved(&session, None, ErrorCode::BadMessage, what),
+            }
         }
         (None, Ok(Message::Hello(hello))) => {
             let plugin = hello.plugin_id.clone();
@@ -167,7 +181,7 @@ fn on_frame(
 
 /// A plugin sent something it must not: it hears why (an ERROR), the log
 /// hears of it within the plugin's budget, and a flood ends its session.
-fn misbehaved(session: &Session, code: ErrorCode, what: String) {
+fn misbehaved(session: &Session, id: Option<iglu_bus::CallId>, code: ErrorCode, what: String) {
     let verdict: Verdict = session
         .conduct
         .lock()
@@ -184,7 +198,7 @@ fn misbehaved(session: &Session, code: ErrorCode, what: String) {
         )));
         return;
     }
-    send_error(session, None, code, what);
+    send_error(session, id, code, what);
 }
 
 fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
@@ -243,6 +257,7 @@ fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
             let k = kind(&other);
             misbehaved(
                 session,
+                None,
                 ErrorCode::BadMessage,
                 format!("a plugin may not send {k} after the handshake"),
             );

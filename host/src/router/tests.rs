@@ -127,3 +127,55 @@ async fn a_stranger_that_keeps_talking_without_hello_is_cut() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn frames_over_the_cap_are_answered_for_the_right_call() {
+    use iglu_bus::{Call, CallId, ErrorCode, Reply};
+    let rig = Rig::start("router-too-large", "max_message_bytes = 65536\n", &["p"]).await;
+    let mut peer = rig.connect().await;
+    assert!(matches!(
+        peer.handshake(hello("p", TOKEN, &["m"])).await,
+        Message::Welcome(_)
+    ));
+    // Over the cap, under the transport's own cut (the cap plus 1 KiB).
+    let big = bytes::Bytes::from(vec![0u8; 65_536 + 200]);
+    // The plugin's own call to the host: ERROR too_large with its id.
+    let id = CallId::new_v4();
+    peer.send(&Message::Call(Call {
+        id,
+        method: "kv.get".into(),
+        deadline_ms: 1000,
+        args: big.clone(),
+    }))
+    .await;
+    match peer.next(WAIT).await {
+        Message::Error(e) => {
+            assert_eq!(
+                (e.id, e.code),
+                (Some(id), ErrorCode::TooLarge),
+                "{}",
+                e.message
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // An answer too big: the host's caller hears too_large at once, not at its deadline.
+    let session = rig.shared.registry.session("p").unwrap();
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn(async move {
+        session
+            .call("m", crate::testing::nil(), Duration::from_secs(30))
+            .await
+    });
+    let Message::Call(c) = peer.next(WAIT).await else {
+        panic!("expected the CALL")
+    };
+    peer.send(&Message::Reply(Reply {
+        id: c.id,
+        result: big,
+    }))
+    .await;
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooLarge, "{}", err.message);
+    assert!(tokio::time::Instant::now() - started < Duration::from_secs(1));
+}
