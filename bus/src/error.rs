@@ -50,6 +50,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code named `code` on the wire; `Unknown` for one this version
+    /// does not know.
+    pub fn parse(code: &str) -> ErrorCode {
+        use serde::de::IntoDeserializer;
+        let words: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            code.into_deserializer();
+        ErrorCode::deserialize(words).unwrap_or(ErrorCode::Unknown)
+    }
+
     /// The code as written on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -137,6 +137,7 @@ pub struct Reply {
 
 /// A failed call, or a complaint about a message that had no call id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ErrorReplyOnWire")]
 pub struct ErrorReply {
     /// The call this answers; `nil` when the offending message had no readable id.
     pub id: Option<CallId>,
@@ -144,6 +145,32 @@ pub struct ErrorReply {
     pub code: ErrorCode,
     /// A sentence for people.
     pub message: String,
+}
+
+/// ERROR as it is read: a code this version does not know is kept, in
+/// words, at the front of the message (`"quota_exceeded: ..."`), so the
+/// caller still sees what the callee said.
+#[derive(Deserialize)]
+struct ErrorReplyOnWire {
+    id: Option<CallId>,
+    code: String,
+    message: String,
+}
+
+impl From<ErrorReplyOnWire> for ErrorReply {
+    fn from(w: ErrorReplyOnWire) -> Self {
+        let code = ErrorCode::parse(&w.code);
+        let message = if code == ErrorCode::Unknown && w.code != "unknown" {
+            format!("{}: {}", w.code, w.message)
+        } else {
+            w.message
+        };
+        ErrorReply {
+            id: w.id,
+            code,
+            message,
+        }
+    }
 }
 
 impl ErrorReply {

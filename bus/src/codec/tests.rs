@@ -233,3 +233,41 @@ fn unknown_error_code_decodes_as_unknown() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+#[allow(clippy::unwrap_used)]
+fn an_error_code_this_version_does_not_know_is_kept_in_words() {
+    #[derive(serde::Serialize)]
+    struct Wire<'a> {
+        id: Option<crate::CallId>,
+        code: &'a str,
+        message: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        error: Wire<'a>,
+    }
+    let frame = rmp_serde::to_vec_named(&Envelope {
+        error: Wire {
+            id: None,
+            code: "quota_exceeded",
+            message: "the store is full",
+        },
+    })
+    .unwrap();
+    match crate::decode(&frame, 1 << 20).unwrap() {
+        Message::Error(e) => {
+            assert_eq!(e.code, crate::ErrorCode::Unknown);
+            assert_eq!(e.message, "quota_exceeded: the store is full");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        crate::ErrorCode::parse("timeout"),
+        crate::ErrorCode::Timeout
+    );
+    assert_eq!(
+        crate::ErrorCode::parse("no_such_code"),
+        crate::ErrorCode::Unknown
+    );
+}
