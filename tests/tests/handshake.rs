@@ -146,7 +146,7 @@ fn a_message_that_never_ends_cuts_that_peer_and_the_host_keeps_serving() {
 }
 
 #[test]
-fn messages_before_hello_are_dropped_and_the_handshake_still_works() {
+fn a_message_before_hello_is_refused_with_a_reason() {
     let dir = fresh_dir("early");
     let report = dir.join("report");
     let r = report.display().to_string();
@@ -159,14 +159,28 @@ fn messages_before_hello_are_dropped_and_the_handshake_still_works() {
             &[("IGLU_TEST_REPORT", &r)],
         )],
     );
-    host.wait_state("early", "running");
-    assert_eq!(
-        host.call("early", "echo", json!({"x": 1})).unwrap(),
-        json!({"x": 1})
+    // A CALL, then a HELLO: the host answers the CALL with a REJECT that
+    // says why, does not read the HELLO behind it, and hangs up.
+    let line = host.eventually("the plugin to report the REJECT", || {
+        std::fs::read_to_string(&report)
+            .ok()?
+            .lines()
+            .find(|l| l.contains("\"reject\""))
+            .map(str::to_owned)
+    });
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["code"], json!("malformed_hello"), "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be a HELLO, not a CALL"),
+        "{event}"
     );
     assert!(host
         .log()
-        .contains("dropped a message from a peer that has not completed the handshake"));
+        .contains("refused a peer whose first message was not HELLO"));
+    assert_ne!(host.plugin("early")["state"], json!("running"));
     let _ = std::fs::remove_dir_all(dir);
 }
 

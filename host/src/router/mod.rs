@@ -28,18 +28,16 @@ use crate::shared::Shared;
 
 /// How long a REJECT may take to reach its peer before the hang-up.
 const REJECT_LINGER: Duration = Duration::from_millis(200);
-/// Messages other than HELLO a peer without a session may send (dropped)
-/// before it is cut: a few heartbeats of a plugin whose session just ended
-/// are normal, a stream of them is not.
-const STRANGER_STRIKES: u32 = 16;
-/// Peers without a session whose strikes are remembered; past it the record
-/// starts over (a flood of new peers must not grow the host's memory).
-const STRANGERS_REMEMBERED: usize = 4096;
+/// Refused peers remembered until their disconnect is seen; past it the
+/// record starts over (a flood of new peers must not grow the host's memory).
+const REFUSED_REMEMBERED: usize = 4096;
 
 /// Peers that have no session, and what they did.
 #[derive(Default)]
 struct Strangers {
-    strikes: FoldMap<PeerId, u32>,
+    /// Peers that were sent a REJECT and are being hung up on: whatever
+    /// else they had sent (a HELLO behind a stray message) is not read.
+    refused: FoldMap<PeerId, ()>,
     /// One log budget for all of them: strangers come and go by the thousand.
     conduct: Conduct,
 }
@@ -74,7 +72,7 @@ pub async fn run(shared: Arc<Shared>, mut inbound: RouterInbound, mut events: Pe
             },
             Some(event) = events.next() => match event {
                 PeerEvent::Disconnected(peer) => {
-                    strangers.strikes.remove(&peer);
+                    strangers.refused.remove(&peer);
                     if let Some(session) = peers.remove(&peer) {
                         session.close(Loss::Disconnected);
                     }
@@ -127,12 +125,12 @@ fn on_frame(
                 _ => misbehaved(&session, None, ErrorCode::BadMessage, what),
             }
         }
+        (None, _) if strangers.refused.contains_key(&peer) => {}
         (None, Ok(Message::Hello(hello))) => {
             let plugin = hello.plugin_id.clone();
             match admit(shared, &peer, hello) {
                 Ok(session) => {
                     tracing::info!(plugin = %plugin, session = %session.id, "plugin connected");
-                    strangers.strikes.remove(&peer);
                     peers.insert(peer, session);
                 }
                 Err(r) => {
@@ -140,30 +138,29 @@ fn on_frame(
                     if verdict.log {
                         tracing::warn!(plugin = %plugin, code = %r.code, reason = %r.message, suppressed = verdict.suppressed, "handshake rejected");
                     }
-                    send_reject(shared, &peer, r);
+                    strangers.refuse(shared, &peer, r);
                 }
             }
         }
+        // A message of another kind first (a HEARTBEAT, a CALL): the peer
+        // hears why, and is hung up on, like one whose first frame does
+        // not decode. (A plugin whose session just ended is in the same
+        // place: its session is over, and it must say HELLO again.)
         (None, Ok(other)) => {
+            let k = kind(&other);
             let verdict = strangers.conduct.offend(std::time::Instant::now());
-            if strangers.strikes.len() >= STRANGERS_REMEMBERED {
-                strangers.strikes.clear();
-            }
-            let strikes = strangers.strikes.entry(peer.clone()).or_insert(0);
-            *strikes += 1;
-            let cut = *strikes > STRANGER_STRIKES;
             if verdict.log {
                 tracing::warn!(
-                    kind = kind(&other),
-                    strikes = *strikes,
+                    kind = k,
                     suppressed = verdict.suppressed,
-                    "dropped a message from a peer that has not completed the handshake"
+                    "refused a peer whose first message was not HELLO"
                 );
             }
-            if cut {
-                strangers.strikes.remove(&peer);
-                shared.outbound.disconnect(&peer, Duration::ZERO);
-            }
+            let r = reject(
+                RejectCode::MalformedHello,
+                format!("the first message must be a HELLO, not a {k}"),
+            );
+            strangers.refuse(shared, &peer, r);
         }
         (None, Err(e)) => {
             let verdict = strangers.conduct.offend(std::time::Instant::now());
@@ -174,8 +171,19 @@ fn on_frame(
                 RejectCode::MalformedHello,
                 format!("the first message must be a HELLO: {e}"),
             );
-            send_reject(shared, &peer, r);
+            strangers.refuse(shared, &peer, r);
         }
+    }
+}
+
+impl Strangers {
+    /// Sends the REJECT, hangs up, and reads nothing more from the peer.
+    fn refuse(&mut self, shared: &Shared, peer: &PeerId, r: iglu_bus::Reject) {
+        if self.refused.len() >= REFUSED_REMEMBERED {
+            self.refused.clear();
+        }
+        self.refused.insert(peer.clone(), ());
+        send_reject(shared, peer, r);
     }
 }
 

@@ -96,24 +96,23 @@ async fn every_refusal_says_why_and_hangs_up_then_the_right_plugin_gets_in() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stranger_that_keeps_talking_without_hello_is_cut() {
+async fn a_first_message_that_is_not_hello_is_refused_with_a_reason_and_cut() {
     let rig = Rig::start("router-stranger", "", &["p"]).await;
-    let mut stranger = rig.connect().await;
-    // A few heartbeats of a plugin whose session just ended are normal...
-    for _ in 0..super::STRANGER_STRIKES {
-        stranger.send(&Message::Heartbeat(Heartbeat {})).await;
+    // A HEARTBEAT first, then a HELLO behind it: the REJECT says why, the
+    // HELLO is not read, and the peer is hung up on.
+    let mut early = rig.connect().await;
+    early.send(&Message::Heartbeat(Heartbeat {})).await;
+    early.send(&Message::Hello(hello("p", TOKEN, &[]))).await;
+    match early.next(WAIT).await {
+        Message::Reject(r) => {
+            assert_eq!(r.code, RejectCode::MalformedHello);
+            assert!(r.message.contains("HEARTBEAT"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(
-        tokio::time::timeout(Duration::from_millis(10), stranger.recv())
-            .await
-            .is_err(),
-        "not cut yet, and not answered"
-    );
-    // ...one more is not.
-    stranger.send(&Message::Heartbeat(Heartbeat {})).await;
-    let end = tokio::time::timeout(WAIT, stranger.recv()).await.unwrap();
+    let end = tokio::time::timeout(WAIT, early.recv()).await.unwrap();
     assert!(matches!(end, Err(BusError::Closed)), "{end:?}");
+    assert_ne!(rig.shared.registry.state("p"), Some(PluginState::Running));
     // Undecodable bytes as a first message: a REJECT saying so.
     let mut noise = rig.connect().await;
     noise
@@ -126,6 +125,12 @@ async fn a_stranger_that_keeps_talking_without_hello_is_cut() {
         Message::Reject(r) => assert_eq!(r.code, RejectCode::MalformedHello),
         other => panic!("{other:?}"),
     }
+    // The plugin, connecting properly, gets in.
+    let mut fine = rig.connect().await;
+    assert!(matches!(
+        fine.handshake(hello("p", TOKEN, &[])).await,
+        Message::Welcome(_)
+    ));
 }
 
 #[tokio::test(start_paused = true)]

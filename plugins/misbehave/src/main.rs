@@ -10,7 +10,7 @@
 //! - `bad-cookie`, `bad-version`, `bad-token`, `bad-manifest`, `unknown-plugin`:
 //!   a HELLO wrong in that one way; prints the REJECT and exits 3.
 //! - `garbage-hello`: a first frame that is not MessagePack; prints the REJECT, exits 3.
-//! - `call-before-hello`: a CALL before any HELLO (the host must drop it),
+//! - `call-before-hello`: a CALL before any HELLO (the host must REJECT it),
 //!   then a valid HELLO; then serves like `garbage`.
 //! - `hello`: a valid HELLO, then serves `echo` and heartbeats.
 //! - `garbage`: a valid HELLO, then an undecodable frame, an unknown message
