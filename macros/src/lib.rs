@@ -85,6 +85,24 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
             "interface methods are `async fn`",
         ));
     }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            &sig.generics,
+            "interface methods take no generics: their types cross the wire as they are",
+        ));
+    }
+    if sig.ident == "new" || sig.ident == "with_deadline" {
+        return Err(syn::Error::new_spanned(
+            &sig.ident,
+            "`new` and `with_deadline` are the typed client's own; name the method otherwise",
+        ));
+    }
+    if let Some(cfg) = f.attrs.iter().find(|a| a.path().is_ident("cfg")) {
+        return Err(syn::Error::new_spanned(
+            cfg,
+            "an interface is the same everywhere: `#[cfg]` on its methods is not supported",
+        ));
+    }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
@@ -118,6 +136,12 @@ fn method(f: &syn::TraitItemFn) -> syn::Result<Method> {
                 "parameters are plain names",
             ));
         };
+        if let Type::Reference(r) = &*t.ty {
+            return Err(syn::Error::new_spanned(
+                r,
+                "interface parameters are owned serde types (`String`, not `&str`)",
+            ));
+        }
         params.push((id.ident.clone(), (*t.ty).clone()));
     }
     let ReturnType::Type(_, ret) = &sig.output else {
@@ -155,6 +179,18 @@ fn result_types(ty: &Type) -> Option<(Type, Type)> {
 }
 
 fn expand(args: Args, item: ItemTrait) -> syn::Result<Tokens> {
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        return Err(syn::Error::new_spanned(
+            &item.generics,
+            "an interface takes no generics",
+        ));
+    }
+    if !item.supertraits.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &item.supertraits,
+            "an interface has no supertraits (it is Send + Sync + 'static already)",
+        ));
+    }
     let vis = &item.vis;
     let trait_name = &item.ident;
     let trait_attrs = &item.attrs;
@@ -223,16 +259,16 @@ fn expand(args: Args, item: ItemTrait) -> syn::Result<Tokens> {
             {
                 #[derive(#p::__private::serde::Deserialize)]
                 #[serde(crate = #serde_crate)]
-                struct Args { #(#fields),* }
-                let imp = imp.clone();
-                handlers.push((
+                struct __IgluArgs { #(#fields),* }
+                let __iglu_imp = __iglu_imp.clone();
+                __iglu_handlers.push((
                     #p::method_name(#iface_name, #wire),
-                    ::iglu_sdk::handler::erase(move |ctx: ::iglu_sdk::Context, args: Args| {
-                        let imp = imp.clone();
+                    ::iglu_sdk::handler::erase(move |__iglu_ctx: ::iglu_sdk::Context, __iglu_args: __IgluArgs| {
+                        let __iglu_imp = __iglu_imp.clone();
                         async move {
-                            let Args { #(#names),* } = args;
+                            let __IgluArgs { #(#names),* } = __iglu_args;
                             ::core::result::Result::<_, ::iglu_sdk::HandlerError>::Ok(
-                                match imp.#name(ctx, #(#names),*).await {
+                                match __iglu_imp.#name(__iglu_ctx, #(#names),*).await {
                                     ::core::result::Result::Ok(r) => #p::Answer::<#ok, #err>::Ok(r),
                                     ::core::result::Result::Err(e) => #p::Answer::<#ok, #err>::Err(e),
                                 },
@@ -257,8 +293,8 @@ fn expand(args: Args, item: ItemTrait) -> syn::Result<Tokens> {
             pub async fn #name(&self, #(#ps),*) -> ::core::result::Result<#ok, #p::InterfaceError<#err>> {
                 #[derive(#p::__private::serde::Serialize)]
                 #[serde(crate = #serde_crate)]
-                struct Args { #(#fields),* }
-                let args = #p::__private::rmp_serde::to_vec_named(&Args { #(#names),* })
+                struct __IgluArgs { #(#fields),* }
+                let args = #p::__private::rmp_serde::to_vec_named(&__IgluArgs { #(#names),* })
                     .map_err(|e| #p::InterfaceError::Codec(e.to_string()))?;
                 #p::decode_answer(
                     self.caller
@@ -302,24 +338,24 @@ fn expand(args: Args, item: ItemTrait) -> syn::Result<Tokens> {
             }
 
             /// `imp`'s methods as handlers, for `Plugin::implement`.
-            pub fn server<T: #trait_name>(imp: T) -> #p::Server {
-                let imp = ::std::sync::Arc::new(imp);
-                let mut handlers = ::std::vec::Vec::new();
+            pub fn server<__IgluImpl: #trait_name>(imp: __IgluImpl) -> #p::Server {
+                let __iglu_imp = ::std::sync::Arc::new(imp);
+                let mut __iglu_handlers = ::std::vec::Vec::new();
                 #(#handlers)*
-                #p::Server { info: Self::info(), handlers }
+                #p::Server { info: Self::info(), handlers: __iglu_handlers }
             }
         }
 
         #[doc = #doc_client]
-        #vis struct #client<C> {
-            caller: C,
+        #vis struct #client<__IgluCaller> {
+            caller: __IgluCaller,
             plugin: ::std::string::String,
             deadline: ::std::time::Duration,
         }
 
-        impl<C: #p::Caller> #client<C> {
+        impl<__IgluCaller: #p::Caller> #client<__IgluCaller> {
             /// A client of plugin `plugin`, with a 10 s deadline per call.
-            pub fn new(caller: C, plugin: impl ::core::convert::Into<::std::string::String>) -> Self {
+            pub fn new(caller: __IgluCaller, plugin: impl ::core::convert::Into<::std::string::String>) -> Self {
                 #client { caller, plugin: plugin.into(), deadline: ::std::time::Duration::from_secs(10) }
             }
 

@@ -25,6 +25,10 @@ use crate::config::RestartConfig;
 use crate::runner::Runner;
 use crate::session::{Loss, SessionNews};
 
+/// How long a process that exited with success may take to have its
+/// GOODBYE arrive, so that its leaving is seen as clean.
+const GOODBYE_GRACE: Duration = Duration::from_millis(200);
+
 /// What a supervisor works with.
 pub struct Supervision {
     /// The plugin.
@@ -220,6 +224,13 @@ impl<R: Runner> Supervisor<R> {
         loop {
             tokio::select! {
                 how = self.runner.exited() => {
+                    if self.runner.exited_cleanly() {
+                        // A GOODBYE sent just before a clean exit may still be
+                        // on its way through the router: give it a moment.
+                        if let Ok(session) = self.s.registry.session(&id) {
+                            let _ = tokio::time::timeout(GOODBYE_GRACE, session.closed()).await;
+                        }
+                    }
                     self.s.registry.close_session(&id, Loss::Exited(how.clone()));
                     self.seen = self.s.registry.launch(&id);
                     let said_goodbye = matches!(self.s.registry.last_loss(&id), Some(Loss::Goodbye(_)));

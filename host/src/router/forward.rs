@@ -43,6 +43,13 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
         );
         return answer(caller, id, Err(e));
     }
+    if caller.forwarding(&id) {
+        let e = WireError::new(
+            ErrorCode::BadMessage,
+            format!("a call with id {id} is already in flight"),
+        );
+        return answer(caller, id, Err(e));
+    }
     if !caller.forwarded_room() {
         let e = WireError::new(
             ErrorCode::Overloaded,
@@ -95,8 +102,8 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
                         .await
                 }
             }
-            .map_err(|e| WireError::new(e.code(), e.to_string()));
-            caller.forwarded_done(&id);
+            .map_err(|e| e.to_wire());
+            caller.forwarded_done(&id, tokio::task::id());
             answer(&caller, id, result);
         })
     };

@@ -117,7 +117,8 @@ fn on_frame(
                         id,
                         Err(iglu_bus::WireError::new(ErrorCode::TooLarge, what.clone())),
                     );
-                    misbehaved(&session, Some(id), ErrorCode::TooLarge, what)
+                    // The id is the host's call, not one of the plugin's: nil.
+                    misbehaved(&session, None, ErrorCode::TooLarge, what)
                 }
                 (BusError::TooLarge { .. }, None) => {
                     misbehaved(&session, None, ErrorCode::TooLarge, what)

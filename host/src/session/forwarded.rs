@@ -17,10 +17,11 @@ impl Session {
     }
 
     /// Keeps the task serving call `id`; false (and the task is aborted)
-    /// if the session ended or already has [`MAX_FORWARDED`] of them.
+    /// if the session ended, already has [`MAX_FORWARDED`] of them, or
+    /// already has a call with this id in flight (ids are the caller's).
     pub fn track_forwarded(&self, id: CallId, task: AbortHandle) -> bool {
         let mut forwarded = self.forwarded();
-        if self.is_closed() || forwarded.len() >= MAX_FORWARDED {
+        if self.is_closed() || forwarded.len() >= MAX_FORWARDED || forwarded.contains_key(&id) {
             task.abort();
             return false;
         }
@@ -28,9 +29,18 @@ impl Session {
         true
     }
 
-    /// Call `id` was answered.
-    pub fn forwarded_done(&self, id: &CallId) {
-        self.forwarded().remove(id);
+    /// Call `id`, served by task `task`, was answered. An entry of another
+    /// task under the same id (a reused id) is left alone.
+    pub fn forwarded_done(&self, id: &CallId, task: tokio::task::Id) {
+        let mut forwarded = self.forwarded();
+        if forwarded.get(id).is_some_and(|t| t.id() == task) {
+            forwarded.remove(id);
+        }
+    }
+
+    /// Whether call `id` is in flight already.
+    pub fn forwarding(&self, id: &CallId) -> bool {
+        self.forwarded().contains_key(id)
     }
 
     /// The plugin cancelled call `id`: the forwarded call is dropped, which
