@@ -8,6 +8,12 @@ temperature, keeps a running average per room, and answers:
   rooms    null                 -> [str]
   echo     any                  -> the same value
 
+and implements the interface `iglu.comfort` 1.0.0 (PROTOCOL.md section
+12), so Rust programs call it through a typed client:
+
+  iglu.comfort.average  {"room": str} -> {"ok": {"room", "celsius", "readings"}}
+                                         or {"err": "no_readings"}
+
 Everything a plugin must do is here: the magic cookie check, HELLO with the
 launch token, WELCOME/REJECT, heartbeats both ways with the host's liveness
 rule, CALL/REPLY/ERROR, EVENT batches with CREDIT, GOODBYE either way, and
@@ -71,8 +77,13 @@ def main():
         "token": os.environ.get("IGLU_TOKEN", ""),
         "manifest": {"id": "comfort", "name": "Comfort", "author": "Iglu developers",
                      "version": "0.1.0", "description": "Average temperature per room (Python)"},
-        "methods": ["average", "rooms", "echo"],
+        "methods": ["average", "rooms", "echo", "iglu.comfort.average"],
         "subscriptions": ["home/+/temperature"],
+        "interfaces": [{
+            "name": "iglu.comfort", "version": "1.0.0",
+            "methods": [{"name": "average", "args": [{"name": "room", "type": "String"}],
+                         "result": "RoomAverage", "error": "ComfortError"}],
+        }],
     }))
     if not sock.poll(handshake_ms):
         print(f"comfort: no answer from the host at {endpoint} within {handshake_ms} ms", file=sys.stderr)
@@ -109,6 +120,14 @@ def main():
             total, count = rooms.get(args["room"], (0.0, 0))
             return {"room": args["room"], "celsius": round(total / count, 2) if count else None,
                     "readings": count}
+        if method == "iglu.comfort.average":
+            # An interface method: the answer is {"ok": ...} or {"err": ...}.
+            if not isinstance(args, dict) or not isinstance(args.get("room"), str):
+                raise TypeError("iglu.comfort.average takes {\"room\": str}")
+            total, count = rooms.get(args["room"], (0.0, 0))
+            if not count:
+                return {"err": "no_readings"}
+            return {"ok": {"room": args["room"], "celsius": round(total / count, 2), "readings": count}}
         raise LookupError(method)
 
     while True:

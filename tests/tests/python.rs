@@ -92,3 +92,85 @@ fn python_plugin_serves_calls_events_and_survives_a_crash() {
         json!("stopped by the host; exited with code 0")
     );
 }
+
+/// The interface the Python plugin implements, declared here as a Rust
+/// crate would declare it; its typed client calls the Python plugin.
+mod comfort {
+    use iglu_sdk::Context;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct RoomAverage {
+        pub room: String,
+        pub celsius: f64,
+        pub readings: u64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ComfortError {
+        NoReadings,
+    }
+
+    #[iglu_sdk::interface(name = "iglu.comfort", version = "1.0.0")]
+    pub trait Comfort {
+        async fn average(&self, ctx: Context, room: String) -> Result<RoomAverage, ComfortError>;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_typed_client_calls_the_python_plugins_interface() {
+    use comfort::{ComfortClient, ComfortError};
+    use iglu_sdk::interface::InterfaceError;
+    if !python_ready() {
+        return;
+    }
+    let dir = iglu_tests::fresh_dir("python-typed");
+    let text = format!(
+        "runtime_dir = {:?}\n[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\nprovides = [\"iglu.comfort@^1\"]\n",
+        dir.join("rt").display().to_string(),
+        script().display().to_string()
+    );
+    let config = iglu_host::Config::parse(&text, &dir.join("iglu.toml")).unwrap();
+    let host = iglu_host::Host::start(config).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while host
+            .plugin_status("comfort")
+            .is_none_or(|p| p.state != iglu_host::PluginState::Running)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let status = host.plugin_status("comfort").unwrap();
+    assert_eq!(status.interfaces[0].name, "iglu.comfort");
+    let comfort = ComfortClient::new(host.client(), "comfort");
+    match comfort.average("den".into()).await {
+        Err(InterfaceError::Plugin(ComfortError::NoReadings)) => {}
+        other => panic!("{other:?}"),
+    }
+    for c in [18.0, 20.0] {
+        host.publish(
+            "home/den/temperature",
+            iglu_host::events::payload(&json!({"celsius": c})).unwrap(),
+            false,
+        )
+        .unwrap();
+    }
+    let avg = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if let Ok(a) = comfort.average("den".into()).await {
+                if a.readings == 2 {
+                    break a;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(avg.celsius, 19.0);
+    host.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
