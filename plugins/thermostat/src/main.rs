@@ -72,6 +72,19 @@ fn decide(state: &mut RoomState) {
     }
 }
 
+/// Changes a room's state, decides again whether to heat, and stores it.
+async fn update(
+    ctx: &Context,
+    room: &str,
+    change: impl FnOnce(&mut RoomState),
+) -> Result<RoomState, ThermostatError> {
+    let mut state = load(ctx, room).await?;
+    change(&mut state);
+    decide(&mut state);
+    save(ctx, &state).await?;
+    Ok(state)
+}
+
 /// The thermostat; it keeps nothing in memory.
 struct Heating;
 
@@ -90,11 +103,7 @@ impl Thermostat for Heating {
                 max: MAX_TARGET,
             });
         }
-        let mut state = load(&ctx, &room).await?;
-        state.target = celsius;
-        decide(&mut state);
-        save(&ctx, &state).await?;
-        Ok(state)
+        update(&ctx, &room, |state| state.target = celsius).await
     }
 
     async fn reading(
@@ -104,11 +113,7 @@ impl Thermostat for Heating {
         celsius: f64,
     ) -> Result<RoomState, ThermostatError> {
         check_room(&room)?;
-        let mut state = load(&ctx, &room).await?;
-        state.current = Some(celsius);
-        decide(&mut state);
-        save(&ctx, &state).await?;
-        Ok(state)
+        update(&ctx, &room, |state| state.current = Some(celsius)).await
     }
 
     async fn room(&self, ctx: Context, room: String) -> Result<RoomState, ThermostatError> {
