@@ -25,12 +25,19 @@ pub(crate) struct Pending {
 
 impl Pending {
     pub(crate) fn spawn() -> Pending {
+        Pending::spawn_holding(())
+    }
+
+    /// Starts the thread, which holds `token` until it ends (so a test can
+    /// watch this thread, not count every ticker's).
+    fn spawn_holding(token: impl Send + 'static) -> Pending {
         let (interval_tx, interval_rx) = std::sync::mpsc::channel::<Duration>();
         let (tx, rx) = mpsc::channel(1);
         let started = std::thread::Builder::new()
             .name("iglu-heartbeat".into())
             .stack_size(STACK)
             .spawn(move || {
+                let _token = token;
                 let Ok(interval) = interval_rx.recv() else {
                     return;
                 };
@@ -114,41 +121,32 @@ fn timer(interval: Duration) -> Source {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Weak};
 
-    /// Threads of this process named `iglu-heartbeat`.
-    fn heartbeat_threads() -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim() == "iglu-heartbeat")
-            })
-            .count()
-    }
-
-    async fn until(what: &str, check: impl Fn() -> bool) {
+    async fn until_ended(what: &str, thread: &Weak<()>) {
         let end = std::time::Instant::now() + Duration::from_secs(10);
-        while !check() {
+        while thread.upgrade().is_some() {
             assert!(std::time::Instant::now() < end, "{what}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
-    // One test, so no other test's ticker changes the thread count meanwhile.
+    #[tokio::test]
+    async fn a_ticker_dropped_before_it_started_ends_its_thread() {
+        let token = Arc::new(());
+        let thread = Arc::downgrade(&token);
+        let pending = Pending::spawn_holding(token);
+        assert!(pending.ticks.is_some(), "the thread starts");
+        drop(pending);
+        until_ended("dropped before it started, the thread ends", &thread).await;
+    }
+
     #[tokio::test]
     async fn ticks_come_from_a_thread_that_ends_with_its_ticker() {
-        let before = heartbeat_threads();
-        let pending = Pending::spawn();
-        until("the thread starts", || heartbeat_threads() == before + 1).await;
-        drop(pending);
-        until("dropped before it started, the thread ends", || {
-            heartbeat_threads() == before
-        })
-        .await;
-
+        let token = Arc::new(());
+        let thread = Arc::downgrade(&token);
         let interval = Duration::from_millis(20);
-        let mut ticker = Pending::spawn().start(interval);
+        let mut ticker = Pending::spawn_holding(token).start(interval);
         assert!(matches!(ticker.source, Source::Thread(_)));
         let start = std::time::Instant::now();
         for _ in 0..3 {
@@ -157,10 +155,11 @@ mod tests {
                 .unwrap();
         }
         assert!(start.elapsed() >= interval * 3, "{:?}", start.elapsed());
+        assert!(
+            thread.upgrade().is_some(),
+            "the thread ticks while its ticker lives"
+        );
         drop(ticker);
-        until("the thread ends within an interval of its ticker", || {
-            heartbeat_threads() == before
-        })
-        .await;
+        until_ended("the thread ends within an interval of its ticker", &thread).await;
     }
 }
