@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-release}"
-bins=(iglu iglu-plugin-echo iglu-plugin-thermostat iglu-plugin-automation iglu-plugin-history)
+bins=(iglu iglu-plugin-echo iglu-plugin-thermostat iglu-plugin-automation iglu-plugin-history iglu-plugin-lights)
 root=deploy/rootfs
 rm -rf "$root"
 mkdir -p "$root/usr/local/bin" "$root/etc/iglu" "$root/tmp" "$root/run/secrets"

@@ -55,7 +55,7 @@ wait_for() {
 }
 state_is() { [ "$(status "$1" state)" = "$2" ]; }
 state_is_not() { local s; s=$(status "$1" state); [ -n "$s" ] && [ "$s" != "$2" ]; }
-all_running() { for p in echo thermostat automation history; do state_is "$p" running || return 1; done; }
+all_running() { for p in echo lights thermostat automation history; do state_is "$p" running || return 1; done; }
 started_at() { docker inspect -f '{{.State.StartedAt}}' "$("${P[@]}" ps -q "$1")"; }
 
 step "0. stage the image from target/$profile and build it"

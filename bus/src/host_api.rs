@@ -1,64 +1,73 @@
-//! The host API's arguments and results, defined once for the host, the
-//! SDK and any Rust plugin: what a plugin sends in a CALL to the host, and
-//! what comes back (the documents inside `args` and `result`, section 9 of
-//! `docs/PROTOCOL.md`). Adding a host method is a name here, its types here,
-//! and one arm in the host's `host_api::handle`.
+//! The host API, declared once with the same mechanism as any interface
+//! (`#[interface(host_api)]`): the host implements the trait [`HostApi`]
+//! and dispatches calls with [`HostApiInterface::serve`]; the SDK's host
+//! client is the generated [`HostApiClient`]; the argument maps are the
+//! structs of [`host_api_args`]. These are the documents inside `args` and
+//! `result` of section 9 of `docs/PROTOCOL.md`. Adding a host method is one
+//! method here and its implementation in the host.
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
-/// The method names the host serves.
-pub mod method {
-    /// `()` -> [`super::HostInfo`].
-    pub const HOST_INFO: &str = "host.info";
-    /// [`super::Key`] -> [`super::MaybeValue`].
-    pub const KV_GET: &str = "kv.get";
-    /// [`super::KeyValue`] -> `true`.
-    pub const KV_SET: &str = "kv.set";
-    /// [`super::Key`] -> [`super::Existed`].
-    pub const KV_DELETE: &str = "kv.delete";
-    /// [`super::Publish`] -> `true`.
-    pub const EVENTS_PUBLISH: &str = "events.publish";
-    /// [`super::Filters`] -> `true`.
-    pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
-    /// [`super::Filters`] -> how many were removed (uint).
-    pub const EVENTS_UNSUBSCRIBE: &str = "events.unsubscribe";
-    /// [`super::PluginCall`] -> the callee's result, as it answered.
-    pub const PLUGINS_CALL: &str = "plugins.call";
-    /// Every name above, for the host's "no such method" answer.
-    pub const ALL: [&str; 8] = [
-        HOST_INFO,
-        KV_GET,
-        KV_SET,
-        KV_DELETE,
-        EVENTS_PUBLISH,
-        EVENTS_SUBSCRIBE,
-        EVENTS_UNSUBSCRIBE,
-        PLUGINS_CALL,
-    ];
+use crate::error::WireError;
+use crate::interface::InterfaceRef;
+
+/// What the host serves to every plugin, on the wire under the names given.
+#[iglu_macros::interface(
+    name = "iglu.host",
+    version = "1.0.0",
+    host_api,
+    runtime = "crate::interface"
+)]
+pub trait HostApi {
+    /// The host's name and version, the negotiated protocol, the caller's id.
+    #[wire = "host.info"]
+    fn info(&self) -> Result<HostInfo, WireError>;
+    /// A value of the caller's store (1-256 byte keys); nil if unset.
+    #[wire = "kv.get"]
+    fn kv_get(&self, key: String) -> Result<MaybeValue, WireError>;
+    /// Stores any MessagePack document under `key` in the caller's store.
+    #[wire = "kv.set"]
+    fn kv_set(&self, key: String, value: rmpv::Value) -> Result<bool, WireError>;
+    /// Removes a key of the caller's store.
+    #[wire = "kv.delete"]
+    fn kv_delete(&self, key: String) -> Result<Existed, WireError>;
+    /// Publishes an event: `payload` is one whole MessagePack document in a
+    /// bin; `retain` keeps it as the topic's state (no wildcards, not under `$`).
+    #[wire = "events.publish"]
+    fn events_publish(
+        &self,
+        topic: String,
+        payload: ByteBuf,
+        #[serde(default)] retain: bool,
+    ) -> Result<bool, WireError>;
+    /// Adds subscriptions (MQTT `+` and `#`); matching retained state comes first.
+    #[wire = "events.subscribe"]
+    fn events_subscribe(&self, filters: Vec<String>) -> Result<bool, WireError>;
+    /// Removes subscriptions; how many were removed.
+    #[wire = "events.unsubscribe"]
+    fn events_unsubscribe(&self, filters: Vec<String>) -> Result<u64, WireError>;
+    /// A call to another plugin's method, through the host. The CALL's own
+    /// deadline is the forwarded call's; a CANCEL of it cancels the
+    /// forwarded call; the callee's answer (result or error, with its own
+    /// code) comes back as the answer. `wait_for_running` waits (within the
+    /// deadline) for a callee that is starting or restarting (absent: the
+    /// host's `call_wait_for_running`); `interface`, for a typed call, is
+    /// what the caller was built against, checked before forwarding.
+    #[wire = "plugins.call"]
+    #[raw]
+    fn plugins_call(
+        &self,
+        plugin: String,
+        method: String,
+        args: ByteBuf,
+        #[serde(default)] wait_for_running: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")] interface: Option<InterfaceRef>,
+    ) -> Result<ByteBuf, WireError>;
 }
 
-/// `plugins.call`: a call to another plugin's method, through the host.
-/// The CALL's own deadline is the forwarded call's; a CANCEL of it cancels
-/// the forwarded call; the callee's answer (result or error, with its own
-/// code) comes back as the answer to this CALL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginCall {
-    /// The callee's id.
-    pub plugin: String,
-    /// Its method.
-    pub method: String,
-    /// The arguments, one MessagePack document.
-    #[serde(with = "serde_bytes")]
-    pub args: Vec<u8>,
-    /// Wait (within the deadline) for a callee that is starting or
-    /// restarting; absent: the host's `call_wait_for_running`.
-    #[serde(default)]
-    pub wait_for_running: Option<bool>,
-    /// For a typed call: the interface the caller was built against; the
-    /// host answers `not_implemented` or `incompatible` without calling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface: Option<crate::interface::InterfaceRef>,
-}
+/// The arguments of `plugins.call`, as the router reads them.
+pub type PluginCall = host_api_args::PluginsCall;
 
 /// The result of `host.info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,25 +82,9 @@ pub struct HostInfo {
     pub plugin_id: String,
 }
 
-/// One key of the calling plugin's store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Key {
-    /// 1-256 bytes.
-    pub key: String,
-}
-
-/// A key and the value to store under it (any MessagePack document).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyValue<V> {
-    /// 1-256 bytes.
-    pub key: String,
-    /// The value.
-    pub value: V,
-}
-
 /// The result of `kv.get`: the value, or nil if the key is unset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MaybeValue<V> {
+pub struct MaybeValue<V = rmpv::Value> {
     /// The stored value.
     pub value: Option<V>,
 }
@@ -103,36 +96,17 @@ pub struct Existed {
     pub existed: bool,
 }
 
-/// An event to publish: `payload` is one whole MessagePack document, in a bin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Publish {
-    /// The topic (no wildcards; not under `$`).
-    pub topic: String,
-    /// The payload document.
-    #[serde(with = "serde_bytes")]
-    pub payload: Vec<u8>,
-    /// Keep it as the topic's retained state.
-    #[serde(default)]
-    pub retain: bool,
-}
-
-/// Subscription filters (MQTT `+` and `#`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filters {
-    /// The filters.
-    pub filters: Vec<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interface::{decode_args, encode_result};
 
     /// The documents of PROTOCOL.md section 9, as the host reads them.
     #[test]
     fn arguments_are_the_maps_the_protocol_names() {
-        let publish = Publish {
+        let publish = host_api_args::EventsPublish {
             topic: "home/x".into(),
-            payload: vec![0x01],
+            payload: ByteBuf::from(vec![0x01]),
             retain: true,
         };
         let bytes = rmp_serde::to_vec_named(&publish).expect("encodes");
@@ -156,7 +130,66 @@ mod tests {
             payload: &[0xc0],
         })
         .expect("encodes");
-        let back: Publish = rmp_serde::from_slice(&without_retain).expect("retain defaults");
+        let back: host_api_args::EventsPublish =
+            decode_args(&without_retain).expect("retain defaults");
         assert!(!back.retain);
+    }
+
+    struct Fixed;
+    impl HostApi for Fixed {
+        fn info(&self) -> Result<HostInfo, WireError> {
+            Ok(HostInfo {
+                name: "iglu".into(),
+                version: "0".into(),
+                protocol: 1,
+                plugin_id: "p".into(),
+            })
+        }
+        fn kv_get(&self, key: String) -> Result<MaybeValue, WireError> {
+            Ok(MaybeValue {
+                value: Some(rmpv::Value::from(key)),
+            })
+        }
+        fn kv_set(&self, _: String, _: rmpv::Value) -> Result<bool, WireError> {
+            Ok(true)
+        }
+        fn kv_delete(&self, _: String) -> Result<Existed, WireError> {
+            Ok(Existed { existed: false })
+        }
+        fn events_publish(&self, _: String, _: ByteBuf, _: bool) -> Result<bool, WireError> {
+            Ok(true)
+        }
+        fn events_subscribe(&self, _: Vec<String>) -> Result<bool, WireError> {
+            Ok(true)
+        }
+        fn events_unsubscribe(&self, f: Vec<String>) -> Result<u64, WireError> {
+            Ok(f.len() as u64)
+        }
+    }
+
+    #[test]
+    fn serve_dispatches_by_wire_name_and_reads_nil_as_no_arguments() {
+        let info = HostApiInterface::serve(&Fixed, "host.info", &[0xc0])
+            .expect("a method")
+            .expect("served");
+        let info: HostInfo = rmp_serde::from_slice(&info).expect("decodes");
+        assert_eq!(info.plugin_id, "p");
+        let args =
+            rmp_serde::to_vec_named(&host_api_args::KvGet { key: "k".into() }).expect("encodes");
+        let got = HostApiInterface::serve(&Fixed, HostApiInterface::KV_GET, &args)
+            .expect("a method")
+            .expect("served");
+        let got: MaybeValue = rmp_serde::from_slice(&got).expect("decodes");
+        assert_eq!(got.value, Some(rmpv::Value::from("k")));
+        let bad = HostApiInterface::serve(&Fixed, "kv.get", &[0x01]).expect("a method");
+        assert_eq!(
+            bad.expect_err("refused").code,
+            crate::ErrorCode::BadArguments
+        );
+        assert!(HostApiInterface::serve(&Fixed, "plugins.call", &[0x80]).is_none());
+        assert!(HostApiInterface::serve(&Fixed, "kv.gte", &[0x80]).is_none());
+        assert_eq!(HostApiInterface::METHODS.len(), 8);
+        assert_eq!(HostApiInterface::info().methods.len(), 8);
+        let _ = encode_result(&true).expect("encodes");
     }
 }

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ErrorCode, WireError};
+pub use crate::error::{ErrorCode, WireError};
 
 /// An interface as its declaration names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +283,63 @@ pub struct InterfaceRef {
     pub name: String,
     /// The version the caller was built against.
     pub version: String,
+}
+
+/// What the host API's typed client calls through: a plugin's link to
+/// the host. `deadline` is the client's own, if it was given one.
+pub trait HostCaller: Send + Sync {
+    /// How a call fails for this caller.
+    type Error;
+    /// Calls host method `method` with encoded `args`; the answer's result.
+    fn call_host<'a>(
+        &'a self,
+        method: &'static str,
+        args: Vec<u8>,
+        deadline: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Bytes, Self::Error>>;
+    /// The error for arguments or a result that did not encode or decode.
+    fn codec_error(&self, message: String) -> Self::Error;
+}
+
+impl<T: HostCaller + ?Sized> HostCaller for &T {
+    type Error = T::Error;
+    fn call_host<'a>(
+        &'a self,
+        method: &'static str,
+        args: Vec<u8>,
+        deadline: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Bytes, Self::Error>> {
+        (**self).call_host(method, args, deadline)
+    }
+    fn codec_error(&self, message: String) -> Self::Error {
+        (**self).codec_error(message)
+    }
+}
+
+/// Reads a call's arguments map; no arguments (nil, or nothing) read as
+/// an empty map, so a method whose parameters all have defaults takes them.
+pub fn decode_args<T: DeserializeOwned>(args: &[u8]) -> Result<T, WireError> {
+    let args = match args {
+        [] | [0xc0] => &[0x80][..],
+        other => other,
+    };
+    rmp_serde::from_slice(args)
+        .map_err(|e| WireError::new(ErrorCode::BadArguments, format!("bad arguments: {e}")))
+}
+
+/// Encodes a result as the answer's document.
+pub fn encode_result<T: Serialize>(value: &T) -> Result<Bytes, WireError> {
+    rmp_serde::to_vec_named(value)
+        .map(Bytes::from)
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
+}
+
+#[doc(hidden)]
+/// What the generated code names; not part of the API.
+pub mod __private {
+    pub use bytes;
+    pub use rmp_serde;
+    pub use serde;
 }
 
 #[cfg(test)]

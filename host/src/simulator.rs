@@ -1,17 +1,17 @@
 //! The demo home's devices, simulated inside the host.
 //!
 //! Every `interval_ms` one room reports motion and its temperature drifts.
-//! Lights obey commands: an event on `home/<room>/light/set` with
-//! `{"on": bool}` switches the light, and its state is published, retained,
-//! on `home/<room>/light/state` — so the `automation` plugin closes the loop
-//! motion -> light command -> light state, entirely through the event bus.
+//! The lights are a plugin of their own (`lights`, the `iglu.light`
+//! interface), which publishes their state on `home/<room>/light/state`; the
+//! `automation` plugin closes the loop motion -> typed call to `lights` ->
+//! light state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::events::{payload, Source};
 use crate::shared::Shared;
@@ -26,46 +26,19 @@ struct Temperature {
     celsius: f64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Light {
-    on: bool,
-}
-
 /// Runs until the host shuts down.
 pub async fn run(shared: Arc<Shared>) {
     let rooms = shared.config.simulator.rooms.clone();
     if rooms.is_empty() {
         return;
     }
-    let Ok(mut commands) = shared.events.tap(vec!["home/+/light/set".to_owned()], 64) else {
-        return;
-    };
     let mut temperature: HashMap<String, f64> = rooms.iter().map(|r| (r.clone(), 20.0)).collect();
-    for room in &rooms {
-        emit(
-            &shared,
-            &format!("home/{room}/light/state"),
-            &Light { on: false },
-            true,
-        );
-    }
     let mut tick =
         tokio::time::interval(Duration::from_millis(shared.config.simulator.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
-            command = commands.recv() => {
-                let Some(command) = command else { break };
-                let room = command.topic.split('/').nth(1).unwrap_or_default().to_owned();
-                match rmp_serde::from_slice::<Light>(&command.payload) {
-                    Ok(light) if rooms.contains(&room) => {
-                        tracing::info!(%room, on = light.on, by = %command.source, "light switched");
-                        emit(&shared, &format!("home/{room}/light/state"), &light, true);
-                    }
-                    _ => tracing::debug!(topic = %command.topic, "ignoring a light command for no known light"),
-                }
-            }
             _ = tick.tick() => {
                 let (room, detected, celsius) = {
                     let mut rng = rand::thread_rng();

@@ -3,4 +3,5 @@
 //! embedding program or plugin that calls it through the typed client.
 
 pub mod echo;
+pub mod light;
 pub mod thermostat;

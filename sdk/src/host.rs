@@ -1,4 +1,5 @@
-//! Calls from the plugin to the host: `host.info` and the plugin's key-value store.
+//! Calls from the plugin to the host: the host API's generated client
+//! (`iglu_bus::host_api`) over the plugin's link, and typed conveniences.
 //!
 //! Calls are correlated by id in `pending`; the I/O loop resolves them when a
 //! REPLY or ERROR arrives and fails them all when the connection ends.
@@ -7,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use iglu_bus::{Call, CallId, CallIdMap, Message, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,10 +49,37 @@ pub struct HostClient {
 
 /// What `host.info` returns (one definition, shared with the host).
 pub use iglu_bus::host_api::HostInfo;
-use iglu_bus::host_api::{method, Existed, Filters, Key, KeyValue, MaybeValue, Publish};
+use iglu_bus::host_api::{HostApiClient, HostApiInterface};
+use iglu_bus::interface::HostCaller;
+use serde_bytes::ByteBuf;
+
+impl HostCaller for HostClient {
+    type Error = CallError;
+
+    fn call_host<'a>(
+        &'a self,
+        method: &'static str,
+        args: Vec<u8>,
+        deadline: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Bytes, CallError>> {
+        self.call_encoded(method, args, deadline.unwrap_or(DEFAULT_DEADLINE))
+            .boxed()
+    }
+
+    fn codec_error(&self, message: String) -> CallError {
+        CallError::Decode(message)
+    }
+}
 
 impl HostClient {
-    /// Calls a host method with a deadline of 10 s.
+    /// The host API's generated client (`iglu_bus::host_api`): every host
+    /// method with its declared argument and result types. The methods
+    /// below are the same calls with values of your own types.
+    pub fn api(&self) -> HostApiClient<&HostClient> {
+        HostApiClient::new(self)
+    }
+
+    /// Calls a host method by name with a deadline of 10 s.
     pub async fn call<A: Serialize, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -59,25 +89,26 @@ impl HostClient {
             .await
     }
 
-    /// Calls a host method with the given deadline.
+    /// Calls a host method by name with the given deadline.
     pub async fn call_with_deadline<A: Serialize, R: DeserializeOwned>(
         &self,
         method: &str,
         args: &A,
         deadline: Duration,
     ) -> Result<R, CallError> {
-        let bytes = self.call_raw(method, args, deadline).await?;
-        rmp_serde::from_slice(&bytes).map_err(|e| CallError::Decode(e.to_string()))
+        let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
+        let bytes = self.call_encoded(method, args, deadline).await?;
+        decode(&bytes)
     }
 
-    /// A host call whose result is handed back as it came (one MessagePack document).
-    pub(crate) async fn call_raw<A: Serialize>(
+    /// A host call with encoded arguments; its result as it came (one
+    /// MessagePack document).
+    pub(crate) async fn call_encoded(
         &self,
         method: &str,
-        args: &A,
+        args: Vec<u8>,
         deadline: Duration,
     ) -> Result<Bytes, CallError> {
-        let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
         let started = tokio::time::Instant::now();
         let _slot = match tokio::time::timeout(deadline, self.slots.acquire()).await {
             Ok(Ok(slot)) => slot,
@@ -142,40 +173,46 @@ impl HostClient {
         wait_for_running: Option<bool>,
     ) -> Result<R, CallError> {
         let args = rmp_serde::to_vec_named(args).map_err(|e| CallError::Encode(e.to_string()))?;
-        let call = iglu_bus::host_api::PluginCall {
-            plugin: plugin.to_owned(),
-            method: method.to_owned(),
-            args,
-            wait_for_running,
-            interface: None,
-        };
-        self.call_with_deadline(method::PLUGINS_CALL, &call, deadline)
-            .await
+        let bytes = self
+            .api()
+            .with_deadline(deadline)
+            .plugins_call(
+                plugin.to_owned(),
+                method.to_owned(),
+                ByteBuf::from(args),
+                wait_for_running,
+                None,
+            )
+            .await?;
+        decode(&bytes)
     }
 
     /// The host's name, version and the negotiated protocol.
     pub async fn info(&self) -> Result<HostInfo, CallError> {
-        self.call(method::HOST_INFO, &()).await
+        self.api().info().await
     }
 
     /// Reads a value from this plugin's store on the host; `None` if unset.
     pub async fn kv_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, CallError> {
-        let key = Key {
-            key: key.to_owned(),
-        };
-        let answer: MaybeValue<V> = self.call(method::KV_GET, &key).await?;
-        Ok(answer.value)
+        let answer = self.api().kv_get(key.to_owned()).await?;
+        answer
+            .value
+            .map(rmpv::ext::from_value)
+            .transpose()
+            .map_err(|e| CallError::Decode(e.to_string()))
     }
 
     /// Stores a value in this plugin's store on the host. It survives the
     /// plugin's crashes and restarts (not the host's).
     pub async fn kv_set<V: Serialize>(&self, key: &str, value: &V) -> Result<(), CallError> {
-        let args = KeyValue {
-            key: key.to_owned(),
-            value,
-        };
-        let _: serde::de::IgnoredAny = self.call(method::KV_SET, &args).await?;
+        let value = rmpv::ext::to_value(value).map_err(|e| CallError::Encode(e.to_string()))?;
+        self.api().kv_set(key.to_owned(), value).await?;
         Ok(())
+    }
+
+    /// Removes a key; returns whether it existed.
+    pub async fn kv_delete(&self, key: &str) -> Result<bool, CallError> {
+        Ok(self.api().kv_delete(key.to_owned()).await?.existed)
     }
 
     /// Publishes an event on `topic` (plugins may not publish under `$`).
@@ -201,38 +238,31 @@ impl HostClient {
     ) -> Result<(), CallError> {
         let payload =
             rmp_serde::to_vec_named(payload).map_err(|e| CallError::Encode(e.to_string()))?;
-        let args = Publish {
-            topic: topic.to_owned(),
-            payload,
-            retain,
-        };
-        let _: serde::de::IgnoredAny = self.call(method::EVENTS_PUBLISH, &args).await?;
+        self.api()
+            .events_publish(topic.to_owned(), ByteBuf::from(payload), retain)
+            .await?;
         Ok(())
     }
 
     /// Adds subscriptions (MQTT filters with `+` and `#`); the retained state
     /// of every matching topic arrives first.
     pub async fn subscribe(&self, filters: &[&str]) -> Result<(), CallError> {
-        let _: serde::de::IgnoredAny = self
-            .call(method::EVENTS_SUBSCRIBE, &filters_of(filters))
-            .await?;
+        self.api().events_subscribe(owned(filters)).await?;
         Ok(())
     }
 
     /// Removes subscriptions; returns how many were removed.
     pub async fn unsubscribe(&self, filters: &[&str]) -> Result<usize, CallError> {
-        self.call(method::EVENTS_UNSUBSCRIBE, &filters_of(filters))
-            .await
+        let removed = self.api().events_unsubscribe(owned(filters)).await?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
+}
 
-    /// Removes a key; returns whether it existed.
-    pub async fn kv_delete(&self, key: &str) -> Result<bool, CallError> {
-        let key = Key {
-            key: key.to_owned(),
-        };
-        let answer: Existed = self.call(method::KV_DELETE, &key).await?;
-        Ok(answer.existed)
-    }
+/// The host method names, for [`HostClient::call`].
+pub const HOST_METHODS: &[&str] = HostApiInterface::METHODS;
+
+fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, CallError> {
+    rmp_serde::from_slice(bytes).map_err(|e| CallError::Decode(e.to_string()))
 }
 
 /// A call to the host on its way: on drop, its entry goes, and if it was
@@ -251,8 +281,6 @@ impl Drop for Unanswered<'_> {
     }
 }
 
-fn filters_of(filters: &[&str]) -> Filters {
-    Filters {
-        filters: filters.iter().map(|f| (*f).to_owned()).collect(),
-    }
+fn owned(filters: &[&str]) -> Vec<String> {
+    filters.iter().map(|f| (*f).to_owned()).collect()
 }

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 pub use iglu_bus::interface::*;
-use iglu_bus::{ErrorCode, WireError};
 
 use crate::error::CallError;
 use crate::handler::ErasedHandler;
@@ -35,15 +34,16 @@ impl Caller for HostClient {
         args: Vec<u8>,
         deadline: Duration,
     ) -> BoxFuture<'a, Result<Bytes, WireError>> {
-        let call = iglu_bus::host_api::PluginCall {
-            plugin: plugin.to_owned(),
-            method: method_name(interface.name, method),
-            args,
-            wait_for_running: None,
-            interface: Some(interface.to_ref()),
-        };
         async move {
-            self.call_raw(iglu_bus::host_api::method::PLUGINS_CALL, &call, deadline)
+            self.api()
+                .with_deadline(deadline)
+                .plugins_call(
+                    plugin.to_owned(),
+                    method_name(interface.name, method),
+                    serde_bytes::ByteBuf::from(args),
+                    None,
+                    Some(interface.to_ref()),
+                )
                 .await
                 .map_err(|e| match e {
                     CallError::Remote(w) => w,
@@ -60,11 +60,4 @@ impl Caller for HostClient {
         }
         .boxed()
     }
-}
-
-#[doc(hidden)]
-/// What the generated code names; not part of the API.
-pub mod __private {
-    pub use rmp_serde;
-    pub use serde;
 }

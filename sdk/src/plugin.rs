@@ -36,6 +36,7 @@ pub struct Plugin {
     subscriptions: Vec<String>,
     receive_own: bool,
     event_handler: Option<EventHandler>,
+    on_connect: Option<crate::on_connect::ConnectHandler>,
     event_window: u32,
     inline_handlers: bool,
     interfaces: Vec<iglu_bus::interface::InterfaceInfo>,
@@ -52,6 +53,7 @@ impl Plugin {
             subscriptions: Vec::new(),
             receive_own: false,
             event_handler: None,
+            on_connect: None,
             event_window: DEFAULT_EVENT_WINDOW,
             inline_handlers: false,
             interfaces: Vec::new(),
@@ -93,6 +95,19 @@ impl Plugin {
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         self.event_handler = Some(events::erase(handler));
+        self
+    }
+
+    /// Runs `handler` once the plugin is connected, after every WELCOME
+    /// (an external plugin reconnects; a restarted host has lost whatever
+    /// was not retained): for example to publish its devices' state. It runs
+    /// beside the calls; an error is logged.
+    pub fn on_connect<F, Fut>(mut self, handler: F) -> Plugin
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.on_connect = Some(crate::on_connect::erase(handler));
         self
     }
 
@@ -212,6 +227,7 @@ impl Plugin {
             handler_runtime,
             grace: self.grace,
             event_handler: self.event_handler,
+            on_connect: self.on_connect,
             event_window: self.event_window,
             inline_handlers: self.inline_handlers,
         })

@@ -18,6 +18,8 @@ pub(crate) struct Service {
     pub grace: Duration,
     /// Handles events, one at a time; `None` drops them (still returning credit).
     pub event_handler: Option<EventHandler>,
+    /// Runs after every WELCOME (see `Plugin::on_connect`).
+    pub on_connect: Option<crate::on_connect::ConnectHandler>,
     /// Events the host may have in flight to this plugin.
     pub event_window: u32,
     /// Run handlers and the event handler on the I/O thread (see `Plugin::inline_handlers`).

@@ -302,13 +302,24 @@ fn a_publisher_sending_garbage_gets_errors_and_nobody_else_is_affected() {
 
 #[test]
 fn the_demo_home_runs_and_automation_keeps_its_state() {
+    let automation = format!(
+        "{}calls = [\"lights\"]\n",
+        plugin("automation", "iglu-plugin-automation", &[])
+    );
     let host = TestHost::start(
         "[simulator]\nenabled = true\ninterval_ms = 50\n[restart]\nbackoff_initial_ms = 50",
         &[
-            plugin("automation", "iglu-plugin-automation", &[]),
+            plugin_with_env(
+                "lights",
+                "iglu-plugin-lights",
+                &[],
+                &[("IGLU_LIGHTS_ROOMS", "kitchen,living_room,bedroom,hallway")],
+            ),
+            automation,
             plugin("history", "iglu-plugin-history", &[]),
         ],
     );
+    host.wait_state("lights", "running");
     host.wait_state("automation", "running");
     host.wait_state("history", "running");
     let motion = host.eventually("motion in the history", || {
@@ -324,18 +335,49 @@ fn the_demo_home_runs_and_automation_keeps_its_state() {
     assert!(motion
         .iter()
         .all(|e| e["topic"].as_str().unwrap().ends_with("/motion")));
-    // Motion -> automation -> light command -> simulated light -> state, all over the bus.
-    host.eventually("a light switched on by automation", || {
+    // Motion -> automation -> typed call to lights (iglu.light.set, plugin
+    // to plugin) -> the light's state, published by lights.
+    let switched = host.eventually("a light switched on by automation", || {
         let r = host
             .call(
                 "history",
                 "query",
-                json!({"topic": "home/+/light/set", "limit": 1}),
+                json!({"topic": "home/+/light/state", "limit": 20}),
             )
             .ok()?;
-        let cmd = r.as_array()?.first()?.clone();
-        (cmd["source"] == json!("automation") && cmd["payload"]["on"] == json!(true)).then_some(())
+        r.as_array()?
+            .iter()
+            .find(|e| {
+                e["source"] == json!("lights")
+                    && e["payload"]["on"] == json!(true)
+                    && e["payload"]["by"] == json!("automation: motion")
+            })
+            .cloned()
     });
+    let room = switched["topic"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let light = host
+        .call("lights", "iglu.light.state", json!({"room": room}))
+        .unwrap();
+    assert!(light["ok"]["switches"].as_u64().unwrap() >= 1, "{light}");
+    // No command events: automation switched it through the interface.
+    let commands = host
+        .call(
+            "history",
+            "query",
+            json!({"topic": "home/+/light/set", "limit": 1}),
+        )
+        .unwrap();
+    assert_eq!(
+        commands,
+        json!([]),
+        "automation published commands: {commands}"
+    );
     let before = host.eventually("automation rules", || {
         let r = host.call("automation", "rules", json!(null)).ok()?;
         r.as_array().filter(|a| !a.is_empty()).cloned()

@@ -119,17 +119,28 @@ impl Config {
             calls: Vec::new(),
             provides: Vec::new(),
         };
+        let simulator = SimulatorConfig {
+            enabled: true,
+            ..SimulatorConfig::default()
+        };
+        let mut lights = plugin("lights", "iglu-plugin-lights");
+        lights
+            .env
+            .insert("IGLU_LIGHTS_ROOMS".to_owned(), simulator.rooms.join(","));
+        lights.provides = vec!["iglu.light@^1".to_owned()];
+        let mut thermostat = plugin("thermostat", "iglu-plugin-thermostat");
+        thermostat.provides = vec!["iglu.thermostat@^1".to_owned()];
+        let mut automation = plugin("automation", "iglu-plugin-automation");
+        automation.calls = vec!["lights".to_owned()];
         let mut config = Config {
             plugins: vec![
                 plugin("echo", "iglu-plugin-echo"),
-                plugin("thermostat", "iglu-plugin-thermostat"),
-                plugin("automation", "iglu-plugin-automation"),
+                thermostat,
+                lights,
+                automation,
                 plugin("history", "iglu-plugin-history"),
             ],
-            simulator: SimulatorConfig {
-                enabled: true,
-                ..SimulatorConfig::default()
-            },
+            simulator,
             ..Config::default()
         };
         config.fill_defaults();

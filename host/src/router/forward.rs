@@ -26,12 +26,9 @@ use crate::shared::Shared;
 /// at once when it cannot be made.
 pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
     let id = call.id;
-    let request: PluginCall = match rmp_serde::from_slice(&call.args) {
+    let request: PluginCall = match iglu_bus::interface::decode_args(&call.args) {
         Ok(r) => r,
-        Err(e) => {
-            let e = WireError::new(ErrorCode::BadArguments, format!("bad arguments: {e}"));
-            return answer(caller, id, Err(e));
-        }
+        Err(e) => return answer(caller, id, Err(e)),
     };
     if !shared.registry.may_call(&caller.plugin_id, &request.plugin) {
         let e = WireError::new(
@@ -77,7 +74,7 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
             if tracked.await.is_err() {
                 return;
             }
-            let args = Bytes::from(request.args);
+            let args = Bytes::from(request.args.into_vec());
             let result = match &request.interface {
                 // A typed call: the callee's version is checked first.
                 Some(interface) => {

@@ -20,7 +20,8 @@ mod forward;
 pub mod host_api;
 
 use admission::{admit, reject};
-use host_api::HostApi;
+use host_api::HostApiScope;
+use iglu_bus::host_api::HostApiInterface;
 
 use crate::conduct::{Conduct, Verdict};
 use crate::session::{Loss, Session};
@@ -233,20 +234,16 @@ fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
                 }
             }
         },
-        Message::Call(call) if call.method == iglu_bus::host_api::method::PLUGINS_CALL => {
+        Message::Call(call) if call.method == HostApiInterface::PLUGINS_CALL => {
             forward::start(shared, session, call);
         }
         Message::Call(call) => {
-            let api = HostApi {
+            let api = HostApiScope {
                 shared,
                 plugin: &session.plugin_id,
                 protocol: session.version,
             };
-            answer(
-                session,
-                call.id,
-                host_api::handle(&api, &call.method, &call.args),
-            );
+            answer(session, call.id, api.handle(&call.method, &call.args));
         }
         // Host-API calls are answered inline; only a forwarded call is
         // still running to be cancelled.

@@ -1,29 +1,28 @@
 //! Automation: motion turns a room's light on; a quiet room turns it off.
 //!
-//! It listens on `home/+/motion` and commands lights on
-//! `home/<room>/light/set`. Its rule state (per room: when the light was
+//! It listens on `home/+/motion` and switches lights through the `lights`
+//! plugin's `iglu.light` interface, with the typed `LightClient` (a
+//! plugin-to-plugin call through the host; the config must allow it with
+//! `calls = ["lights"]`). Its rule state (per room: when the light was
 //! switched on, how many times) lives in the host's key-value store, so a
 //! crash or a restart forgets nothing.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use iglu_interfaces::light::LightClient;
 use iglu_sdk::{Context, Event, HandlerError, Manifest, Plugin};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 /// A lit room with no motion for this long goes dark, unless set otherwise.
 const DEFAULT_OFF_AFTER_MS: u64 = 10_000;
+/// The plugin that drives the lights.
+const LIGHTS: &str = "lights";
 
 #[derive(Deserialize)]
 struct Motion {
     detected: bool,
-}
-
-#[derive(Serialize)]
-struct LightSet {
-    on: bool,
-    reason: &'static str,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone)]
@@ -69,20 +68,14 @@ async fn on_motion(ctx: Context, event: Event) -> Result<(), HandlerError> {
         ..RoomRule::default()
     });
     let now = now_ms();
-    let topic = format!("home/{room}/light/set");
+    let lights = LightClient::new(ctx.host().clone(), LIGHTS);
     if motion.detected {
         rule.last_motion_ms = Some(now);
         if rule.lit_since_ms.is_none() && !event.retained {
             rule.lit_since_ms = Some(now);
             rule.activations += 1;
-            ctx.host()
-                .publish(
-                    &topic,
-                    &LightSet {
-                        on: true,
-                        reason: "motion",
-                    },
-                )
+            lights
+                .set(room.clone(), true, "automation: motion".into())
                 .await?;
             tracing::info!(%room, activations = rule.activations, "motion: light on");
         }
@@ -90,14 +83,8 @@ async fn on_motion(ctx: Context, event: Event) -> Result<(), HandlerError> {
         let quiet_since = rule.last_motion_ms.unwrap_or(lit);
         if now.saturating_sub(quiet_since) >= off_after(&ctx).await? {
             rule.lit_since_ms = None;
-            ctx.host()
-                .publish(
-                    &topic,
-                    &LightSet {
-                        on: false,
-                        reason: "no motion",
-                    },
-                )
+            lights
+                .set(room.clone(), false, "automation: no motion".into())
                 .await?;
             tracing::info!(%room, "quiet: light off");
         }

@@ -238,13 +238,12 @@ fn main() -> ExitCode {
         )
         .method(
             "publish_raw",
-            |ctx: Context, args: host_api::Publish| async move {
+            |ctx: Context, args: host_api::host_api_args::EventsPublish| async move {
                 // Sends bytes that are not MessagePack as the payload: the host must refuse them.
-                let r: Result<serde::de::IgnoredAny, _> = ctx
-                    .host()
-                    .call(host_api::method::EVENTS_PUBLISH, &args)
-                    .await;
-                r?;
+                ctx.host()
+                    .api()
+                    .events_publish(args.topic, args.payload, args.retain)
+                    .await?;
                 Ok::<_, HandlerError>(true)
             },
         )

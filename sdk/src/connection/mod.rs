@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use iglu_bus::heartbeat::{Liveness, Timing};
 use iglu_bus::transport::{DealerConnection, DealerOutbound, DealerStream};
 use iglu_bus::{
@@ -113,10 +113,16 @@ impl Session {
             window,
             link.connection,
         );
-        if service.inline_handlers {
-            tokio::spawn(events_task);
-        } else {
-            service.handler_runtime.spawn(events_task);
+        let on_connect = service
+            .on_connect
+            .clone()
+            .map(|h| crate::on_connect::run(h, ctx.clone()));
+        for task in std::iter::once(events_task.boxed()).chain(on_connect.map(FutureExt::boxed)) {
+            if service.inline_handlers {
+                tokio::spawn(task);
+            } else {
+                service.handler_runtime.spawn(task);
+            }
         }
         Session {
             plugin_id,
