@@ -83,6 +83,8 @@ pub struct TestHost {
     pub dir: PathBuf,
     /// The config file.
     pub config: PathBuf,
+    /// The host's runtime directory (control socket, plugins' endpoint).
+    pub rt: PathBuf,
     child: Option<Child>,
 }
 
@@ -107,11 +109,26 @@ impl TestHost {
             plugins.join("\n")
         );
         std::fs::write(&config, text).unwrap();
+        let mut command = Command::new(bin("iglu"));
+        command.arg("--config").arg(&config).arg("run");
+        let rt = dir.join("rt");
+        TestHost::launch(dir, config, rt, command)
+    }
+
+    /// Starts `iglu run` with no config file: the built-in default config
+    /// (the example plugins beside the executable), with its runtime
+    /// directory under the test's own (`XDG_RUNTIME_DIR`).
+    pub fn start_builtin() -> TestHost {
+        let dir = fresh_dir("builtin");
+        let mut command = Command::new(bin("iglu"));
+        command.arg("run").env("XDG_RUNTIME_DIR", &dir);
+        let rt = dir.join("iglu");
+        TestHost::launch(dir.clone(), dir.join("no-config"), rt, command)
+    }
+
+    fn launch(dir: PathBuf, config: PathBuf, rt: PathBuf, mut command: Command) -> TestHost {
         let log = std::fs::File::create(dir.join("host.log")).unwrap();
-        let child = Command::new(bin("iglu"))
-            .arg("--config")
-            .arg(&config)
-            .arg("run")
+        let child = command
             .env("RUST_LOG", "info,iglu_host=debug")
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())
@@ -122,6 +139,7 @@ impl TestHost {
         let host = TestHost {
             dir,
             config,
+            rt,
             child: Some(child),
         };
         host.eventually("the control socket to answer", || {
@@ -137,14 +155,14 @@ impl TestHost {
 
     /// The control socket.
     pub fn control_socket(&self) -> PathBuf {
-        self.dir.join("rt").join("control.sock")
+        self.rt.join("control.sock")
     }
 
     /// The plugins' ZeroMQ endpoint.
     pub fn endpoint(&self) -> String {
         format!(
             "ipc://{}",
-            self.dir.join("rt").join("plugins.sock").display()
+            self.rt.join("plugins.sock").display()
         )
     }
 
