@@ -160,10 +160,7 @@ impl TestHost {
 
     /// The plugins' ZeroMQ endpoint.
     pub fn endpoint(&self) -> String {
-        format!(
-            "ipc://{}",
-            self.rt.join("plugins.sock").display()
-        )
+        format!("ipc://{}", self.rt.join("plugins.sock").display())
     }
 
     /// Everything the host has logged so far.

@@ -46,7 +46,9 @@ fn the_built_in_config_runs_the_demo_home_through_typed_plugin_calls() {
             .ok()?;
         r.as_array()?
             .iter()
-            .find(|e| e["source"] == json!("lights") && e["payload"]["by"] == json!("automation: motion"))
+            .find(|e| {
+                e["source"] == json!("lights") && e["payload"]["by"] == json!("automation: motion")
+            })
             .cloned()
     });
     assert_eq!(state["payload"]["on"], json!(true), "{state}");

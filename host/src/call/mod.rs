@@ -25,9 +25,23 @@ pub async fn call_interface(
     args: Bytes,
     options: CallOptions,
 ) -> Result<Bytes, CallError> {
-    // Checked in place, under the registry's lock: nothing is copied on
-    // the path of every typed call. A plugin that never handshook is not
-    // checked: the call itself says why it cannot be made.
+    check_interface(shared, plugin, interface, version, options.deadline)?;
+    let wire = iglu_bus::interface::method_name(interface, method);
+    call(shared, plugin, &wire, args, options).await
+}
+
+/// Whether `plugin` announced (at its last handshake) a version of
+/// `interface` that a client built for `version` can use. Checked in
+/// place, under the registry's lock: nothing is copied on the path of
+/// every typed call. A plugin that never handshook is not checked: the
+/// call itself says why it cannot be made.
+pub fn check_interface(
+    shared: &Shared,
+    plugin: &str,
+    interface: &str,
+    version: &str,
+    deadline: Duration,
+) -> Result<(), CallError> {
     let checked = shared
         .registry
         .read(plugin, |f| {
@@ -37,9 +51,7 @@ pub async fn call_interface(
             iglu_bus::interface::check(plugin, interface, version, f.interfaces())
         })
         .ok_or_else(|| CallError::UnknownPlugin(plugin.to_owned()))?;
-    checked.map_err(|e| CallError::from_wire(plugin, options.deadline, e))?;
-    let wire = iglu_bus::interface::method_name(interface, method);
-    call(shared, plugin, &wire, args, options).await
+    checked.map_err(|e| CallError::from_wire(plugin, deadline, e))
 }
 
 /// Calls `method` on `plugin` through its live session.

@@ -1,6 +1,10 @@
 //! Plugin-to-plugin calls (`plugins.call`): the host checks that the caller
-//! may call the callee, then calls it as any caller would, in a task of its
-//! own, and answers the caller's CALL with the callee's answer.
+//! may call the callee (and, for a typed call, the callee's version), then
+//! sends the call to the callee and answers the caller's CALL with the
+//! callee's answer. A running callee gets the call directly, and its answer
+//! goes from its call table straight to the caller (no task per call: that
+//! task's spawn and wake-ups were most of the host's work for such a call);
+//! only a call that waits for its callee to start has a task.
 //!
 //! The router never waits for a forwarded call, so calls that go round in
 //! a cycle (a calls b calls a) cannot deadlock the host; they end at their
@@ -15,10 +19,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iglu_bus::host_api::PluginCall;
-use iglu_bus::{Call, ErrorCode, WireError};
+use iglu_bus::{Call, CallId, ErrorCode, WireError};
 
 use super::answer;
+use crate::call::check_interface;
+use crate::call::error::CallError;
 use crate::call::options::CallOptions;
+use crate::session::forwarded::{self, Forwarded, Served};
 use crate::session::Session;
 use crate::shared::Shared;
 
@@ -58,12 +65,86 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
         );
         return answer(caller, id, Err(e));
     }
-    let options = CallOptions::new(Duration::from_millis(u64::from(call.deadline_ms)))
-        .wait_for_running(
-            request
-                .wait_for_running
-                .unwrap_or(shared.config.call_wait_for_running),
-        );
+    let deadline = Duration::from_millis(u64::from(call.deadline_ms));
+    let wait = request
+        .wait_for_running
+        .unwrap_or(shared.config.call_wait_for_running);
+    let plugin = request.plugin.clone();
+    let failed = |e: CallError| answer(caller, id, Err(e.to_wire()));
+    // A typed call: the callee's version is checked before anything is sent.
+    let method = match &request.interface {
+        Some(interface) => {
+            if let Err(e) = check_interface(
+                shared,
+                &plugin,
+                &interface.name,
+                &interface.version,
+                deadline,
+            ) {
+                return failed(e);
+            }
+            let prefix = format!("{}.", interface.name);
+            if request.method.starts_with(&prefix) {
+                request.method
+            } else {
+                format!("{prefix}{}", request.method)
+            }
+        }
+        None => request.method,
+    };
+    let args = Bytes::from(request.args.into_vec());
+    match shared.registry.session(&plugin) {
+        Ok(callee) => direct(caller, id, &callee, plugin, &method, args, deadline),
+        Err(_) if wait => waiting(shared, caller, id, plugin, method, args, deadline),
+        Err(e) => failed(CallError::from_wire(&plugin, deadline, e)),
+    }
+}
+
+/// Forwards call `id` of `caller` to the running `callee`: the callee's
+/// answer goes straight back from its call table to the caller.
+fn direct(
+    caller: &Arc<Session>,
+    id: CallId,
+    callee: &Arc<Session>,
+    plugin: String,
+    method: &str,
+    args: Bytes,
+    deadline: Duration,
+) {
+    let callee_id = CallId::new_v4();
+    if !caller.track_forwarded(id, forwarded::direct(callee, callee_id)) {
+        // Its session just ended (the room was checked above).
+        return;
+    }
+    let to = Arc::downgrade(caller);
+    let served = Served::Direct(callee_id);
+    let done = move |result: Result<Bytes, WireError>| {
+        let Some(caller) = to.upgrade() else { return };
+        if caller.forwarded_done(&id, served) {
+            let result = result.map_err(|e| CallError::from_wire(&plugin, deadline, e).to_wire());
+            answer(&caller, id, result);
+        }
+    };
+    if let Err(e) = callee.forward(callee_id, method, args, deadline, Box::new(done)) {
+        if caller.forwarded_done(&id, served) {
+            let e = CallError::from_wire(&callee.plugin_id, deadline, e).to_wire();
+            answer(caller, id, Err(e));
+        }
+    }
+}
+
+/// Serves call `id` of `caller` in a task that waits (within the
+/// deadline) for the callee to be running, then calls it.
+fn waiting(
+    shared: &Arc<Shared>,
+    caller: &Arc<Session>,
+    id: CallId,
+    plugin: String,
+    method: String,
+    args: Bytes,
+    deadline: Duration,
+) {
+    let options = CallOptions::new(deadline).wait_for_running(true);
     // The task starts only once it is tracked, so its end always finds
     // its entry to remove.
     let (go, tracked) = tokio::sync::oneshot::channel::<()>();
@@ -74,37 +155,15 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
             if tracked.await.is_err() {
                 return;
             }
-            let args = Bytes::from(request.args.into_vec());
-            let result = match &request.interface {
-                // A typed call: the callee's version is checked first.
-                Some(interface) => {
-                    let method = request
-                        .method
-                        .strip_prefix(&format!("{}.", interface.name))
-                        .unwrap_or(&request.method)
-                        .to_owned();
-                    crate::call::call_interface(
-                        &shared,
-                        &request.plugin,
-                        &interface.name,
-                        &interface.version,
-                        &method,
-                        args,
-                        options,
-                    )
-                    .await
-                }
-                None => {
-                    crate::call::call(&shared, &request.plugin, &request.method, args, options)
-                        .await
-                }
+            let result = crate::call::call(&shared, &plugin, &method, args, options)
+                .await
+                .map_err(|e| e.to_wire());
+            if caller.forwarded_done(&id, Served::Task(tokio::task::id())) {
+                answer(&caller, id, result);
             }
-            .map_err(|e| e.to_wire());
-            caller.forwarded_done(&id, tokio::task::id());
-            answer(&caller, id, result);
         })
     };
-    if caller.track_forwarded(id, task.abort_handle()) {
+    if caller.track_forwarded(id, Forwarded::Task(task.abort_handle())) {
         let _ = go.send(());
     }
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use iglu_bus::{Call, CallId, Cancel, ErrorCode, Message, WireError};
 use tokio::sync::oneshot;
 
-use super::call_table::Outcome;
+use super::call_budget::CallBytes;
+use super::call_table::{Outcome, Waiter};
 use super::{Session, FOREVER, MAX_CALLS_IN_FLIGHT};
 
 impl Session {
@@ -40,15 +41,15 @@ impl Session {
         }
     }
 
-    /// Calls a method on the plugin. Fails at once if the method is not
-    /// declared or the session is closed; otherwise waits at most `deadline`.
-    /// Dropping the future cancels the call on the plugin side.
-    pub async fn call(
-        self: &Arc<Self>,
+    /// Checks a call and makes its CALL frame; the call's slot and bytes
+    /// are taken until the returned guards drop.
+    fn prepare(
+        &self,
+        id: CallId,
         method: &str,
         args: Bytes,
         deadline: Duration,
-    ) -> Result<Bytes, WireError> {
+    ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'_>, CallBytes<'_>), WireError> {
         if !self.methods.contains(method) {
             return Err(WireError::new(
                 ErrorCode::MethodNotFound,
@@ -59,7 +60,6 @@ impl Session {
                 ),
             ));
         }
-        let id = CallId::new_v4();
         let frame = iglu_bus::encode(&Message::Call(Call {
             id,
             method: method.to_owned(),
@@ -77,7 +77,7 @@ impl Session {
                 ),
             ));
         }
-        let Ok(_slot) = self.call_slots.try_acquire() else {
+        let Ok(slot) = self.call_slots.try_acquire() else {
             return Err(WireError::new(
                 ErrorCode::Overloaded,
                 format!(
@@ -86,60 +86,150 @@ impl Session {
                 ),
             ));
         };
-        let _bytes = self.reserve_call_bytes(frame.len())?;
+        let bytes = self.reserve_call_bytes(frame.len())?;
+        Ok((frame, slot, bytes))
+    }
+
+    /// Registers call `id` with its waiter; the session's loss if it ended.
+    fn register(&self, id: CallId, waiter: Waiter, deadline: Duration) -> Result<(), WireError> {
         let expires = tokio::time::Instant::now()
             .checked_add(deadline)
             .unwrap_or_else(|| tokio::time::Instant::now() + FOREVER);
-        let (tx, rx) = oneshot::channel();
         let wake_keeper = {
             let mut calls = self.lock();
             if let Some(loss) = &calls.closed {
                 return Err(loss.to_call_error(&self.plugin_id));
             }
-            calls.table.insert(id, tx, expires)
+            calls.table.insert(id, waiter, expires)
         };
         if wake_keeper {
             self.deadlines.notify_one();
         }
+        Ok(())
+    }
+
+    /// Sends a registered call's frame: alone, straight into the socket
+    /// queue (batching has nothing to gather, and the flusher's task hop
+    /// would be pure latency); otherwise through the outbox. False if the
+    /// session ended, whose closing answered the waiter.
+    fn dispatch(&self, frame: Bytes) -> bool {
+        if self.calls_awaiting() == 1 {
+            self.send(frame)
+        } else {
+            self.outbox.push(frame);
+            true
+        }
+    }
+
+    /// Calls a method on the plugin. Fails at once if the method is not
+    /// declared or the session is closed; otherwise waits at most `deadline`.
+    /// Dropping the future cancels the call on the plugin side.
+    pub async fn call(
+        self: &Arc<Self>,
+        method: &str,
+        args: Bytes,
+        deadline: Duration,
+    ) -> Result<Bytes, WireError> {
+        let id = CallId::new_v4();
+        let (frame, _slot, _bytes) = self.prepare(id, method, args, deadline)?;
+        let (tx, rx) = oneshot::channel();
+        self.register(id, Waiter::Task(tx), deadline)?;
         let mut guard = InFlight {
             session: self,
             id,
             answered: false,
         };
-        // Alone, a call goes straight into the socket queue: batching has
-        // nothing to gather, and the flusher's task hop would be pure latency.
-        let outcome = if self.calls_awaiting() == 1 {
-            if !self.send(frame) {
-                // Closing the session answered the waiter; that answer says why.
-                return match rx.await {
-                    Ok(Outcome::Answer(answer)) => answer,
-                    _ => Err(WireError::new(
-                        ErrorCode::NotRunning,
-                        format!("plugin {} is gone", self.plugin_id),
-                    )),
-                };
-            }
-            rx.await
-        } else {
-            self.outbox.push(frame);
-            rx.await
-        };
+        let sent = self.dispatch(frame);
+        let outcome = rx.await;
         // Whoever answered, expired the call or closed the session took the entry out.
         guard.answered = true;
         match outcome {
             Ok(Outcome::Answer(answer)) => answer,
-            Ok(Outcome::Expired) => Err(WireError::new(
-                ErrorCode::Timeout,
-                format!(
-                    "plugin {} did not answer {method:?} within {} ms",
-                    self.plugin_id,
-                    deadline.as_millis()
-                ),
+            Ok(Outcome::Expired) => Err(self.expired(method, deadline)),
+            Err(_) if !sent => Err(WireError::new(
+                ErrorCode::NotRunning,
+                format!("plugin {} is gone", self.plugin_id),
             )),
             Err(_) => Err(WireError::new(
                 ErrorCode::PluginCrashed,
                 format!("plugin {} went away before answering", self.plugin_id),
             )),
+        }
+    }
+
+    /// Sends call `id` to the plugin and hands its answer (or its deadline,
+    /// or the session's end) to `done`, wherever it arrives, with no task
+    /// waiting in between: how a call from another plugin is forwarded.
+    /// `done` is called at most once; not at all if the call is abandoned
+    /// first ([`Session::abandon`]). An error means nothing was sent and
+    /// `done` will not be called.
+    pub fn forward(
+        self: &Arc<Self>,
+        id: CallId,
+        method: &str,
+        args: Bytes,
+        deadline: Duration,
+        done: Box<dyn FnOnce(Result<Bytes, WireError>) + Send>,
+    ) -> Result<(), WireError> {
+        let (frame, slot, bytes) = self.prepare(id, method, args, deadline)?;
+        // Held until the callback is called or dropped, not until return.
+        slot.forget();
+        let held = Held {
+            session: Arc::downgrade(self),
+            bytes: bytes.keep(),
+        };
+        let expired = self.expired(method, deadline);
+        let waiter = Waiter::Callback(Box::new(move |outcome| {
+            drop(held);
+            done(match outcome {
+                Outcome::Answer(answer) => answer,
+                Outcome::Expired => Err(expired),
+            })
+        }));
+        self.register(id, waiter, deadline)?;
+        self.dispatch(frame);
+        Ok(())
+    }
+
+    /// Call `id` is no longer wanted (its caller cancelled it or went
+    /// away): it leaves the table without an answer, and the plugin hears
+    /// CANCEL. False if it had already ended.
+    pub fn abandon(&self, id: CallId) -> bool {
+        let waiter = self.lock().table.take(&id);
+        match waiter {
+            Some(waiter) => {
+                drop(waiter);
+                self.cancel(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expired(&self, method: &str, deadline: Duration) -> WireError {
+        WireError::new(
+            ErrorCode::Timeout,
+            format!(
+                "plugin {} did not answer {method:?} within {} ms",
+                self.plugin_id,
+                deadline.as_millis()
+            ),
+        )
+    }
+}
+
+/// A forwarded call's slot and bytes, given back to its session (if it is
+/// still there) when the call ends, however it ends.
+struct Held {
+    session: std::sync::Weak<Session>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.upgrade() {
+            session.call_slots.add_permits(1);
+            session.release_call_bytes(self.bytes);
         }
     }
 }

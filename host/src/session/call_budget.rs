@@ -33,6 +33,23 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Gives back bytes that a kept reservation ([`CallBytes::keep`]) held.
+    pub(super) fn release_call_bytes(&self, size: usize) {
+        self.call_bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+}
+
+impl CallBytes<'_> {
+    /// Keeps the bytes taken past this guard: whoever holds the returned
+    /// size gives them back with [`Session::release_call_bytes`].
+    pub(super) fn keep(self) -> usize {
+        let size = self.size;
+        std::mem::forget(self);
+        size
+    }
+}
+
 /// A call's share of [`Session::call_bytes`], given back however the call ends.
 pub(super) struct CallBytes<'a> {
     session: &'a Session,
@@ -41,8 +58,6 @@ pub(super) struct CallBytes<'a> {
 
 impl Drop for CallBytes<'_> {
     fn drop(&mut self) {
-        self.session
-            .call_bytes
-            .fetch_sub(self.size, Ordering::AcqRel);
+        self.session.release_call_bytes(self.size);
     }
 }

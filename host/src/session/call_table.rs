@@ -28,7 +28,26 @@ pub enum Outcome {
 }
 
 /// Where a call's outcome goes.
-pub type Waiter = oneshot::Sender<Outcome>;
+pub enum Waiter {
+    /// A task awaits it.
+    Task(oneshot::Sender<Outcome>),
+    /// It is handed on where it arrives (a forwarded call's answer goes
+    /// straight to the calling plugin, with no task of its own in between).
+    Callback(Box<dyn FnOnce(Outcome) + Send>),
+}
+
+impl Waiter {
+    /// Delivers the outcome; false if nobody was waiting any more.
+    pub fn send(self, outcome: Outcome) -> bool {
+        match self {
+            Waiter::Task(tx) => tx.send(outcome).is_ok(),
+            Waiter::Callback(done) => {
+                done(outcome);
+                true
+            }
+        }
+    }
+}
 
 struct Pending {
     waiter: Waiter,
@@ -141,9 +160,9 @@ mod tests {
         let (ta, _ra) = oneshot::channel();
         let (tb, _rb) = oneshot::channel();
         let (tc, _rc) = oneshot::channel();
-        assert!(table.insert(a, ta, now + Duration::from_secs(30)));
-        assert!(!table.insert(b, tb, now + Duration::from_secs(31)));
-        assert!(table.insert(c, tc, now + Duration::from_secs(1)));
+        assert!(table.insert(a, Waiter::Task(ta), now + Duration::from_secs(30)));
+        assert!(!table.insert(b, Waiter::Task(tb), now + Duration::from_secs(31)));
+        assert!(table.insert(c, Waiter::Task(tc), now + Duration::from_secs(1)));
         assert_eq!(table.wake_at(), Some(now + Duration::from_secs(1)));
 
         let expired = table.expire(now + Duration::from_secs(2));
@@ -173,11 +192,11 @@ mod tests {
         };
         let (tx, rx) = oneshot::channel();
         let start = Instant::now();
-        if table
-            .lock()
-            .unwrap()
-            .insert(CallId::new_v4(), tx, start + Duration::from_millis(250))
-        {
+        if table.lock().unwrap().insert(
+            CallId::new_v4(),
+            Waiter::Task(tx),
+            start + Duration::from_millis(250),
+        ) {
             wake.notify_one();
         }
         assert!(matches!(rx.await.unwrap(), Outcome::Expired));

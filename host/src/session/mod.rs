@@ -8,7 +8,7 @@
 mod call;
 mod call_budget;
 pub mod call_table;
-mod forwarded;
+pub mod forwarded;
 pub mod liveness;
 mod loss;
 pub mod outbox;
@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::conduct::Conduct;
 use crate::events::queue::EventQueue;
 use call_table::{CallTable, Outcome};
-pub use forwarded::MAX_FORWARDED;
+pub use forwarded::{Forwarded, MAX_FORWARDED};
 pub use loss::{Loss, SessionNews};
 use outbox::Outbox;
 
@@ -80,7 +80,7 @@ pub struct Session {
     /// Bad frames from this plugin: rate-limited logging, and the cut.
     pub conduct: Mutex<Conduct>,
     /// Calls this plugin made to other plugins, being served (see `forwarded`).
-    forwarded: Mutex<CallIdMap<tokio::task::AbortHandle>>,
+    forwarded: Mutex<CallIdMap<Forwarded>>,
     /// Problems the plugin reported (ERROR without an id): logged within the
     /// same kind of budget, never a reason to cut it.
     pub reports: Mutex<Conduct>,
@@ -341,7 +341,7 @@ impl Session {
     pub fn resolve(&self, id: CallId, answer: Result<Bytes, WireError>) -> bool {
         let waiter = self.lock().table.take(&id);
         match waiter {
-            Some(w) => w.send(Outcome::Answer(answer)).is_ok(),
+            Some(w) => w.send(Outcome::Answer(answer)),
             None => false,
         }
     }

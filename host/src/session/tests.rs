@@ -155,3 +155,85 @@ async fn liveness_beats_every_interval_and_ends_a_silent_plugin_on_time() {
     let end = tokio::time::timeout(WAIT, peer.recv()).await.unwrap();
     assert!(end.is_err(), "{end:?}");
 }
+
+/// A forwarded call's answer, deadline or loss goes to its callback; an
+/// abandoned one to nobody, with a CANCEL to the plugin; and each gives its
+/// slot back.
+#[tokio::test(start_paused = true)]
+async fn a_forwarded_call_answers_its_callback_once_and_an_abandoned_one_is_cancelled() {
+    let (rig, mut peer) = admitted("session-forward").await;
+    let session = rig.shared.registry.session("p").unwrap();
+    let forward = |deadline: Duration| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let id = iglu_bus::CallId::new_v4();
+        session
+            .forward(
+                id,
+                "slow",
+                nil(),
+                deadline,
+                Box::new(move |result| {
+                    let _ = tx.send(result);
+                }),
+            )
+            .unwrap();
+        (id, rx)
+    };
+
+    // Answered: the callback gets the plugin's result.
+    let (id, answered) = forward(Duration::from_secs(30));
+    let Message::Call(sent) = peer.next(WAIT).await else {
+        panic!("expected the CALL");
+    };
+    assert_eq!(sent.id, id);
+    assert_eq!(session.calls_in_flight(), 1);
+    peer.send(&Message::Reply(iglu_bus::Reply { id, result: nil() }))
+        .await;
+    let result = tokio::time::timeout(WAIT, answered).await.unwrap().unwrap();
+    assert_eq!(result.unwrap(), nil());
+    assert_eq!(session.calls_awaiting(), 0, "its slot is given back");
+
+    // Abandoned: nobody is answered, the plugin hears CANCEL.
+    let (id, abandoned) = forward(Duration::from_secs(30));
+    let Message::Call(_) = peer.next(WAIT).await else {
+        panic!("expected the CALL");
+    };
+    assert!(session.abandon(id));
+    assert!(!session.abandon(id), "only once");
+    let Message::Cancel(cancel) = peer.next(WAIT).await else {
+        panic!("expected CANCEL");
+    };
+    assert_eq!(cancel.id, id);
+    assert!(abandoned.await.is_err(), "an abandoned call answers no one");
+    assert_eq!(session.calls_awaiting(), 0);
+
+    // Its deadline: a timeout, and CANCEL.
+    let (id, expired) = forward(Duration::from_millis(200));
+    let Message::Call(_) = peer.next(WAIT).await else {
+        panic!("expected the CALL");
+    };
+    let err = tokio::time::timeout(WAIT, expired)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    let Message::Cancel(cancel) = peer.next(WAIT).await else {
+        panic!("expected CANCEL");
+    };
+    assert_eq!(cancel.id, id);
+
+    // The session's end: the loss, at once.
+    let (_, lost) = forward(Duration::from_secs(30));
+    let Message::Call(_) = peer.next(WAIT).await else {
+        panic!("expected the CALL");
+    };
+    session.close(Loss::Disconnected);
+    let err = tokio::time::timeout(WAIT, lost)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::PluginCrashed, "{err:?}");
+    assert_eq!(session.calls_awaiting(), 0);
+}
