@@ -44,6 +44,12 @@ pub enum ErrorCode {
     /// The plugin implements another major version of the interface than
     /// the typed call needs; nothing was sent.
     Incompatible,
+    /// The host's store could not write (disk full, read-only, I/O error):
+    /// nothing of the write was kept; the host keeps running.
+    StorageError,
+    /// The write would take the plugin's store past one of its quotas
+    /// (keys or bytes; the message names which): nothing of it was kept.
+    QuotaExceeded,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -77,6 +83,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotImplemented => "not_implemented",
             ErrorCode::Incompatible => "incompatible",
+            ErrorCode::StorageError => "storage_error",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -26,12 +26,41 @@ pub trait HostApi {
     /// A value of the caller's store (1-256 byte keys); nil if unset.
     #[wire = "kv.get"]
     fn kv_get(&self, key: String) -> Result<MaybeValue, WireError>;
-    /// Stores any MessagePack document under `key` in the caller's store.
+    /// The caller's keys starting with `prefix`, in order, after `after`
+    /// (exclusive: the `next` of the page before), at most `limit` (default
+    /// 100, at most 1,000); `next` is set when there are more.
+    #[wire = "kv.list"]
+    fn kv_list(
+        &self,
+        #[serde(default)] prefix: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")] after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")] limit: Option<u32>,
+    ) -> Result<KvPage, WireError>;
+    /// Stores any MessagePack document under `key` in the caller's store;
+    /// answered once it is on disk.
     #[wire = "kv.set"]
+    #[routed]
     fn kv_set(&self, key: String, value: rmpv::Value) -> Result<bool, WireError>;
-    /// Removes a key of the caller's store.
+    /// Removes a key of the caller's store; answered once it is on disk.
     #[wire = "kv.delete"]
+    #[routed]
     fn kv_delete(&self, key: String) -> Result<Existed, WireError>;
+    /// Compare-and-set: sets `key` to `value` (nil or absent: removes it)
+    /// only if it holds `expected` now (nil or absent: only if unset).
+    /// Answered once on disk, with whether it swapped and, if not, the
+    /// current value.
+    #[wire = "kv.cas"]
+    #[routed]
+    fn kv_cas(
+        &self,
+        key: String,
+        #[serde(default)] expected: Option<rmpv::Value>,
+        #[serde(default)] value: Option<rmpv::Value>,
+    ) -> Result<Swapped, WireError>;
+    /// Sets every entry in one commit: all of them, or none (a quota, a bad key).
+    #[wire = "kv.set_many"]
+    #[routed]
+    fn kv_set_many(&self, entries: Vec<KvEntry>) -> Result<bool, WireError>;
     /// Publishes an event: `payload` is one whole MessagePack document in a
     /// bin; `retain` keeps it as the topic's state (no wildcards, not under `$`).
     #[wire = "events.publish"]
@@ -64,6 +93,33 @@ pub trait HostApi {
         #[serde(default)] wait_for_running: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")] interface: Option<InterfaceRef>,
     ) -> Result<ByteBuf, WireError>;
+}
+
+/// One key and its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KvEntry<V = rmpv::Value> {
+    /// The key.
+    pub key: String,
+    /// Its value.
+    pub value: V,
+}
+
+/// A page of `kv.list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KvPage<V = rmpv::Value> {
+    /// Entries in key order.
+    pub entries: Vec<KvEntry<V>>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+/// The result of `kv.cas`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Swapped<V = rmpv::Value> {
+    /// It held `expected` and now holds `value`.
+    pub swapped: bool,
+    /// When it did not swap: what it holds (nil if unset).
+    pub current: Option<V>,
 }
 
 /// The arguments of `plugins.call`, as the router reads them.
@@ -150,11 +206,16 @@ mod tests {
                 value: Some(rmpv::Value::from(key)),
             })
         }
-        fn kv_set(&self, _: String, _: rmpv::Value) -> Result<bool, WireError> {
-            Ok(true)
-        }
-        fn kv_delete(&self, _: String) -> Result<Existed, WireError> {
-            Ok(Existed { existed: false })
+        fn kv_list(
+            &self,
+            _: String,
+            _: Option<String>,
+            _: Option<u32>,
+        ) -> Result<KvPage, WireError> {
+            Ok(KvPage {
+                entries: vec![],
+                next: None,
+            })
         }
         fn events_publish(&self, _: String, _: ByteBuf, _: bool) -> Result<bool, WireError> {
             Ok(true)
@@ -187,9 +248,13 @@ mod tests {
             crate::ErrorCode::BadArguments
         );
         assert!(HostApiInterface::serve(&Fixed, "plugins.call", &[0x80]).is_none());
+        assert!(
+            HostApiInterface::serve(&Fixed, "kv.set", &[0x80]).is_none(),
+            "routed apart"
+        );
         assert!(HostApiInterface::serve(&Fixed, "kv.gte", &[0x80]).is_none());
-        assert_eq!(HostApiInterface::METHODS.len(), 8);
-        assert_eq!(HostApiInterface::info().methods.len(), 8);
+        assert_eq!(HostApiInterface::METHODS.len(), 11);
+        assert_eq!(HostApiInterface::info().methods.len(), 11);
         let _ = encode_result(&true).expect("encodes");
     }
 }

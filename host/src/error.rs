@@ -46,6 +46,10 @@ pub enum HostError {
         /// Its socket.
         path: PathBuf,
     },
+    /// The store cannot be opened (a foreign or corrupt file, one in use by
+    /// another host, a newer format, an unusable data directory).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The thread for the host's timers could not start.
     #[error("cannot start the host's clock thread: {0}")]
     Clock(std::io::Error),

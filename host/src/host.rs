@@ -21,6 +21,7 @@ use crate::runner::Runner;
 use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
 use crate::session::liveness;
 use crate::shared::Shared;
+use crate::store::Store;
 use crate::{control, router, simulator, tcp_guard};
 
 pub use crate::client::HostClient;
@@ -66,12 +67,15 @@ impl Host {
             )?),
             None => None,
         };
+        let store = Arc::new(Store::open(&config.data_dir())?);
+        tracing::info!(file = %store.path().map(|p| p.display().to_string()).unwrap_or_default(), plugins = store.plugins().len(), "store open");
         let clock = Clock::start().map_err(HostError::Clock)?;
         let shared = Shared::new(
             config,
             endpoint,
             router_socket.outbound,
             clock.handle().clone(),
+            store,
         );
         // Every plugin is in the registry before anything can ask about it:
         // a status request, or an external plugin's HELLO, that came in
@@ -186,6 +190,8 @@ impl Host {
                 abort.abort();
             }
         }
+        // Last: what the plugins wrote while stopping is committed too.
+        self.client.shared.store.close().await;
         self.clock.stop().await;
         for socket in &self.sockets {
             let _ = std::fs::remove_file(socket);

@@ -69,7 +69,7 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod json_msgpack;
-pub mod kv;
+pub mod store;
 pub mod plugin;
 pub mod router;
 pub mod runner;

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::events::EventHub;
-use crate::kv::KvStore;
 use crate::plugin::handle::Handles;
 use crate::plugin::registry::Registry;
 use crate::plugin::status::{self, PluginStatus};
+use crate::store::Store;
 
 /// State every task of the host shares.
 pub struct Shared {
@@ -25,8 +25,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// Every plugin's supervisor channels and task.
     pub handles: Handles,
-    /// Plugins' key-value stores.
-    pub kv: KvStore,
+    /// Plugins' key-value stores and the retained events, on disk.
+    pub store: Arc<Store>,
     /// Retained events, subscriptions, in-process subscribers, lifecycle.
     pub events: Arc<EventHub>,
     /// The endpoint plugins connect to.
@@ -40,19 +40,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// A host's shared state with no plugins yet, sending through `outbound`
-    /// and running timed tasks on `clock`.
+    /// A host's shared state with no plugins yet, sending through `outbound`,
+    /// running timed tasks on `clock`, keeping state in `store` (whose
+    /// retained events are the hub's again).
     pub fn new(
         config: Config,
         endpoint: String,
         outbound: RouterOutbound,
         clock: tokio::runtime::Handle,
+        store: Arc<Store>,
     ) -> Arc<Shared> {
         let events = EventHub::new(config.event_queue, config.event_queue_bytes);
+        events.retained.restore(store.take_restored());
+        events.retained.persist_to(store.clone());
         Arc::new(Shared {
             registry: Arc::new(Registry::new(events.clone())),
             handles: Handles::default(),
-            kv: KvStore::default(),
+            store,
             events,
             config,
             endpoint,

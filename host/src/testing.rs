@@ -44,6 +44,7 @@ impl Rig {
             endpoint,
             socket.outbound,
             tokio::runtime::Handle::current(),
+            std::sync::Arc::new(crate::store::Store::in_memory().unwrap()),
         );
         let mut inboxes = HashMap::new();
         for id in plugins {
@@ -55,6 +56,8 @@ impl Rig {
                 autostart: true,
                 calls: Vec::new(),
                 provides: Vec::new(),
+                store_max_keys: None,
+                store_max_bytes: None,
             };
             shared
                 .registry

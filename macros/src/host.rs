@@ -27,7 +27,7 @@ pub(crate) fn expand(args: &Args, item: &ItemTrait, methods: &[Method]) -> syn::
     let struct_of = |m: &Method| format_ident!("{}", camel(&m.name.to_string()));
     let const_of = |m: &Method| format_ident!("{}", m.name.to_string().to_uppercase());
 
-    let trait_methods = methods.iter().filter(|m| !m.raw).map(|m| {
+    let trait_methods = methods.iter().filter(|m| !m.routed).map(|m| {
         let Method {
             name,
             ok,
@@ -63,7 +63,7 @@ pub(crate) fn expand(args: &Args, item: &ItemTrait, methods: &[Method]) -> syn::
     let all: Vec<String> = methods.iter().map(wire).collect();
     let shapes = methods.iter().map(|m| m.shape(&p, &wire(m)));
 
-    let arms = methods.iter().filter(|m| !m.raw).map(|m| {
+    let arms = methods.iter().filter(|m| !m.routed).map(|m| {
         let (name, c, s) = (&m.name, const_of(m), struct_of(m));
         let names = m.names();
         quote! {
@@ -154,8 +154,8 @@ pub(crate) fn expand(args: &Args, item: &ItemTrait, methods: &[Method]) -> syn::
             }
 
             /// Serves the call of `method` with `args` on `imp`: `None` if no
-            /// method of the trait has that name (a `#[raw]` one is routed
-            /// before this).
+            /// method of the trait has that name (a `#[routed]` one is
+            /// served apart, before this).
             pub fn serve<__IgluImpl: #trait_name + ?Sized>(
                 imp: &__IgluImpl,
                 method: &str,

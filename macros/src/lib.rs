@@ -16,6 +16,9 @@
 //! each named on the wire by `#[wire = "kv.get"]`, answered with the result
 //! itself or an ERROR (no `{ok}`/`{err}`); the descriptor gets `serve`
 //! (dispatch by wire name) and the client calls through a `HostCaller`.
+//! A `#[routed]` method is one the host serves apart because it waits (for
+//! a commit, for another plugin); `#[raw]` (routed too) hands the client
+//! the result's bytes as they came.
 //! `runtime = "path"` names where the run-time support lives when it is not
 //! `::iglu_sdk::interface` (the bus crate declares the host API itself).
 

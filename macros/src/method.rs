@@ -24,8 +24,12 @@ pub(crate) struct Method {
     /// `#[wire = "..."]`: its name on the wire (host API only).
     pub wire: Option<String>,
     /// `#[raw]`: its result is another party's document, passed through as
-    /// bytes; the host routes it, so it is not a method of the trait.
+    /// bytes to the client (implies `routed`).
     pub raw: bool,
+    /// `#[routed]`: the host serves it apart (it waits: for another plugin,
+    /// for a commit), so it is not a method of the trait the host serves
+    /// inline; the client calls it like any other.
+    pub routed: bool,
 }
 
 impl Method {
@@ -61,17 +65,17 @@ impl Method {
                 "an interface is the same everywhere: `#[cfg]` on its methods is not supported",
             ));
         }
-        let (wire, raw, attrs) = own_attributes(&f.attrs)?;
+        let (wire, raw, routed, attrs) = own_attributes(&f.attrs)?;
         if host_api && wire.is_none() {
             return Err(syn::Error::new_spanned(
                 sig,
                 "a host API method names its wire name: `#[wire = \"kv.get\"]`",
             ));
         }
-        if !host_api && (wire.is_some() || raw) {
+        if !host_api && (wire.is_some() || raw || routed) {
             return Err(syn::Error::new_spanned(
                 sig,
-                "`#[wire]` and `#[raw]` are for the host API; an interface's wire names are `<interface>.<method>`",
+                "`#[wire]`, `#[raw]` and `#[routed]` are for the host API; an interface's wire names are `<interface>.<method>`",
             ));
         }
         let mut inputs = sig.inputs.iter();
@@ -122,6 +126,7 @@ impl Method {
             attrs,
             wire,
             raw,
+            routed: routed || raw,
         })
     }
 
@@ -174,10 +179,13 @@ impl Method {
     }
 }
 
-/// Splits `#[wire = "..."]` and `#[raw]` from the attributes passed on.
-fn own_attributes(attrs: &[Attribute]) -> syn::Result<(Option<String>, bool, Vec<Attribute>)> {
+/// Splits `#[wire = "..."]`, `#[raw]` and `#[routed]` from the attributes passed on.
+fn own_attributes(
+    attrs: &[Attribute],
+) -> syn::Result<(Option<String>, bool, bool, Vec<Attribute>)> {
     let mut wire = None;
     let mut raw = false;
+    let mut routed = false;
     let mut rest = Vec::new();
     for a in attrs {
         if a.path().is_ident("wire") {
@@ -192,11 +200,14 @@ fn own_attributes(attrs: &[Attribute]) -> syn::Result<(Option<String>, bool, Vec
         } else if a.path().is_ident("raw") {
             a.meta.require_path_only()?;
             raw = true;
+        } else if a.path().is_ident("routed") {
+            a.meta.require_path_only()?;
+            routed = true;
         } else {
             rest.push(a.clone());
         }
     }
-    Ok((wire, raw, rest))
+    Ok((wire, raw, routed, rest))
 }
 
 fn param(input: &FnArg) -> syn::Result<Param> {

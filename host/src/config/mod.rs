@@ -14,7 +14,8 @@ use crate::error::ConfigError;
 mod plugin_dir;
 mod sections;
 pub use sections::{
-    ExternalSpec, HeartbeatConfig, PluginSpec, RestartConfig, SimulatorConfig, TcpConfig,
+    ExternalSpec, HeartbeatConfig, PluginSpec, RestartConfig, SimulatorConfig, StoreConfig,
+    TcpConfig,
 };
 
 /// Environment variable naming the runtime directory when the config does not.
@@ -31,6 +32,12 @@ pub struct Config {
     /// Directory (mode 0700) for the plugin and control sockets. Default:
     /// `$XDG_RUNTIME_DIR/iglu`, else `/tmp/iglu-<uid>`.
     pub runtime_dir: Option<PathBuf>,
+    /// Directory (mode 0700) of the host's store: every plugin's key-value
+    /// data and the retained events, in `store.redb`. Default:
+    /// `$XDG_DATA_HOME/iglu`, else `~/.local/share/iglu`.
+    pub data_dir: Option<PathBuf>,
+    /// Quotas of every plugin's store.
+    pub store: StoreConfig,
     /// Every executable file in this directory is started as a plugin whose
     /// id is the file name.
     pub plugin_dir: Option<PathBuf>,
@@ -118,6 +125,8 @@ impl Config {
             autostart: true,
             calls: Vec::new(),
             provides: Vec::new(),
+            store_max_keys: None,
+            store_max_bytes: None,
         };
         let simulator = SimulatorConfig {
             enabled: true,
@@ -158,13 +167,51 @@ impl Config {
                 *dir = base.join(&*dir);
             }
         }
-        if let Some(dir) = self.runtime_dir.as_mut() {
+        for dir in [self.runtime_dir.as_mut(), self.data_dir.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
             }
         }
         for p in &mut self.plugins {
             absolute(&mut p.command);
+        }
+    }
+
+    /// The store's directory: `data_dir`, else `$XDG_DATA_HOME/iglu`, else
+    /// `~/.local/share/iglu` (else `./iglu-data` with no home at all).
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+            (Some(xdg), _) if !xdg.is_empty() => PathBuf::from(xdg).join("iglu"),
+            (_, Some(home)) if !home.is_empty() => {
+                PathBuf::from(home).join(".local/share/iglu")
+            }
+            _ => PathBuf::from("iglu-data"),
+        }
+    }
+
+    /// The store quota of plugin `id`: its own settings over `[store]`.
+    pub fn quota(&self, id: &str) -> crate::store::Quota {
+        let own = self
+            .plugins
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| (p.store_max_keys, p.store_max_bytes))
+            .or_else(|| {
+                self.externals
+                    .iter()
+                    .find(|e| e.id == id)
+                    .map(|e| (e.store_max_keys, e.store_max_bytes))
+            })
+            .unwrap_or((None, None));
+        crate::store::Quota {
+            max_keys: own.0.unwrap_or(self.store.max_keys),
+            max_bytes: own.1.unwrap_or(self.store.max_bytes),
         }
     }
 

@@ -40,6 +40,8 @@ pub fn scan(dir: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
             autostart: true,
             calls: Vec::new(),
             provides: Vec::new(),
+            store_max_keys: None,
+            store_max_bytes: None,
         });
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));

@@ -75,6 +75,12 @@ pub struct ExternalSpec {
     /// `name`); a plugin that does not is refused, with what it offers.
     #[serde(default)]
     pub provides: Vec<String>,
+    /// Keys its store may hold (default: `[store] max_keys`).
+    #[serde(default)]
+    pub store_max_keys: Option<u64>,
+    /// Bytes of keys and values its store may hold (default: `[store] max_bytes`).
+    #[serde(default)]
+    pub store_max_bytes: Option<u64>,
 }
 
 impl ExternalSpec {
@@ -174,6 +180,12 @@ pub struct PluginSpec {
     /// `name`); a plugin that does not is refused, with what it offers.
     #[serde(default)]
     pub provides: Vec<String>,
+    /// Keys its store may hold (default: `[store] max_keys`).
+    #[serde(default)]
+    pub store_max_keys: Option<u64>,
+    /// Bytes of keys and values its store may hold (default: `[store] max_bytes`).
+    #[serde(default)]
+    pub store_max_bytes: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -196,6 +208,26 @@ impl Default for RestartConfig {
             backoff_max_ms: 30_000,
             max_restarts: 5,
             window_s: 60,
+        }
+    }
+}
+
+/// The store's defaults for every plugin (`[store]`); a plugin's own
+/// `store_max_keys` / `store_max_bytes` override them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Keys one plugin's store may hold (default 10,000).
+    pub max_keys: u64,
+    /// Bytes of keys and values one plugin's store may hold (default 16 MiB).
+    pub max_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_keys: 10_000,
+            max_bytes: 16 * 1024 * 1024,
         }
     }
 }

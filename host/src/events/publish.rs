@@ -27,26 +27,14 @@ impl EventHub {
             )));
         }
         validate_payload(&payload)?;
-        let timestamp_ms = now_ms();
-        let body = iglu_bus::codec::encode_event_body(&EventBody {
-            topic: topic.to_owned(),
-            payload: payload.clone(),
-            timestamp_ms,
-            source: source.as_str().to_owned(),
-        })
-        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-        let published = Arc::new(Published {
-            topic: topic.to_owned(),
-            source: source.as_str().to_owned(),
-            body,
-        });
         let event = Event {
             topic: topic.to_owned(),
             payload,
             source: source.as_str().to_owned(),
-            timestamp_ms,
+            timestamp_ms: now_ms(),
             retained: false,
         };
+        let published = Arc::new(published(&event)?);
         if retain {
             self.retained.keep(&published, &event)?;
         }
@@ -54,6 +42,22 @@ impl EventHub {
         self.taps.offer(&event);
         Ok(())
     }
+}
+
+/// An event as it is queued: its EVENT body encoded once.
+pub(super) fn published(event: &Event) -> Result<Published, WireError> {
+    let body = iglu_bus::codec::encode_event_body(&EventBody {
+        topic: event.topic.clone(),
+        payload: event.payload.clone(),
+        timestamp_ms: event.timestamp_ms,
+        source: event.source.clone(),
+    })
+    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(Published {
+        topic: event.topic.clone(),
+        source: event.source.clone(),
+        body,
+    })
 }
 
 fn now_ms() -> u64 {

@@ -102,6 +102,8 @@ fn rig(life: Option<Duration>, handshake: Option<Duration>, restarts: bool) -> R
         autostart: true,
         calls: Vec::new(),
         provides: Vec::new(),
+        store_max_keys: None,
+        store_max_bytes: None,
     };
     registry.insert("p", PluginKind::Managed(spec), PluginState::Starting);
     let handles = Arc::new(Handles::default());

@@ -2,11 +2,13 @@
 //! declared in `iglu_bus::host_api`, for one calling plugin.
 //!
 //! Adding a method is one method in that declaration and its body here.
-//! All of them are quick in-memory operations (publishing only queues), so
-//! the router answers them inline; `plugins.call` is routed before this.
+//! All of them are quick in-memory operations (reads come from the store's
+//! mirror; publishing only queues), so the router answers them inline; the
+//! methods that wait (the store's writes, `plugins.call`) are routed
+//! before this (`store_writes`, `forward`).
 
 use bytes::Bytes;
-use iglu_bus::host_api::{Existed, HostApi, HostApiInterface, HostInfo, MaybeValue};
+use iglu_bus::host_api::{HostApi, HostApiInterface, HostInfo, KvEntry, KvPage, MaybeValue};
 use iglu_bus::{ErrorCode, WireError};
 use serde_bytes::ByteBuf;
 
@@ -49,30 +51,34 @@ impl HostApi for HostApiScope<'_> {
     }
 
     fn kv_get(&self, key: String) -> Result<MaybeValue, WireError> {
-        let value = match self.shared.kv.get(self.plugin, &key) {
-            Some(bytes) => Some(
-                rmpv::decode::read_value(&mut &bytes[..])
-                    .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?,
-            ),
+        let value = match self.shared.store.get(self.plugin, &key) {
+            Some(bytes) => Some(value_of(&bytes)?),
             None => None,
         };
         Ok(MaybeValue { value })
     }
 
-    fn kv_set(&self, key: String, value: rmpv::Value) -> Result<bool, WireError> {
-        let mut bytes = Vec::new();
-        rmpv::encode::write_value(&mut bytes, &value)
-            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
-        self.shared
-            .kv
-            .set(self.plugin, &key, Bytes::from(bytes))
-            .map_err(|e| WireError::new(ErrorCode::BadArguments, e.to_string()))?;
-        Ok(true)
-    }
-
-    fn kv_delete(&self, key: String) -> Result<Existed, WireError> {
-        Ok(Existed {
-            existed: self.shared.kv.delete(self.plugin, &key),
+    fn kv_list(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<KvPage, WireError> {
+        let limit = limit.map_or(100, |l| l as usize);
+        let page = self
+            .shared
+            .store
+            .list(self.plugin, &prefix, after.as_deref(), limit);
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for (key, bytes) in page.entries {
+            entries.push(KvEntry {
+                key,
+                value: value_of(&bytes)?,
+            });
+        }
+        Ok(KvPage {
+            entries,
+            next: page.next,
         })
     }
 
@@ -97,4 +103,10 @@ impl HostApi for HostApiScope<'_> {
     fn events_unsubscribe(&self, filters: Vec<String>) -> Result<u64, WireError> {
         Ok(self.shared.events.unsubscribe(self.plugin, &filters) as u64)
     }
+}
+
+/// A stored value (one MessagePack document) as a value of the answer.
+pub(super) fn value_of(bytes: &[u8]) -> Result<rmpv::Value, WireError> {
+    rmpv::decode::read_value(&mut &bytes[..])
+        .map_err(|e| WireError::new(ErrorCode::Internal, format!("a stored value does not decode: {e}")))
 }

@@ -18,6 +18,7 @@ use iglu_bus::{BusError, ErrorCode, ErrorReply, FoldMap, Message, RejectCode};
 pub mod admission;
 mod forward;
 pub mod host_api;
+mod store_writes;
 
 use admission::{admit, reject};
 use host_api::HostApiScope;
@@ -236,6 +237,9 @@ fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
         },
         Message::Call(call) if call.method == HostApiInterface::PLUGINS_CALL => {
             forward::start(shared, session, call);
+        }
+        Message::Call(call) if store_writes::is_write(&call.method) => {
+            store_writes::start(shared, session, call);
         }
         Message::Call(call) => {
             let api = HostApiScope {

@@ -1,0 +1,193 @@
+//! The database file: redb, one file in the data directory. Tables: `kv`
+//! ((plugin, key) -> value), `retained` (topic -> the retained event) and
+//! `meta` (the format version). A commit is durable when it returns
+//! (redb's `Durability::Immediate`: checksummed, fsynced).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+
+use super::error::StoreError;
+use super::mirror::{entry_size, Mirror, Overlay};
+use super::RetainedRecord;
+
+const KV: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("kv");
+const RETAINED: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("retained");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// The version of the tables above. A newer file is refused with a reason;
+/// an older one would be migrated here.
+pub const FORMAT: u64 = 1;
+
+/// The open file, or an in-memory database (for tests and embedders that
+/// want no disk).
+pub struct Db {
+    db: Database,
+    /// `None` in memory.
+    path: Option<PathBuf>,
+}
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+impl Db {
+    /// Opens (or creates) the store at `path`. A file that is not an Iglu
+    /// store, is corrupt, is in use by another host or was written by a
+    /// newer format is refused, and left as it is.
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        let refuse = |reason: String| StoreError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        let db = Database::create(path).map_err(|e| refuse(e.to_string()))?;
+        let db = Db {
+            db,
+            path: Some(path.to_owned()),
+        };
+        db.check_format().map_err(|e| match e {
+            StoreError::Storage(reason) => refuse(reason),
+            other => other,
+        })?;
+        Ok(db)
+    }
+
+    /// A database held in memory only.
+    pub fn in_memory() -> Result<Db, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(storage)?;
+        let db = Db { db, path: None };
+        db.check_format()?;
+        Ok(db)
+    }
+
+    /// Opens the file again after an I/O error (redb then refuses every
+    /// transaction until it is reopened); in memory there is nothing to do.
+    pub fn reopen(&mut self) -> Result<(), StoreError> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        // The old handle must go first: the file is locked while it is open.
+        let placeholder = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(storage)?;
+        drop(std::mem::replace(&mut self.db, placeholder));
+        self.db = Database::create(&path).map_err(storage)?;
+        Ok(())
+    }
+
+    fn check_format(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let found = {
+            let meta = txn.open_table(META).map_err(storage)?;
+            let found = meta.get("format").map_err(storage)?.map(|v| v.value());
+            found
+        };
+        match found {
+            Some(FORMAT) => {}
+            Some(newer) if newer > FORMAT => {
+                return Err(StoreError::Storage(format!(
+                    "it was written in store format {newer} by a newer iglu; this one reads format {FORMAT} (upgrade iglu, or point data_dir elsewhere)"
+                )))
+            }
+            Some(older) => {
+                return Err(StoreError::Storage(format!(
+                    "store format {older} is not one this iglu can migrate (it reads format {FORMAT})"
+                )))
+            }
+            None => {
+                let empty = txn.list_tables().map_err(storage)?.all(|t| t.name() == "meta");
+                if !empty {
+                    return Err(StoreError::Storage(
+                        "it holds tables but no store format: not an Iglu store".into(),
+                    ));
+                }
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                meta.insert("format", FORMAT).map_err(storage)?;
+            }
+        }
+        txn.open_table(KV).map_err(storage)?;
+        txn.open_table(RETAINED).map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    /// Everything stored: the key-value data and the retained events.
+    pub fn load(&self) -> Result<(Mirror, Vec<RetainedRecord>), StoreError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let mut mirror = Mirror::default();
+        let kv = txn.open_table(KV).map_err(storage)?;
+        for entry in kv.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            let (plugin, key) = k.value();
+            let value = Bytes::copy_from_slice(v.value());
+            let data = mirror.plugins.entry(plugin.to_owned()).or_default();
+            data.bytes += entry_size(key, &value);
+            data.entries.insert(key.to_owned(), value);
+        }
+        let mut retained = Vec::new();
+        let table = txn.open_table(RETAINED).map_err(storage)?;
+        for entry in table.iter().map_err(storage)? {
+            let (topic, record) = entry.map_err(storage)?;
+            match rmp_serde::from_slice::<RetainedRecord>(record.value()) {
+                Ok(r) => retained.push(r),
+                Err(e) => tracing::warn!(topic = topic.value(), error = %e, "a stored retained event does not decode; skipped"),
+            }
+        }
+        Ok((mirror, retained))
+    }
+
+    /// Writes a batch in one transaction and commits it (durable on return).
+    /// `mirror` is the state the batch applies over (to find what a cleared
+    /// plugin held).
+    pub fn commit(
+        &self,
+        mirror: &Mirror,
+        overlay: &Overlay,
+        retained: &[(String, Option<RetainedRecord>)],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut kv = txn.open_table(KV).map_err(storage)?;
+            for (plugin, changes) in &overlay.plugins {
+                if changes.cleared {
+                    if let Some(data) = mirror.plugins.get(plugin) {
+                        for key in data.entries.keys() {
+                            kv.remove((plugin.as_str(), key.as_str())).map_err(storage)?;
+                        }
+                    }
+                }
+                for (key, value) in &changes.changes {
+                    let k = (plugin.as_str(), key.as_str());
+                    match value {
+                        Some(v) => {
+                            kv.insert(k, &v[..]).map_err(storage)?;
+                        }
+                        None => {
+                            kv.remove(k).map_err(storage)?;
+                        }
+                    }
+                }
+            }
+            let mut table = txn.open_table(RETAINED).map_err(storage)?;
+            for (topic, record) in retained {
+                match record {
+                    Some(r) => {
+                        let bytes = rmp_serde::to_vec_named(r).map_err(storage)?;
+                        table.insert(topic.as_str(), &bytes[..]).map_err(storage)?;
+                    }
+                    None => {
+                        table.remove(topic.as_str()).map_err(storage)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// The file, if on disk.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
