@@ -37,7 +37,11 @@ pub async fn memory(b: &Bench, calls: u64) -> Result<MemoryRow, String> {
     let dir = b.dir.join("mem");
     let _ = std::fs::create_dir_all(&dir);
     let plugin = super::plugin_binary()?;
-    let mut toml = format!("runtime_dir = {:?}\n", dir.join("rt").display().to_string());
+    let mut toml = format!(
+        "runtime_dir = {:?}\ndata_dir = {:?}\n",
+        dir.join("rt").display().to_string(),
+        dir.join("data").display().to_string()
+    );
     for i in 0..16 {
         toml.push_str(&format!(
             "[[plugin]]\nid = \"idle-{i}\"\ncommand = {:?}\n",

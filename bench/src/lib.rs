@@ -100,10 +100,11 @@ pub fn plugin_binary() -> Result<PathBuf, String> {
 fn host_config(dir: &std::path::Path, plugins: usize) -> Result<Config, String> {
     let bench = plugin_binary()?;
     let mut toml = format!(
-        "runtime_dir = {:?}\n\
+        "runtime_dir = {:?}\ndata_dir = {:?}\n\
          [heartbeat]\ninterval_ms = 250\nliveness = 3\n\
          [restart]\nbackoff_initial_ms = 50\nbackoff_max_ms = 50\nmax_restarts = 1000000\nwindow_s = 1\n",
-        dir.join("rt").display().to_string()
+        dir.join("rt").display().to_string(),
+        dir.join("data").display().to_string()
     );
     for i in 0..plugins {
         toml.push_str(&format!(

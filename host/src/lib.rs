@@ -69,7 +69,6 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod json_msgpack;
-pub mod store;
 pub mod plugin;
 pub mod router;
 pub mod runner;
@@ -77,6 +76,7 @@ pub mod runtime_dir;
 pub mod session;
 pub mod shared;
 pub mod simulator;
+pub mod store;
 pub mod tcp_guard;
 #[cfg(test)]
 mod testing;

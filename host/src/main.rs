@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use iglu_host::control::client;
+use iglu_host::control::kv::KvCommand;
 use iglu_host::control::{CallRequest, PluginRequest, PublishRequest, Request, Response};
 use iglu_host::plugin::status;
 use iglu_host::runtime_dir::CONTROL_SOCKET;
@@ -57,6 +58,12 @@ enum Cmd {
         /// Passed to `iglu-bench` as they are.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
+    },
+    /// A plugin's store on the running host: get, set, delete, list, and
+    /// export/import (one plugin's, or with --all the whole store's) for backups.
+    Kv {
+        #[command(subcommand)]
+        op: KvCommand,
     },
     /// Start a stopped or failed plugin.
     Start(PluginRequest),
@@ -136,25 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let request = Request::Call(call);
             // Leave the host time to answer "timeout" itself before giving up.
             let wait = Duration::from_millis(deadline) + Duration::from_secs(5);
-            match runtime.block_on(exchange(&config, request, wait))? {
-                Response {
-                    ok: true, result, ..
-                } => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&result.unwrap_or_default())?
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Response { code, message, .. } => {
-                    eprintln!(
-                        "error {}: {}",
-                        code.unwrap_or_default(),
-                        message.unwrap_or_default()
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+            let response = runtime.block_on(exchange(&config, request, wait))?;
+            print_answer(response, true)
         }
         Cmd::Publish(publish) => {
             let request = Request::Publish(publish);
@@ -163,9 +153,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { args } => Err(bench(&args)),
+        Cmd::Kv { op } => {
+            // Values are JSON whatever they hold (a string value too).
+            let values = matches!(
+                op,
+                KvCommand::Get { .. } | KvCommand::List { .. } | KvCommand::Export { .. }
+            );
+            let request = Request::Kv(op.into_request().context("cannot read the import")?);
+            let response = runtime.block_on(exchange(&config, request, Duration::from_secs(60)))?;
+            print_answer(response, values)
+        }
         Cmd::Start(p) => lifecycle(&runtime, &config, Request::Start(p)),
         Cmd::Stop(p) => lifecycle(&runtime, &config, Request::Stop(p)),
         Cmd::Restart(p) => lifecycle(&runtime, &config, Request::Restart(p)),
+    }
+}
+
+/// Prints an answer's result (JSON; a string as it is, unless `json`), or
+/// its error on stderr with a failing exit status.
+fn print_answer(response: Response, json: bool) -> anyhow::Result<ExitCode> {
+    match response {
+        Response {
+            ok: true, result, ..
+        } => {
+            match result.unwrap_or_default() {
+                serde_json::Value::String(s) if !json => println!("{s}"),
+                other => println!("{}", serde_json::to_string_pretty(&other)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Response { code, message, .. } => {
+            eprintln!(
+                "error {}: {}",
+                code.unwrap_or_default(),
+                message.unwrap_or_default()
+            );
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub struct HostClient {
 /// What `host.info` returns (one definition, shared with the host).
 pub use iglu_bus::host_api::HostInfo;
 use iglu_bus::host_api::{HostApiClient, HostApiInterface};
+pub use iglu_bus::host_api::{KvEntry, KvPage};
 use iglu_bus::interface::HostCaller;
 use serde_bytes::ByteBuf;
 
@@ -202,12 +203,74 @@ impl HostClient {
             .map_err(|e| CallError::Decode(e.to_string()))
     }
 
-    /// Stores a value in this plugin's store on the host. It survives the
-    /// plugin's crashes and restarts (not the host's).
+    /// Stores a value in this plugin's store on the host. Answered once it
+    /// is on disk: it survives the plugin's crashes and the host's restarts.
+    /// Past this plugin's quota it fails with `quota_exceeded`.
     pub async fn kv_set<V: Serialize>(&self, key: &str, value: &V) -> Result<(), CallError> {
-        let value = rmpv::ext::to_value(value).map_err(|e| CallError::Encode(e.to_string()))?;
-        self.api().kv_set(key.to_owned(), value).await?;
+        self.api().kv_set(key.to_owned(), to_value(value)?).await?;
         Ok(())
+    }
+
+    /// Sets every entry in one commit: all of them, or none.
+    pub async fn kv_set_many<V: Serialize>(&self, entries: &[(&str, V)]) -> Result<(), CallError> {
+        let mut all = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            all.push(KvEntry {
+                key: (*key).to_owned(),
+                value: to_value(value)?,
+            });
+        }
+        self.api().kv_set_many(all).await?;
+        Ok(())
+    }
+
+    /// Compare-and-set: sets `key` to `value` (`None`: removes it) only if
+    /// it holds `expected` now (`None`: only if unset). `Ok(Ok(()))` if it
+    /// swapped, `Ok(Err(current))` with what it holds if not.
+    pub async fn kv_cas<E: Serialize, V: Serialize, C: DeserializeOwned>(
+        &self,
+        key: &str,
+        expected: Option<&E>,
+        value: Option<&V>,
+    ) -> Result<Result<(), Option<C>>, CallError> {
+        let expected = expected.map(to_value).transpose()?;
+        let value = value.map(to_value).transpose()?;
+        let answer = self.api().kv_cas(key.to_owned(), expected, value).await?;
+        if answer.swapped {
+            return Ok(Ok(()));
+        }
+        let current = answer
+            .current
+            .map(rmpv::ext::from_value)
+            .transpose()
+            .map_err(|e| CallError::Decode(e.to_string()))?;
+        Ok(Err(current))
+    }
+
+    /// This plugin's keys starting with `prefix`, in order: one page of at
+    /// most `limit` after `after` (the `next` of the page before).
+    pub async fn kv_list<V: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<KvPage<V>, CallError> {
+        let page = self
+            .api()
+            .kv_list(prefix.to_owned(), after.map(str::to_owned), Some(limit))
+            .await?;
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for e in page.entries {
+            entries.push(KvEntry {
+                key: e.key,
+                value: rmpv::ext::from_value(e.value)
+                    .map_err(|e| CallError::Decode(e.to_string()))?,
+            });
+        }
+        Ok(KvPage {
+            entries,
+            next: page.next,
+        })
     }
 
     /// Removes a key; returns whether it existed.
@@ -260,6 +323,10 @@ impl HostClient {
 
 /// The host method names, for [`HostClient::call`].
 pub const HOST_METHODS: &[&str] = HostApiInterface::METHODS;
+
+fn to_value<V: Serialize + ?Sized>(value: &V) -> Result<rmpv::Value, CallError> {
+    rmpv::ext::to_value(value).map_err(|e| CallError::Encode(e.to_string()))
+}
 
 fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, CallError> {
     rmp_serde::from_slice(bytes).map_err(|e| CallError::Decode(e.to_string()))

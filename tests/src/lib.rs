@@ -104,7 +104,7 @@ impl TestHost {
         let dir = fresh_dir("host");
         let config = dir.join("iglu.toml");
         let text = format!(
-            "runtime_dir = {:?}\n{settings}\n{}",
+            "runtime_dir = {:?}\ndata_dir = \"data\"\n{settings}\n{}",
             dir.join("rt").display().to_string(),
             plugins.join("\n")
         );
@@ -121,7 +121,10 @@ impl TestHost {
     pub fn start_builtin() -> TestHost {
         let dir = fresh_dir("builtin");
         let mut command = Command::new(bin("iglu"));
-        command.arg("run").env("XDG_RUNTIME_DIR", &dir);
+        command
+            .arg("run")
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env("XDG_DATA_HOME", dir.join("data"));
         let rt = dir.join("iglu");
         TestHost::launch(dir.clone(), dir.join("no-config"), rt, command)
     }

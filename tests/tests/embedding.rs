@@ -20,7 +20,7 @@ async fn host_with_echo(
 ) {
     let dir = fresh_dir(tag);
     let text = format!(
-        "runtime_dir = {:?}\n{}",
+        "runtime_dir = {:?}\ndata_dir = \"data\"\n{}",
         dir.join("rt").display().to_string(),
         plugin_with_env(
             "echo",

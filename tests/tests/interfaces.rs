@@ -35,7 +35,7 @@ async fn start(tag: &str, extra: &str) -> (Host, std::path::PathBuf) {
         plugin("echo", "iglu-plugin-echo", &[])
     );
     let text = format!(
-        "runtime_dir = {:?}\n{}{}provides = [\"iglu.thermostat@^1\"]\n{echo}{extra}",
+        "runtime_dir = {:?}\ndata_dir = \"data\"\n{}{}provides = [\"iglu.thermostat@^1\"]\n{echo}{extra}",
         dir.join("rt").display().to_string(),
         plugin("thermostat", "iglu-plugin-thermostat", &[]),
         "",
@@ -155,7 +155,7 @@ async fn a_plugin_calls_another_through_the_typed_client_and_the_host_checks_ver
 async fn a_plugin_without_the_interface_its_slot_requires_is_refused_with_a_reason() {
     let dir = fresh_dir("typed-provides");
     let text = format!(
-        "runtime_dir = {:?}\n{}provides = [\"iglu.thermostat@^1\"]\n",
+        "runtime_dir = {:?}\ndata_dir = \"data\"\n{}provides = [\"iglu.thermostat@^1\"]\n",
         dir.join("rt").display().to_string(),
         plugin("echo", "iglu-plugin-echo", &[]),
     );

@@ -127,7 +127,7 @@ async fn a_rust_typed_client_calls_the_python_plugins_interface() {
     }
     let dir = iglu_tests::fresh_dir("python-typed");
     let text = format!(
-        "runtime_dir = {:?}\n[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\nprovides = [\"iglu.comfort@^1\"]\n",
+        "runtime_dir = {:?}\ndata_dir = \"data\"\n[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\nprovides = [\"iglu.comfort@^1\"]\n",
         dir.join("rt").display().to_string(),
         script().display().to_string()
     );

@@ -188,9 +188,7 @@ impl Config {
         }
         match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
             (Some(xdg), _) if !xdg.is_empty() => PathBuf::from(xdg).join("iglu"),
-            (_, Some(home)) if !home.is_empty() => {
-                PathBuf::from(home).join(".local/share/iglu")
-            }
+            (_, Some(home)) if !home.is_empty() => PathBuf::from(home).join(".local/share/iglu"),
             _ => PathBuf::from("iglu-data"),
         }
     }

@@ -6,6 +6,7 @@
 //! scripts are its users.
 
 pub mod client;
+pub mod kv;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub enum Request {
     Stop(PluginRequest),
     /// Stop and start a plugin.
     Restart(PluginRequest),
+    /// A plugin's store (`iglu kv`).
+    Kv(kv::KvRequest),
 }
 
 /// `call`: a plugin's method with JSON arguments.
@@ -103,9 +106,10 @@ impl Request {
             "start" => Request::Start(serde_json::from_str(text)?),
             "stop" => Request::Stop(serde_json::from_str(text)?),
             "restart" => Request::Restart(serde_json::from_str(text)?),
+            "kv" => Request::Kv(kv::KvRequest::from_json(text)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
-                    "unknown cmd {other:?} (status, call, publish, start, stop, restart)"
+                    "unknown cmd {other:?} (status, call, publish, start, stop, restart, kv)"
                 )))
             }
         })

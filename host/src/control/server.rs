@@ -171,7 +171,7 @@ async fn serve_one(shared: &Shared, budgets: &Budgets, stream: UnixStream) {
     let response = match parsed {
         Ok(request) => {
             let slots = match request {
-                Request::Call(_) | Request::Publish(_) => &budgets.calls,
+                Request::Call(_) | Request::Publish(_) | Request::Kv(_) => &budgets.calls,
                 _ => &budgets.admin,
             };
             match slots.clone().try_acquire_owned() {
@@ -347,6 +347,7 @@ async fn handle(shared: &Shared, request: Request) -> Response {
         Request::Start(p) => lifecycle(shared, &p.plugin, Command::Start, "starting").await,
         Request::Stop(p) => lifecycle(shared, &p.plugin, Command::Stop, "stopped").await,
         Request::Restart(p) => lifecycle(shared, &p.plugin, Command::Restart, "restarting").await,
+        Request::Kv(kv) => super::kv::handle(shared, kv).await,
     }
 }
 

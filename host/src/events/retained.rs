@@ -50,7 +50,9 @@ impl Retained {
                         topics.insert(event.topic.clone(), (Arc::new(published), event));
                     }
                 }
-                Err(e) => tracing::warn!(topic = %event.topic, error = %e, "a stored retained event was not restored"),
+                Err(e) => {
+                    tracing::warn!(topic = %event.topic, error = %e, "a stored retained event was not restored")
+                }
             }
         }
     }

@@ -107,6 +107,10 @@ impl HostApi for HostApiScope<'_> {
 
 /// A stored value (one MessagePack document) as a value of the answer.
 pub(super) fn value_of(bytes: &[u8]) -> Result<rmpv::Value, WireError> {
-    rmpv::decode::read_value(&mut &bytes[..])
-        .map_err(|e| WireError::new(ErrorCode::Internal, format!("a stored value does not decode: {e}")))
+    rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| {
+        WireError::new(
+            ErrorCode::Internal,
+            format!("a stored value does not decode: {e}"),
+        )
+    })
 }

@@ -132,7 +132,9 @@ impl Db {
             let (topic, record) = entry.map_err(storage)?;
             match rmp_serde::from_slice::<RetainedRecord>(record.value()) {
                 Ok(r) => retained.push(r),
-                Err(e) => tracing::warn!(topic = topic.value(), error = %e, "a stored retained event does not decode; skipped"),
+                Err(e) => {
+                    tracing::warn!(topic = topic.value(), error = %e, "a stored retained event does not decode; skipped")
+                }
             }
         }
         Ok((mirror, retained))
@@ -154,7 +156,8 @@ impl Db {
                 if changes.cleared {
                     if let Some(data) = mirror.plugins.get(plugin) {
                         for key in data.entries.keys() {
-                            kv.remove((plugin.as_str(), key.as_str())).map_err(storage)?;
+                            kv.remove((plugin.as_str(), key.as_str()))
+                                .map_err(storage)?;
                         }
                     }
                 }

@@ -22,7 +22,9 @@ pub enum StoreError {
     #[error("the store could not write: {0}")]
     Storage(String),
     /// The write would pass one of the plugin's quotas: nothing of it was kept.
-    #[error("plugin {plugin}'s store quota {quota} = {limit} would be exceeded: it would hold {would}")]
+    #[error(
+        "plugin {plugin}'s store quota {quota} = {limit} would be exceeded: it would hold {would}"
+    )]
     Quota {
         /// Whose store.
         plugin: String,

@@ -78,7 +78,15 @@ async fn quotas_refuse_a_write_whole_and_name_the_quota() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::Quota { quota: "max_keys", limit: 2, would: 3, .. }),
+        matches!(
+            err,
+            StoreError::Quota {
+                quota: "max_keys",
+                limit: 2,
+                would: 3,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(err.to_wire().code, iglu_bus::ErrorCode::QuotaExceeded);
@@ -88,7 +96,16 @@ async fn quotas_refuse_a_write_whole_and_name_the_quota() {
         .write("p", small, vec![set("a", big)])
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Quota { quota: "max_bytes", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Quota {
+                quota: "max_bytes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     // Another plugin is not affected; shrinking is always allowed.
     store.write("q", small, vec![set("a", v(1))]).await.unwrap();
     let tiny = Quota {
@@ -115,7 +132,13 @@ async fn compare_and_set_compares_with_the_newest_value() {
         .write("p", QUOTA, vec![cas(None, Some(v(1)))])
         .await
         .unwrap();
-    assert_eq!(done, vec![Done::Cas { swapped: true, current: None }]);
+    assert_eq!(
+        done,
+        vec![Done::Cas {
+            swapped: true,
+            current: None
+        }]
+    );
     let done = store
         .write("p", QUOTA, vec![cas(None, Some(v(2)))])
         .await
@@ -154,14 +177,23 @@ async fn compare_and_set_compares_with_the_newest_value() {
 #[tokio::test]
 async fn a_batch_is_all_or_nothing_and_listing_pages_by_prefix() {
     let store = Store::in_memory().unwrap();
-    let ops: Vec<Op> = (0..10).map(|i| set(&format!("room/{i:02}"), v(i))).collect();
+    let ops: Vec<Op> = (0..10)
+        .map(|i| set(&format!("room/{i:02}"), v(i)))
+        .collect();
     store.write("p", QUOTA, ops).await.unwrap();
-    store.write("p", QUOTA, vec![set("other", v(0))]).await.unwrap();
+    store
+        .write("p", QUOTA, vec![set("other", v(0))])
+        .await
+        .unwrap();
     let err = store
         .write("p", QUOTA, vec![set("x", v(1)), set("", v(1))])
         .await;
     assert!(err.is_err());
-    assert_eq!(store.get("p", "x"), None, "the good half of a bad batch is not kept");
+    assert_eq!(
+        store.get("p", "x"),
+        None,
+        "the good half of a bad batch is not kept"
+    );
     let first = store.list("p", "room/", None, 4);
     assert_eq!(first.entries.len(), 4);
     assert_eq!(first.entries[0].0, "room/00");
@@ -170,7 +202,10 @@ async fn a_batch_is_all_or_nothing_and_listing_pages_by_prefix() {
     assert_eq!(rest.entries.len(), 6);
     assert_eq!(rest.next, None);
     assert_eq!(store.list("p", "", None, 100).entries.len(), 11);
-    let done = store.write("p", QUOTA, vec![Op::Clear, set("only", v(1))]).await.unwrap();
+    let done = store
+        .write("p", QUOTA, vec![Op::Clear, set("only", v(1))])
+        .await
+        .unwrap();
     assert_eq!(done, vec![Done::Cleared, Done::Set]);
     assert_eq!(store.list("p", "", None, 100).entries.len(), 1);
     assert_eq!(store.usage("p"), (1, 5));
@@ -188,7 +223,10 @@ async fn a_file_that_is_not_a_store_is_refused_and_left_as_it_is() {
         panic!("{err:?}");
     };
     assert_eq!(path, &file);
-    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), garbage, "never wiped");
 }
 

@@ -52,7 +52,9 @@ impl Shared {
         self.mirror.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn pending_retained(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<RetainedRecord>>> {
+    pub fn pending_retained(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Option<RetainedRecord>>> {
         self.retained.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
