@@ -324,8 +324,11 @@ impl HostClient {
 /// The host method names, for [`HostClient::call`].
 pub const HOST_METHODS: &[&str] = HostApiInterface::METHODS;
 
+/// A value as a MessagePack value tree, with structs as maps by field name
+/// (as every Iglu document is; `rmpv::ext::to_value` would make arrays).
 fn to_value<V: Serialize + ?Sized>(value: &V) -> Result<rmpv::Value, CallError> {
-    rmpv::ext::to_value(value).map_err(|e| CallError::Encode(e.to_string()))
+    let bytes = rmp_serde::to_vec_named(value).map_err(|e| CallError::Encode(e.to_string()))?;
+    rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| CallError::Encode(e.to_string()))
 }
 
 fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, CallError> {

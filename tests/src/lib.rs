@@ -314,6 +314,50 @@ impl TestHost {
     }
 }
 
+impl TestHost {
+    /// Starts the host again on the same config (after it exited or was
+    /// killed: waits for that first), appending to the same log.
+    pub fn relaunch(&mut self) {
+        if let Some(mut old) = self.child.take() {
+            let _ = old.wait();
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("host.log"))
+            .unwrap();
+        let child = Command::new(bin("iglu"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("RUST_LOG", "info,iglu_host=debug")
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.eventually("the control socket to answer again", || {
+            self.try_request(&json!({"cmd": "status"})).ok()
+        });
+    }
+
+    /// A `kv` control request; its result, or the error's code and message.
+    pub fn kv(&self, request: Value) -> Result<Value, CallFailure> {
+        let mut request = request;
+        request["cmd"] = json!("kv");
+        let r = self.request(&request);
+        if r["ok"] == json!(true) {
+            Ok(r["result"].clone())
+        } else {
+            Err(CallFailure {
+                code: r["code"].as_str().unwrap_or_default().to_owned(),
+                message: r["message"].as_str().unwrap_or_default().to_owned(),
+            })
+        }
+    }
+}
+
 impl Drop for TestHost {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -73,14 +73,13 @@ pub enum KvCommand {
         #[arg(long, conflicts_with = "plugin")]
         all: bool,
     },
-    /// Write an export back: into a plugin's store, or with `--all` into
-    /// every plugin's store it names.
+    /// Write an export back: `iglu kv import <plugin> FILE` into a plugin's
+    /// store, or `iglu kv import --all FILE` into every plugin's store the
+    /// file names.
     Import {
-        /// The plugin (or `--all`).
-        #[arg(required_unless_present = "all")]
-        plugin: Option<String>,
-        /// The export file (JSON).
-        file: PathBuf,
+        /// `<plugin> FILE`, or with `--all` just `FILE` (JSON).
+        #[arg(num_args = 1..=2, required = true, value_name = "PLUGIN FILE")]
+        args: Vec<String>,
         /// The file holds the whole store (`iglu kv export --all`).
         #[arg(long)]
         all: bool,
@@ -212,17 +211,21 @@ impl KvCommand {
             KvCommand::Export { plugin, all } => KvRequest::Export(ExportOf {
                 plugin: if all { None } else { plugin },
             }),
-            KvCommand::Import {
-                plugin,
-                file,
-                all,
-                replace,
-            } => {
+            KvCommand::Import { args, all, replace } => {
+                let (plugin, file) = match (all, &args[..]) {
+                    (true, [file]) => (None, PathBuf::from(file)),
+                    (false, [plugin, file]) => (Some(plugin.clone()), PathBuf::from(file)),
+                    _ => {
+                        return Err(std::io::Error::other(
+                            "give `<plugin> FILE`, or `--all FILE` for the whole store",
+                        ))
+                    }
+                };
                 let text = std::fs::read_to_string(&file)?;
                 let data = json_text(&text)
                     .map_err(|e| std::io::Error::other(format!("{}: {e}", file.display())))?;
                 KvRequest::Import(ImportOf {
-                    plugin: if all { None } else { plugin },
+                    plugin,
                     data,
                     replace,
                 })

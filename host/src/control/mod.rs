@@ -84,9 +84,17 @@ pub struct PluginRequest {
 
 /// JSON text from the command line, refusing integers MessagePack cannot
 /// carry (serde_json would turn them into floats without a word).
+/// Multi-line JSON (a file, pretty-printed) is made one line: a request
+/// is one line on the socket.
 pub fn json_text(text: &str) -> Result<Box<RawValue>, String> {
     crate::json_msgpack::check_integers(text).map_err(|e| e.to_string())?;
-    RawValue::from_string(text.trim().to_owned()).map_err(|e| format!("not valid JSON: {e}"))
+    let text = text.trim();
+    if text.contains(['\n', '\r']) {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        return serde_json::value::to_raw_value(&value).map_err(|e| e.to_string());
+    }
+    RawValue::from_string(text.to_owned()).map_err(|e| format!("not valid JSON: {e}"))
 }
 
 impl Request {
@@ -197,5 +205,9 @@ mod tests {
         ));
         assert!(json_text("[18446744073709551616]").is_err());
         assert!(json_text("{").is_err());
+        assert_eq!(
+            json_text("{\n  \"a\": [1,\n 2]\n}\n").expect("json").get(),
+            r#"{"a":[1,2]}"#
+        );
     }
 }
