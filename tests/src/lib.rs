@@ -101,7 +101,12 @@ impl TestHost {
     /// Starts a host whose config is `settings` (top-level keys) followed by `plugins`
     /// (`[[plugin]]` blocks), and waits until its control socket answers.
     pub fn start(settings: &str, plugins: &[String]) -> TestHost {
-        let dir = fresh_dir("host");
+        TestHost::start_in(&fresh_dir("host"), settings, plugins)
+    }
+
+    /// The same in a directory of the caller's (its `data/` is the store's).
+    pub fn start_in(dir: &Path, settings: &str, plugins: &[String]) -> TestHost {
+        let dir = dir.to_owned();
         let config = dir.join("iglu.toml");
         let text = format!(
             "runtime_dir = {:?}\ndata_dir = \"data\"\n{settings}\n{}",

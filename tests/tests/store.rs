@@ -252,3 +252,80 @@ fn a_store_file_that_is_not_iglus_makes_the_host_refuse_to_start_naming_it() {
     // The running host's own store is untouched by all this.
     assert!(data.join("store.redb").exists());
 }
+
+/// A small tmpfs, unmounted (lazily) on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Needs root (CI runs as root): a test that cannot run fails, saying why.
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a {size} tmpfs to fill a disk, which needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_writes_with_storage_error_while_the_host_and_plugins_keep_running() {
+    let dir = iglu_tests::fresh_dir("disk-full");
+    let disk = SmallDisk::mount(&dir.join("data"), "2m");
+    let host = TestHost::start_in(
+        &dir,
+        "",
+        &[plugin("echo", "iglu-plugin-echo", &[])],
+    );
+    host.wait_state("echo", "running");
+    host.kv(json!({"op": "set", "plugin": "echo", "key": "before", "value": 1}))
+        .unwrap();
+    // Fill what is left of the disk.
+    let filler = disk.0.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+    }
+    let big = "x".repeat(100_000);
+    let err = host
+        .kv(json!({"op": "set", "plugin": "echo", "key": "big", "value": big}))
+        .unwrap_err();
+    assert_eq!(err.code, "storage_error", "{err:?}");
+    let err = host
+        .call("echo", "kv_set", json!({"key": "small", "value": 2}))
+        .unwrap_err();
+    assert!(err.message.contains("storage_error"), "{err:?}");
+    // Everyone else keeps running; reads still answer.
+    assert_eq!(host.call("echo", "echo", json!("still here")).unwrap(), json!("still here"));
+    assert_eq!(
+        host.kv(json!({"op": "get", "plugin": "echo", "key": "before"})).unwrap(),
+        json!(1)
+    );
+    assert_eq!(host.plugin("echo")["restarts"], json!(0));
+    // Room again: writes work again, nothing refused was kept.
+    std::fs::remove_file(&filler).unwrap();
+    host.kv(json!({"op": "set", "plugin": "echo", "key": "after", "value": 3}))
+        .unwrap();
+    assert!(host
+        .kv(json!({"op": "get", "plugin": "echo", "key": "small"}))
+        .is_err());
+    drop(host);
+    drop(disk);
+}
