@@ -30,16 +30,62 @@ pub struct HopRow {
     pub rate_ratio: f64,
 }
 
+/// A latency histogram as a bench plugin reports it.
 #[derive(Deserialize)]
-struct Buckets {
+pub(crate) struct Buckets {
     values: Vec<(u64, u64)>,
-    count: u64,
+    pub count: u64,
 }
 
+/// What a bench plugin measured inside itself (`call_peer`, `kv_load`).
 #[derive(Deserialize)]
-struct PeerRun {
-    latency: Buckets,
-    elapsed_us: u64,
+pub(crate) struct PeerRun {
+    pub latency: Buckets,
+    pub elapsed_us: u64,
+}
+
+impl PeerRun {
+    /// Its measure, for operations of `payload` bytes.
+    pub(crate) fn measure(self, payload: usize) -> Measure {
+        let mut h = histogram();
+        for (v, c) in self.latency.values {
+            let _ = h.record_n(v.max(1), c);
+        }
+        Measure::of(
+            &h,
+            self.latency.count,
+            Duration::from_micros(self.elapsed_us),
+            payload,
+        )
+    }
+}
+
+/// Calls `method` of bench-0 with `args` and reads what it measured.
+pub(crate) async fn run_in_plugin<A: Serialize>(
+    b: &Bench,
+    method: &str,
+    args: &A,
+) -> Result<PeerRun, String> {
+    let args = rmp_serde::to_vec_named(args).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let answer = b
+        .host
+        .call(
+            "bench-0",
+            method,
+            Bytes::from(args),
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| format!("bench-0 {method}: {e}"))?;
+    let run: PeerRun = rmp_serde::from_slice(&answer).map_err(|e| e.to_string())?;
+    if run.latency.count == 0 {
+        return Err(format!(
+            "bench-0 {method}: nothing completed in {:?}",
+            started.elapsed()
+        ));
+    }
+    Ok(run)
 }
 
 /// Every path at 1 and 64 calls in flight.
@@ -96,17 +142,7 @@ async fn plugin_to_plugin(b: &Bench, k: usize, typed: bool) -> Result<Measure, S
     let trial = peer_run(b, k, typed, (200 * k) as u64).await?;
     let per_s = trial.latency.count as f64 / (trial.elapsed_us.max(1) as f64 / 1e6);
     let calls = ((per_s * b.duration.as_secs_f64()) as u64).max(100 * k as u64);
-    let run = peer_run(b, k, typed, calls).await?;
-    let mut h = histogram();
-    for (v, c) in run.latency.values {
-        let _ = h.record_n(v.max(1), c);
-    }
-    Ok(Measure::of(
-        &h,
-        run.latency.count,
-        Duration::from_micros(run.elapsed_us),
-        64,
-    ))
+    Ok(peer_run(b, k, typed, calls).await?.measure(64))
 }
 
 async fn peer_run(b: &Bench, k: usize, typed: bool, calls: u64) -> Result<PeerRun, String> {
@@ -118,31 +154,16 @@ async fn peer_run(b: &Bench, k: usize, typed: bool, calls: u64) -> Result<PeerRu
         size: usize,
         typed: bool,
     }
-    let args = rmp_serde::to_vec_named(&CallPeer {
-        plugin: "bench-1",
-        calls,
-        in_flight: k as u64,
-        size: 64,
-        typed,
-    })
-    .map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let answer = b
-        .host
-        .call(
-            "bench-0",
-            "call_peer",
-            Bytes::from(args),
-            Duration::from_secs(300),
-        )
-        .await
-        .map_err(|e| format!("bench-0 calling bench-1: {e}"))?;
-    let run: PeerRun = rmp_serde::from_slice(&answer).map_err(|e| e.to_string())?;
-    if run.latency.count == 0 {
-        return Err(format!(
-            "no plugin-to-plugin call completed in {:?}",
-            started.elapsed()
-        ));
-    }
-    Ok(run)
+    run_in_plugin(
+        b,
+        "call_peer",
+        &CallPeer {
+            plugin: "bench-1",
+            calls,
+            in_flight: k as u64,
+            size: 64,
+            typed,
+        },
+    )
+    .await
 }

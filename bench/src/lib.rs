@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod measure;
 pub mod neighbours;
 pub mod report;
+pub mod store;
 pub mod workloads;
 
 use std::path::PathBuf;
@@ -41,11 +42,11 @@ pub struct Options {
     /// Print JSON (stable field names, see README) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Workloads to run: calls, payloads, plugins, hops, events, neighbours, lifecycle, memory.
+    /// Workloads to run: calls, payloads, plugins, hops, store, events, neighbours, lifecycle, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "calls,payloads,plugins,hops,events,neighbours,lifecycle,memory"
+        default_value = "calls,payloads,plugins,hops,store,events,neighbours,lifecycle,memory"
     )]
     pub workloads: Vec<String>,
     /// Calls in flight for the throughput workload.
@@ -209,7 +210,7 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     if wants("events") {
         steps += o.fanout.len() as u64;
     }
-    steps += u64::from(wants("hops"));
+    steps += u64::from(wants("hops")) + u64::from(wants("store"));
     steps += u64::from(wants("lifecycle"))
         + u64::from(wants("memory"))
         + u64::from(wants("neighbours"))
@@ -321,6 +322,11 @@ async fn workloads_in(
     if wants("hops") {
         p.set_message("typed and plugin-to-plugin calls");
         report.hops = hops::hops(b).await?;
+        p.inc(1);
+    }
+    if wants("store") {
+        p.set_message("durable writes, next to the disk's commit rate");
+        report.store = Some(store::store(b).await?);
         p.inc(1);
     }
     if wants("events") {

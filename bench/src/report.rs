@@ -36,6 +36,8 @@ pub struct Report {
     pub neighbours: Option<super::neighbours::NeighbourRow>,
     /// Typed and plugin-to-plugin calls next to raw host-to-plugin calls.
     pub hops: Vec<super::hops::HopRow>,
+    /// Durable writes next to the disk's commit rate.
+    pub store: Option<super::store::StoreReport>,
     /// Memory.
     pub memory: Option<MemoryRow>,
     /// The targets of issue 4, evaluated on this run.
@@ -138,6 +140,25 @@ impl Report {
                 ">= 0.95".into(),
                 h.rate_ratio >= 0.95,
             );
+        }
+        if let Some(st) = &self.store {
+            let at = |w: usize| st.rows.iter().find(|r| r.writers == w);
+            if let Some(r) = at(64) {
+                push(
+                    "durable kv.set/s, 64 writers / redb commits/s one after another",
+                    r.rate_ratio,
+                    ">= 10".into(),
+                    r.rate_ratio >= 10.0,
+                );
+            }
+            if let Some(r) = at(1) {
+                push(
+                    "durable kv.set p50, 1 writer / one redb commit p50",
+                    r.p50_ratio,
+                    "<= 1.5".into(),
+                    r.p50_ratio <= 1.5,
+                );
+            }
         }
         if let Some(r) = self.life("spawn to first call") {
             let v = r.median_us as f64 / 1000.0;
@@ -356,6 +377,9 @@ pub fn table(r: &Report) -> String {
             );
         }
         let _ = writeln!(out);
+    }
+    if let Some(st) = &r.store {
+        super::store::print(&mut out, st);
     }
     if let Some(n) = &r.neighbours {
         let _ = writeln!(

@@ -287,11 +287,7 @@ impl Drop for SmallDisk {
 fn a_full_disk_fails_writes_with_storage_error_while_the_host_and_plugins_keep_running() {
     let dir = iglu_tests::fresh_dir("disk-full");
     let disk = SmallDisk::mount(&dir.join("data"), "2m");
-    let host = TestHost::start_in(
-        &dir,
-        "",
-        &[plugin("echo", "iglu-plugin-echo", &[])],
-    );
+    let host = TestHost::start_in(&dir, "", &[plugin("echo", "iglu-plugin-echo", &[])]);
     host.wait_state("echo", "running");
     host.kv(json!({"op": "set", "plugin": "echo", "key": "before", "value": 1}))
         .unwrap();
@@ -313,9 +309,13 @@ fn a_full_disk_fails_writes_with_storage_error_while_the_host_and_plugins_keep_r
         .unwrap_err();
     assert!(err.message.contains("storage_error"), "{err:?}");
     // Everyone else keeps running; reads still answer.
-    assert_eq!(host.call("echo", "echo", json!("still here")).unwrap(), json!("still here"));
     assert_eq!(
-        host.kv(json!({"op": "get", "plugin": "echo", "key": "before"})).unwrap(),
+        host.call("echo", "echo", json!("still here")).unwrap(),
+        json!("still here")
+    );
+    assert_eq!(
+        host.kv(json!({"op": "get", "plugin": "echo", "key": "before"}))
+            .unwrap(),
         json!(1)
     );
     assert_eq!(host.plugin("echo")["restarts"], json!(0));

@@ -1,7 +1,7 @@
 //! The host API's writes to a plugin's store (`kv.set`, `kv.delete`,
 //! `kv.cas`, `kv.set_many`): queued for the store's next group commit and
-//! answered once durable, by a small task per write, so the router never
-//! waits for the disk. A write cannot be cancelled once queued (its CANCEL
+//! answered once durable, from the store's writer thread (no task per
+//! write), so the router never waits for the disk. A write cannot be cancelled once queued (its CANCEL
 //! is ignored): the answer says what happened.
 
 use std::sync::Arc;
@@ -37,20 +37,19 @@ pub(super) fn start(shared: &Shared, session: &Arc<Session>, call: Call) {
         Err(e) => return answer(session, id, Err(e)),
     };
     let quota = shared.config.quota(&session.plugin_id);
-    let waiting = match shared.store.submit(&session.plugin_id, quota, ops) {
-        Ok(rx) => rx,
-        Err(e) => return answer(session, id, Err(e.to_wire())),
-    };
-    let session = session.clone();
+    let to = Arc::downgrade(session);
     let method = call.method;
-    tokio::spawn(async move {
-        let result = match waiting.await {
-            Ok(Ok(done)) => result_of(&method, done),
-            Ok(Err(e)) => Err(e.to_wire()),
-            Err(_) => Err(StoreError::Closed.to_wire()),
-        };
-        answer(&session, id, result);
+    let done = Box::new(move |outcome: Result<Vec<Done>, StoreError>| {
+        if let Some(session) = to.upgrade() {
+            let result = outcome
+                .map_err(|e| e.to_wire())
+                .and_then(|done| result_of(&method, done));
+            answer(&session, id, result);
+        }
     });
+    if let Err(e) = shared.store.submit(&session.plugin_id, quota, ops, done) {
+        answer(session, id, Err(e.to_wire()));
+    }
 }
 
 fn document(value: &rmpv::Value) -> Result<Bytes, WireError> {

@@ -173,6 +173,9 @@ impl Db {
                     }
                 }
             }
+        }
+        // Only a batch with retained events touches their table.
+        if !retained.is_empty() {
             let mut table = txn.open_table(RETAINED).map_err(storage)?;
             for (topic, record) in retained {
                 match record {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
+pub use writer::Answer;
 use writer::{Job, Write};
 
 /// Longest key, in bytes.
@@ -147,11 +148,12 @@ impl Store {
             retained: Mutex::new(Default::default()),
         });
         let (jobs, rx) = mpsc::channel(MAX_WAITING);
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let thread = std::thread::Builder::new()
             .name("iglu-store".into())
             .spawn({
                 let shared = shared.clone();
-                move || writer::run(db, shared, rx)
+                move || writer::run(db, shared, rx, runtime)
             })
             .map_err(|e| StoreError::Storage(format!("cannot start the store's writer: {e}")))?;
         Ok(Store {
@@ -225,21 +227,22 @@ impl Store {
             .map_or((0, 0), |d| (d.entries.len() as u64, d.bytes))
     }
 
-    /// Queues a write for the next commit; the answer comes once it is
-    /// durable (or refused). Fails at once if the store is closed or too
-    /// many writes wait already.
+    /// Queues a write for the next commit; `answer` is called (on the
+    /// writer's thread, inside the host's runtime) once it is durable or
+    /// refused. Fails at once, without calling `answer`, if the store is
+    /// closed or too many writes wait already.
     pub fn submit(
         &self,
         plugin: &str,
         quota: Quota,
         ops: Vec<Op>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Done>, StoreError>>, StoreError> {
+        answer: writer::Answer,
+    ) -> Result<(), StoreError> {
         for op in &ops {
             if let Op::Set { key, .. } | Op::Cas { key, .. } = op {
                 mirror::check_key(key)?;
             }
         }
-        let (answer, rx) = oneshot::channel();
         let job = Job::Write(Write {
             plugin: plugin.to_owned(),
             quota,
@@ -249,8 +252,7 @@ impl Store {
         self.jobs.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded(MAX_WAITING),
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })?;
-        Ok(rx)
+        })
     }
 
     /// A write, waited for.
@@ -260,9 +262,16 @@ impl Store {
         quota: Quota,
         ops: Vec<Op>,
     ) -> Result<Vec<Done>, StoreError> {
-        self.submit(plugin, quota, ops)?
-            .await
-            .unwrap_or(Err(StoreError::Closed))
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            plugin,
+            quota,
+            ops,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        )?;
+        rx.await.unwrap_or(Err(StoreError::Closed))
     }
 
     /// Keeps a topic's retained state (`None`: cleared) for the next commit.

@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+/// Where a write's outcome goes: called on the writer's thread once the
+/// commit is durable (or refused), so an answer leaves with no task hop.
+pub type Answer = Box<dyn FnOnce(Result<Vec<Done>, StoreError>) + Send>;
+
 use super::db::Db;
 use super::error::StoreError;
 use super::mirror::{Mirror, Overlay};
@@ -24,7 +28,7 @@ pub struct Write {
     pub plugin: String,
     pub quota: Quota,
     pub ops: Vec<Op>,
-    pub answer: oneshot::Sender<Result<Vec<Done>, StoreError>>,
+    pub answer: Answer,
 }
 
 /// What the writer is sent.
@@ -59,8 +63,15 @@ impl Shared {
     }
 }
 
-/// Runs until a `Stop` (or until every sender is gone).
-pub fn run(mut db: Db, shared: Arc<Shared>, mut jobs: mpsc::Receiver<Job>) {
+/// Runs until a `Stop` (or until every sender is gone), inside `runtime`'s
+/// context if there is one (answers may start tasks).
+pub fn run(
+    mut db: Db,
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+    runtime: Option<tokio::runtime::Handle>,
+) {
+    let _inside = runtime.as_ref().map(|r| r.enter());
     let mut broken = false;
     while let Some(first) = jobs.blocking_recv() {
         let mut writes = Vec::new();
@@ -107,7 +118,7 @@ fn commit_batch(db: &Db, shared: &Shared, writes: Vec<Write>) -> bool {
         shared.pending_retained().drain().collect();
     if overlay.is_empty() && retained.is_empty() {
         for (answer, outcome) in answers {
-            let _ = answer.send(outcome);
+            answer(outcome);
         }
         return false;
     }
@@ -119,7 +130,7 @@ fn commit_batch(db: &Db, shared: &Shared, writes: Vec<Write>) -> bool {
         Ok(()) => {
             shared.write().absorb(overlay);
             for (answer, outcome) in answers {
-                let _ = answer.send(outcome);
+                answer(outcome);
             }
             false
         }
@@ -134,7 +145,7 @@ fn commit_batch(db: &Db, shared: &Shared, writes: Vec<Write>) -> bool {
                 }
             }
             for (answer, outcome) in answers {
-                let _ = answer.send(outcome.and(Err(e.clone())));
+                answer(outcome.and(Err(e.clone())));
             }
             true
         }

@@ -124,6 +124,55 @@ async fn call_peer(ctx: Context, args: CallPeer) -> Result<PeerRun, HandlerError
     })
 }
 
+/// `kv_load`: durable writes to this plugin's store, `writers` at once.
+#[derive(Deserialize)]
+struct KvLoad {
+    writes: u64,
+    writers: u64,
+    size: usize,
+}
+
+/// Each writer overwrites a key of its own, `writes / writers` times;
+/// every write is answered once on disk. Measured here.
+async fn kv_load(ctx: Context, args: KvLoad) -> Result<PeerRun, HandlerError> {
+    let value = ByteBuf::from(vec![0x5au8; args.size]);
+    let writers = args.writers.max(1);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..writers)
+        .map(|w| {
+            let ctx = ctx.clone();
+            let value = value.clone();
+            let per = args.writes / writers + u64::from(w < args.writes % writers);
+            async move {
+                let mut h = new_histogram();
+                let key = format!("writer/{w}");
+                for _ in 0..per {
+                    let t = Instant::now();
+                    ctx.host().kv_set(&key, &value).await?;
+                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                }
+                Ok::<_, HandlerError>(h)
+            }
+        })
+        .collect();
+    let mut total = new_histogram();
+    for h in futures_join(workers).await {
+        let _ = total.add(h?);
+    }
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let values = total
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    Ok(PeerRun {
+        latency: Buckets {
+            values,
+            count: total.len(),
+        },
+        elapsed_us,
+    })
+}
+
 /// Runs `futures` concurrently on this task; their results in order.
 async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     futures::future::join_all(futures).await
@@ -170,6 +219,7 @@ fn main() -> ExitCode {
         })
         .implement(EchoInterface::server(Bytes))
         .method("call_peer", call_peer)
+        .method("kv_load", kv_load)
         .method("latency", move |_ctx: Context, _: IgnoredAny| {
             let h = rep.lock().unwrap_or_else(|p| p.into_inner());
             let values = h
