@@ -9,8 +9,9 @@ profile="${1:-release}"
 bins=(iglu iglu-plugin-echo iglu-plugin-thermostat iglu-plugin-automation iglu-plugin-history iglu-plugin-lights)
 root=deploy/rootfs
 rm -rf "$root"
-mkdir -p "$root/usr/local/bin" "$root/etc/iglu" "$root/tmp" "$root/run/secrets"
+mkdir -p "$root/usr/local/bin" "$root/etc/iglu" "$root/tmp" "$root/run/secrets" "$root/var/lib/iglu"
 chmod 1777 "$root/tmp"
+chmod 0700 "$root/var/lib/iglu"
 for b in "${bins[@]}"; do
   src="${CARGO_TARGET_DIR:-target}/$profile/$b"
   [ -x "$src" ] || { echo "missing $src: run cargo build --workspace --bins${profile/debug/}${profile/release/ --release}" >&2; exit 1; }

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end test of docker-compose.yml with real containers:
-#   1 up, every plugin Running            4 network cut: Crashed, events queued, back, delivered
-#   2 crash a plugin container: Crashed,  5 restart the host: plugins re-handshake, not restarted
-#     restarted by its policy             6 down: nothing of the test left behind (also on failure)
+#   1 up, every plugin Running
+#   2 crash a plugin container: Crashed, restarted by its policy
 #   3 pause: Crashed; unpause: Running
+#   4 network cut: Crashed, events queued meanwhile, back, delivered
+#   5 restart the host: plugins re-handshake, not restarted
+#   6 down and up: the store's named volume keeps the state and retained events
+#   7 down -v: nothing of the test left behind (also on failure)
 # Skips (exit 0, with the reason) when no Docker engine answers. Bounded:
 # every wait has a deadline, and the whole script runs under `timeout` in CI.
 set -euo pipefail
@@ -106,7 +109,18 @@ after=$(for p in thermostat automation history; do started_at "$p"; done)
 [ "$before" = "$after" ] || { echo "FAILED: plugin containers were restarted"; failed=1; exit 1; }
 echo "   ok: plugin containers kept running"
 
-step "6. down (in the exit trap); checking nothing is left"
+step "6. down and up again: the store is a named volume, so the state survives"
+"${P[@]}" exec -T host iglu call thermostat set_target '{"room":"e2e","celsius":12}' >/dev/null
+"${P[@]}" exec -T host iglu publish --retain home/e2e/door '{"open":true}' >/dev/null
+"${P[@]}" down >/dev/null 2>&1
+"${P[@]}" up -d >/dev/null 2>&1
+wait_for 60 "all plugins running after down/up" all_running
+kept() { "${P[@]}" exec -T host iglu call thermostat room '{"room":"e2e"}' 2>/dev/null | grep -q '"target": 12'; }
+wait_for 30 "the thermostat's target set before down" kept
+retained() { "${P[@]}" exec -T host iglu call history query '{"topic":"home/e2e/door","limit":1}' 2>/dev/null | grep -q '"open": true'; }
+wait_for 30 "the retained door state, given again on subscribe" retained
+
+step "7. down (in the exit trap); checking nothing is left"
 cleanup
 trap - EXIT
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project"; docker network ls -q --filter "label=com.docker.compose.project=$project"; docker volume ls -q --filter "label=com.docker.compose.project=$project")
