@@ -86,7 +86,8 @@ fn a_host_restart_brings_external_plugins_back_without_restarting_them() {
         "the external plugin must outlive the host"
     );
     // A new host on the same port: the plugin reconnects and re-handshakes by itself.
-    let settings_again = config.lines().skip(1).collect::<Vec<_>>().join("\n");
+    // Without the first host's runtime_dir and data_dir lines (the new host has its own).
+    let settings_again = config.lines().skip(2).collect::<Vec<_>>().join("\n");
     let host2 = TestHost::start(&settings_again, &[]);
     let who = host2.eventually("the plugin to come back", || {
         host2.wait_state("ext", "running");

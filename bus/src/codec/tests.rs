@@ -250,7 +250,7 @@ fn an_error_code_this_version_does_not_know_is_kept_in_words() {
     let frame = rmp_serde::to_vec_named(&Envelope {
         error: Wire {
             id: None,
-            code: "quota_exceeded",
+            code: "disk_on_fire",
             message: "the store is full",
         },
     })
@@ -258,7 +258,7 @@ fn an_error_code_this_version_does_not_know_is_kept_in_words() {
     match crate::decode(&frame, 1 << 20).unwrap() {
         Message::Error(e) => {
             assert_eq!(e.code, crate::ErrorCode::Unknown);
-            assert_eq!(e.message, "quota_exceeded: the store is full");
+            assert_eq!(e.message, "disk_on_fire: the store is full");
         }
         other => panic!("{other:?}"),
     }

@@ -17,8 +17,9 @@ fn dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A one-byte MessagePack document (a positive fixint).
 fn v(n: u8) -> Bytes {
-    Bytes::from(vec![0x00 | (n & 0x7f)])
+    Bytes::from(vec![n & 0x7f])
 }
 
 fn set(key: &str, value: Bytes) -> Op {
