@@ -47,6 +47,12 @@ impl HostClient {
             .map(|q| q.stats())
     }
 
+    /// The plugins' stores: read any plugin's keys, or write them (durable
+    /// when the write returns) as the CLI's `iglu kv` does.
+    pub fn store(&self) -> &crate::store::Store {
+        &self.shared.store
+    }
+
     /// The endpoint plugins connect to.
     pub fn endpoint(&self) -> &str {
         &self.shared.endpoint

@@ -13,8 +13,9 @@
 //!   external plugins, Iglu's own accept loop in front of the ROUTER.
 //!   [`simulator`]: the demo home's devices.
 //! - [`router`]: the ROUTER loop; HELLOs go to [`router::admission`],
-//!   host-API calls to [`router::host_api`] (+ [`kv`]), answers to the
-//!   waiting session; bad input is logged and cut by [`conduct`].
+//!   host-API calls to [`router::host_api`] (store writes and
+//!   plugin-to-plugin calls are routed apart, as they wait), answers to
+//!   the waiting session; bad input is logged and cut by [`conduct`].
 //! - [`call`]: a call from the host's side: find the live session (waiting
 //!   for it if asked, [`call::options`]), send, and turn failure into a
 //!   [`CallError`] for Rust callers, apart from the wire's `WireError`.
@@ -33,6 +34,9 @@
 //! - [`session`]: one authenticated plugin connection: sends that never
 //!   wait, calls in flight by correlation id with deadlines and CANCEL, the
 //!   outbox that batches them, liveness.
+//! - [`store`]: every plugin's key-value data and the retained events, on
+//!   disk (redb), mirrored in memory for reads, written in group commits by
+//!   a thread of its own; a write is answered once durable.
 //! - [`config`], [`runtime_dir`], [`clock`], [`json_msgpack`], [`error`]:
 //!   what the rest stands on. The transport is `iglu_bus::transport`
 //!   (ZeroMQ, or its in-memory twin for unit tests).
@@ -54,7 +58,7 @@
 //!
 //! A plugin's `events.publish` host call -> [`router::host_api`] ->
 //! [`events::EventHub::publish`] validates it, encodes the EVENT body once,
-//! keeps it if retained, and queues the same bytes in the queue of every
+//! keeps it if retained (and hands it to [`store`] for the next commit), and queues the same bytes in the queue of every
 //! plugin whose filters match ([`events::subscriptions`]) and offers it to
 //! in-process taps -> each plugin's [`events::delivery`] task sends what its
 //! credit allows, as one batch -> the plugin's CREDIT frees the window.

@@ -68,6 +68,17 @@ impl Shared {
 
     /// Every plugin's status, for `iglu status`.
     pub fn status(&self) -> Vec<PluginStatus> {
-        status::collect(&self.registry, &self.events.subscriptions)
+        let mut all = status::collect(&self.registry, &self.events.subscriptions);
+        for p in &mut all {
+            let (keys, bytes) = self.store.usage(&p.id);
+            let quota = self.config.quota(&p.id);
+            p.store = status::StoreUsage {
+                keys,
+                bytes,
+                max_keys: quota.max_keys,
+                max_bytes: quota.max_bytes,
+            };
+        }
+        all
     }
 }

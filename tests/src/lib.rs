@@ -134,16 +134,9 @@ impl TestHost {
         TestHost::launch(dir.clone(), dir.join("no-config"), rt, command)
     }
 
-    fn launch(dir: PathBuf, config: PathBuf, rt: PathBuf, mut command: Command) -> TestHost {
+    fn launch(dir: PathBuf, config: PathBuf, rt: PathBuf, command: Command) -> TestHost {
         let log = std::fs::File::create(dir.join("host.log")).unwrap();
-        let child = command
-            .env("RUST_LOG", "info,iglu_host=debug")
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(command, log);
         let host = TestHost {
             dir,
             config,
@@ -330,18 +323,9 @@ impl TestHost {
             .append(true)
             .open(self.dir.join("host.log"))
             .unwrap();
-        let child = Command::new(bin("iglu"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env("RUST_LOG", "info,iglu_host=debug")
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        let mut command = Command::new(bin("iglu"));
+        command.arg("--config").arg(&self.config).arg("run");
+        self.child = Some(spawn_logged(command, log));
         self.eventually("the control socket to answer again", || {
             self.try_request(&json!({"cmd": "status"})).ok()
         });
@@ -361,6 +345,18 @@ impl TestHost {
             })
         }
     }
+}
+
+/// Starts the host's process with its output in `log`.
+fn spawn_logged(mut command: Command, log: std::fs::File) -> Child {
+    command
+        .env("RUST_LOG", "info,iglu_host=debug")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for TestHost {

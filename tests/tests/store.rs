@@ -274,6 +274,18 @@ impl SmallDisk {
     }
 }
 
+impl SmallDisk {
+    fn remount(&self, mode: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {mode}");
+    }
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
@@ -284,7 +296,7 @@ impl Drop for SmallDisk {
 }
 
 #[test]
-fn a_full_disk_fails_writes_with_storage_error_while_the_host_and_plugins_keep_running() {
+fn a_full_or_read_only_disk_fails_writes_with_storage_error_while_everyone_keeps_running() {
     let dir = iglu_tests::fresh_dir("disk-full");
     let disk = SmallDisk::mount(&dir.join("data"), "2m");
     let host = TestHost::start_in(&dir, "", &[plugin("echo", "iglu-plugin-echo", &[])]);
@@ -326,6 +338,28 @@ fn a_full_disk_fails_writes_with_storage_error_while_the_host_and_plugins_keep_r
     assert!(host
         .kv(json!({"op": "get", "plugin": "echo", "key": "small"}))
         .is_err());
+    // A read-only disk (an SD card that turned read-only): the host starts,
+    // serves what is stored, and fails writes the same way.
+    let mut host = host;
+    host.signal(Signal::SIGTERM);
+    host.wait_exit(iglu_tests::PATIENCE).unwrap();
+    disk.remount("ro");
+    host.relaunch();
+    host.wait_state("echo", "running");
+    assert_eq!(
+        host.kv(json!({"op": "get", "plugin": "echo", "key": "after"}))
+            .unwrap(),
+        json!(3)
+    );
+    let err = host
+        .kv(json!({"op": "set", "plugin": "echo", "key": "ro", "value": 4}))
+        .unwrap_err();
+    assert_eq!(err.code, "storage_error", "{err:?}");
+    assert_eq!(host.call("echo", "echo", json!(1)).unwrap(), json!(1));
+    // Writable again: the next write reopens the file and goes through.
+    disk.remount("rw");
+    host.kv(json!({"op": "set", "plugin": "echo", "key": "rw", "value": 5}))
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", host.log()));
     drop(host);
     drop(disk);
 }

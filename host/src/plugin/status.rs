@@ -45,6 +45,22 @@ pub struct PluginStatus {
     pub subscriptions: Vec<String>,
     /// Its event queue's counters.
     pub events: QueueStats,
+    /// Its store: what it holds and its quota.
+    #[serde(default)]
+    pub store: StoreUsage,
+}
+
+/// What a plugin's store holds, next to its quota.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreUsage {
+    /// Keys held.
+    pub keys: u64,
+    /// Bytes of keys and values held.
+    pub bytes: u64,
+    /// Its quota of keys.
+    pub max_keys: u64,
+    /// Its quota of bytes.
+    pub max_bytes: u64,
 }
 
 /// Every plugin's status, by id.
@@ -88,6 +104,7 @@ impl PluginStatus {
             interfaces: e.interfaces().to_vec(),
             subscriptions: Vec::new(),
             events: QueueStats::default(),
+            store: StoreUsage::default(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, StorageError, TableDefinition, TableHandle};
 
 use super::error::StoreError;
 use super::mirror::{entry_size, Mirror, Overlay};
@@ -23,9 +23,28 @@ pub const FORMAT: u64 = 1;
 /// The open file, or an in-memory database (for tests and embedders that
 /// want no disk).
 pub struct Db {
-    db: Database,
+    handle: Handle,
     /// `None` in memory.
     path: Option<PathBuf>,
+}
+
+/// A file can be opened read-only when its disk is (an SD card that turned
+/// read-only, a read-only mount): the host then serves what is stored and
+/// fails writes with `storage_error` until the file can be written again.
+enum Handle {
+    Writable(Database),
+    ReadOnly(redb::ReadOnlyDatabase, String),
+}
+
+/// Whether opening failed because the file or its disk cannot be written.
+fn read_only(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::PermissionDenied
+                || io.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+        }
+        _ => false,
+    }
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -41,9 +60,19 @@ impl Db {
             path: path.to_owned(),
             reason,
         };
-        let db = Database::create(path).map_err(|e| refuse(e.to_string()))?;
+        let handle = match Database::create(path) {
+            Ok(db) => Handle::Writable(db),
+            Err(e) if read_only(&e) => {
+                let ro = redb::ReadOnlyDatabase::open(path).map_err(|second| {
+                    refuse(format!("{e}; read-only, it does not open either: {second}"))
+                })?;
+                tracing::warn!(file = %path.display(), error = %e, "the store cannot be written: serving what it holds, writes fail with storage_error until it can");
+                Handle::ReadOnly(ro, e.to_string())
+            }
+            Err(e) => return Err(refuse(e.to_string())),
+        };
         let db = Db {
-            db,
+            handle,
             path: Some(path.to_owned()),
         };
         db.check_format().map_err(|e| match e {
@@ -58,7 +87,10 @@ impl Db {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage)?;
-        let db = Db { db, path: None };
+        let db = Db {
+            handle: Handle::Writable(db),
+            path: None,
+        };
         db.check_format()?;
         Ok(db)
     }
@@ -73,13 +105,50 @@ impl Db {
         let placeholder = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage)?;
-        drop(std::mem::replace(&mut self.db, placeholder));
-        self.db = Database::create(&path).map_err(storage)?;
-        Ok(())
+        let old = std::mem::replace(&mut self.handle, Handle::Writable(placeholder));
+        drop(old);
+        match Database::create(&path) {
+            Ok(db) => {
+                self.handle = Handle::Writable(db);
+                self.check_format()
+            }
+            Err(e) => {
+                // Still not writable: keep serving what it holds.
+                let ro = redb::ReadOnlyDatabase::open(&path).map_err(storage)?;
+                self.handle = Handle::ReadOnly(ro, e.to_string());
+                Err(storage(e))
+            }
+        }
+    }
+
+    fn writable(&self) -> Result<&Database, StoreError> {
+        match &self.handle {
+            Handle::Writable(db) => Ok(db),
+            Handle::ReadOnly(_, why) => Err(StoreError::Storage(format!(
+                "the store's file cannot be written ({why}); nothing is written until it can"
+            ))),
+        }
     }
 
     fn check_format(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        let db = match &self.handle {
+            Handle::Writable(db) => db,
+            Handle::ReadOnly(ro, _) => {
+                // Read-only, nothing can be created or migrated: it must be
+                // a store of this format already.
+                let txn = ro.begin_read().map_err(storage)?;
+                let meta = txn.open_table(META).map_err(|e| {
+                    StoreError::Storage(format!("read-only and not an Iglu store: {e}"))
+                })?;
+                return match meta.get("format").map_err(storage)?.map(|v| v.value()) {
+                    Some(FORMAT) => Ok(()),
+                    other => Err(StoreError::Storage(format!(
+                        "read-only, and its store format is {other:?}, not {FORMAT}"
+                    ))),
+                };
+            }
+        };
+        let txn = db.begin_write().map_err(storage)?;
         let found = {
             let meta = txn.open_table(META).map_err(storage)?;
             let found = meta.get("format").map_err(storage)?.map(|v| v.value());
@@ -115,7 +184,11 @@ impl Db {
 
     /// Everything stored: the key-value data and the retained events.
     pub fn load(&self) -> Result<(Mirror, Vec<RetainedRecord>), StoreError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = match &self.handle {
+            Handle::Writable(db) => db.begin_read(),
+            Handle::ReadOnly(ro, _) => ro.begin_read(),
+        }
+        .map_err(storage)?;
         let mut mirror = Mirror::default();
         let kv = txn.open_table(KV).map_err(storage)?;
         for entry in kv.iter().map_err(storage)? {
@@ -149,7 +222,7 @@ impl Db {
         overlay: &Overlay,
         retained: &[(String, Option<RetainedRecord>)],
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        let txn = self.writable()?.begin_write().map_err(storage)?;
         {
             let mut kv = txn.open_table(KV).map_err(storage)?;
             for (plugin, changes) in &overlay.plugins {

@@ -20,6 +20,9 @@ use super::error::StoreError;
 use super::mirror::{Mirror, Overlay};
 use super::{Done, Op, Quota, RetainedRecord};
 
+/// How often a failing commit is logged, at most.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Writes in one batch, at most; more wait for the next commit.
 const MAX_BATCH: usize = 1024;
 
@@ -73,6 +76,7 @@ pub fn run(
 ) {
     let _inside = runtime.as_ref().map(|r| r.enter());
     let mut broken = false;
+    let mut warned: Option<std::time::Instant> = None;
     while let Some(first) = jobs.blocking_recv() {
         let mut writes = Vec::new();
         let mut stop = None;
@@ -94,7 +98,7 @@ pub fn run(
                 Err(e) => tracing::warn!(error = %e, "the store is still failing"),
             }
         }
-        broken |= commit_batch(&db, &shared, writes);
+        broken |= commit_batch(&db, &shared, writes, &mut warned);
         if let Some(done) = stop {
             let _ = done.send(());
             return;
@@ -104,7 +108,12 @@ pub fn run(
 
 /// Works out, commits and answers one batch; true if the commit failed
 /// (the file must be reopened before the next).
-fn commit_batch(db: &Db, shared: &Shared, writes: Vec<Write>) -> bool {
+fn commit_batch(
+    db: &Db,
+    shared: &Shared,
+    writes: Vec<Write>,
+    warned: &mut Option<std::time::Instant>,
+) -> bool {
     let mut overlay = Overlay::default();
     let mut answers = Vec::with_capacity(writes.len());
     {
@@ -135,7 +144,11 @@ fn commit_batch(db: &Db, shared: &Shared, writes: Vec<Write>) -> bool {
             false
         }
         Err(e) => {
-            tracing::warn!(error = %e, writes = answers.len(), retained = retained.len(), "a store commit failed: its writes were refused");
+            // A failing disk fails every commit: say so every 10 s, not each time.
+            if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                *warned = Some(std::time::Instant::now());
+                tracing::warn!(error = %e, writes = answers.len(), retained = retained.len(), "a store commit failed: its writes were refused");
+            }
             {
                 // Retained state is not lost on a failed commit: it goes
                 // again with the next one (unless newer state came since).

@@ -106,22 +106,7 @@ async fn call_peer(ctx: Context, args: CallPeer) -> Result<PeerRun, HandlerError
             }
         })
         .collect();
-    let mut total = new_histogram();
-    for h in futures_join(workers).await {
-        let _ = total.add(h?);
-    }
-    let elapsed_us = started.elapsed().as_micros() as u64;
-    let values = total
-        .iter_recorded()
-        .map(|v| (v.value_iterated_to(), v.count_at_value()))
-        .collect();
-    Ok(PeerRun {
-        latency: Buckets {
-            values,
-            count: total.len(),
-        },
-        elapsed_us,
-    })
+    measured(started, workers).await
 }
 
 /// `kv_load`: durable writes to this plugin's store, `writers` at once.
@@ -155,6 +140,14 @@ async fn kv_load(ctx: Context, args: KvLoad) -> Result<PeerRun, HandlerError> {
             }
         })
         .collect();
+    measured(started, workers).await
+}
+
+/// Runs the workers at once and merges what each measured, timed from `started`.
+async fn measured<F>(started: Instant, workers: Vec<F>) -> Result<PeerRun, HandlerError>
+where
+    F: std::future::Future<Output = Result<Histogram<u64>, HandlerError>>,
+{
     let mut total = new_histogram();
     for h in futures_join(workers).await {
         let _ = total.add(h?);
