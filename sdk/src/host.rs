@@ -196,11 +196,7 @@ impl HostClient {
     /// Reads a value from this plugin's store on the host; `None` if unset.
     pub async fn kv_get<V: DeserializeOwned>(&self, key: &str) -> Result<Option<V>, CallError> {
         let answer = self.api().kv_get(key.to_owned()).await?;
-        answer
-            .value
-            .map(rmpv::ext::from_value)
-            .transpose()
-            .map_err(|e| CallError::Decode(e.to_string()))
+        answer.value.map(|v| from_value(&v)).transpose()
     }
 
     /// Stores a value in this plugin's store on the host. Answered once it
@@ -239,11 +235,7 @@ impl HostClient {
         if answer.swapped {
             return Ok(Ok(()));
         }
-        let current = answer
-            .current
-            .map(rmpv::ext::from_value)
-            .transpose()
-            .map_err(|e| CallError::Decode(e.to_string()))?;
+        let current = answer.current.map(|v| from_value(&v)).transpose()?;
         Ok(Err(current))
     }
 
@@ -263,8 +255,7 @@ impl HostClient {
         for e in page.entries {
             entries.push(KvEntry {
                 key: e.key,
-                value: rmpv::ext::from_value(e.value)
-                    .map_err(|e| CallError::Decode(e.to_string()))?,
+                value: from_value(&e.value)?,
             });
         }
         Ok(KvPage {
@@ -331,6 +322,15 @@ fn to_value<V: Serialize + ?Sized>(value: &V) -> Result<rmpv::Value, CallError> 
     rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| CallError::Encode(e.to_string()))
 }
 
+/// A value tree read as `V`, through its MessagePack bytes (rmp_serde
+/// reads every shape rmp_serde writes; `rmpv::ext::from_value` does not
+/// read enums written as strings or maps).
+fn from_value<V: DeserializeOwned>(value: &rmpv::Value) -> Result<V, CallError> {
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, value).map_err(|e| CallError::Decode(e.to_string()))?;
+    decode(&bytes)
+}
+
 fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, CallError> {
     rmp_serde::from_slice(bytes).map_err(|e| CallError::Decode(e.to_string()))
 }
@@ -353,4 +353,33 @@ impl Drop for Unanswered<'_> {
 
 fn owned(filters: &[&str]) -> Vec<String> {
     filters.iter().map(|f| (*f).to_owned()).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// What a plugin stores comes back as it was, enums and structs alike,
+    /// and structs are stored as maps by field name.
+    #[test]
+    fn values_round_trip_through_the_value_tree() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        enum Mode {
+            Heat,
+            Target { celsius: f64 },
+        }
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Room {
+            mode: Mode,
+            other: Mode,
+        }
+        let room = Room {
+            mode: Mode::Heat,
+            other: Mode::Target { celsius: 20.5 },
+        };
+        let tree = to_value(&room).unwrap();
+        assert!(tree.is_map(), "{tree:?}");
+        assert_eq!(from_value::<Room>(&tree).unwrap(), room);
+    }
 }

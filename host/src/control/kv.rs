@@ -288,6 +288,7 @@ pub async fn handle(shared: &Shared, request: KvRequest) -> Response {
                 &prefix,
                 after.as_deref(),
                 limit.unwrap_or(LIST_DEFAULT),
+                shared.config.max_message_bytes / 2,
             );
             let entries: Vec<Json> = page
                 .entries
@@ -348,9 +349,13 @@ fn export_one(shared: &Shared, plugin: &str) -> Json {
     let mut out = Map::new();
     let mut after: Option<String> = None;
     loop {
-        let page = shared
-            .store
-            .list(plugin, "", after.as_deref(), crate::store::MAX_PAGE);
+        let page = shared.store.list(
+            plugin,
+            "",
+            after.as_deref(),
+            crate::store::MAX_PAGE,
+            usize::MAX,
+        );
         for (k, v) in &page.entries {
             out.insert(k.clone(), json_of(v));
         }

@@ -58,27 +58,27 @@ impl Retained {
     }
 
     /// Keeps `published` as its topic's state; a `nil` payload clears it.
+    /// The store hears of it under the same lock, so two publishers on one
+    /// topic reach the disk in the order they reached memory.
     pub(super) fn keep(&self, published: &Arc<Published>, event: &Event) -> Result<(), WireError> {
-        let record = {
-            let mut topics = self.lock();
-            if event.payload[..] == [0xc0] {
-                topics.remove(&event.topic).map(|_| None)
-            } else if topics.len() >= MAX_RETAINED && !topics.contains_key(&event.topic) {
-                return Err(WireError::new(
-                    ErrorCode::Internal,
-                    format!("the host already retains {MAX_RETAINED} topics"),
-                ));
-            } else {
-                let mut kept = event.clone();
-                kept.retained = true;
-                topics.insert(event.topic.clone(), (published.clone(), kept));
-                Some(Some(RetainedRecord {
-                    topic: event.topic.clone(),
-                    source: event.source.clone(),
-                    timestamp_ms: event.timestamp_ms,
-                    payload: event.payload.to_vec(),
-                }))
-            }
+        let mut topics = self.lock();
+        let record = if event.payload[..] == [0xc0] {
+            topics.remove(&event.topic).map(|_| None)
+        } else if topics.len() >= MAX_RETAINED && !topics.contains_key(&event.topic) {
+            return Err(WireError::new(
+                ErrorCode::Internal,
+                format!("the host already retains {MAX_RETAINED} topics"),
+            ));
+        } else {
+            let mut kept = event.clone();
+            kept.retained = true;
+            topics.insert(event.topic.clone(), (published.clone(), kept));
+            Some(Some(RetainedRecord {
+                topic: event.topic.clone(),
+                source: event.source.clone(),
+                timestamp_ms: event.timestamp_ms,
+                payload: event.payload.to_vec(),
+            }))
         };
         if let (Some(record), Some(store)) = (record, self.store.get()) {
             store.retain(&event.topic, record);

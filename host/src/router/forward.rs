@@ -125,11 +125,19 @@ fn direct(
             answer(&caller, id, result);
         }
     };
-    if let Err(e) = callee.forward(callee_id, method, args, deadline, Box::new(done)) {
-        if caller.forwarded_done(&id, served) {
-            let e = CallError::from_wire(&callee.plugin_id, deadline, e).to_wire();
-            answer(caller, id, Err(e));
+    match callee.forward(callee_id, method, args, deadline, Box::new(done)) {
+        Err(e) => {
+            if caller.forwarded_done(&id, served) {
+                let e = CallError::from_wire(&callee.plugin_id, deadline, e).to_wire();
+                answer(caller, id, Err(e));
+            }
         }
+        // The caller's session may have ended in between (and found no
+        // call to cancel yet): then the callee is told now.
+        Ok(()) if !caller.forwarding(&id) => {
+            callee.abandon(callee_id);
+        }
+        Ok(()) => {}
     }
 }
 

@@ -40,6 +40,14 @@ impl HostApiScope<'_> {
     }
 }
 
+impl HostApiScope<'_> {
+    /// Bytes of keys and values one `kv.list` page may hold: half a frame,
+    /// leaving room for the encoding around them.
+    fn page_bytes(&self) -> usize {
+        self.shared.config.max_message_bytes / 2
+    }
+}
+
 impl HostApi for HostApiScope<'_> {
     fn info(&self) -> Result<HostInfo, WireError> {
         Ok(HostInfo {
@@ -65,10 +73,13 @@ impl HostApi for HostApiScope<'_> {
         limit: Option<u32>,
     ) -> Result<KvPage, WireError> {
         let limit = limit.map_or(100, |l| l as usize);
-        let page = self
-            .shared
-            .store
-            .list(self.plugin, &prefix, after.as_deref(), limit);
+        let page = self.shared.store.list(
+            self.plugin,
+            &prefix,
+            after.as_deref(),
+            limit,
+            self.page_bytes(),
+        );
         let mut entries = Vec::with_capacity(page.entries.len());
         for (key, bytes) in page.entries {
             entries.push(KvEntry {

@@ -34,6 +34,8 @@ pub struct Db {
 enum Handle {
     Writable(Database),
     ReadOnly(redb::ReadOnlyDatabase, String),
+    /// Neither: a reopen failed. Nothing is read or written until one works.
+    Broken(String),
 }
 
 /// Whether opening failed because the file or its disk cannot be written.
@@ -102,20 +104,21 @@ impl Db {
             return Ok(());
         };
         // The old handle must go first: the file is locked while it is open.
-        let placeholder = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(storage)?;
-        let old = std::mem::replace(&mut self.handle, Handle::Writable(placeholder));
-        drop(old);
+        drop(std::mem::replace(
+            &mut self.handle,
+            Handle::Broken("being reopened".into()),
+        ));
         match Database::create(&path) {
             Ok(db) => {
                 self.handle = Handle::Writable(db);
                 self.check_format()
             }
             Err(e) => {
-                // Still not writable: keep serving what it holds.
-                let ro = redb::ReadOnlyDatabase::open(&path).map_err(storage)?;
-                self.handle = Handle::ReadOnly(ro, e.to_string());
+                // Still not writable: serve what it holds, if it opens at all.
+                self.handle = match redb::ReadOnlyDatabase::open(&path) {
+                    Ok(ro) => Handle::ReadOnly(ro, e.to_string()),
+                    Err(second) => Handle::Broken(format!("{e}; read-only: {second}")),
+                };
                 Err(storage(e))
             }
         }
@@ -124,7 +127,7 @@ impl Db {
     fn writable(&self) -> Result<&Database, StoreError> {
         match &self.handle {
             Handle::Writable(db) => Ok(db),
-            Handle::ReadOnly(_, why) => Err(StoreError::Storage(format!(
+            Handle::ReadOnly(_, why) | Handle::Broken(why) => Err(StoreError::Storage(format!(
                 "the store's file cannot be written ({why}); nothing is written until it can"
             ))),
         }
@@ -133,6 +136,7 @@ impl Db {
     fn check_format(&self) -> Result<(), StoreError> {
         let db = match &self.handle {
             Handle::Writable(db) => db,
+            Handle::Broken(why) => return Err(StoreError::Storage(why.clone())),
             Handle::ReadOnly(ro, _) => {
                 // Read-only, nothing can be created or migrated: it must be
                 // a store of this format already.
@@ -187,6 +191,7 @@ impl Db {
         let txn = match &self.handle {
             Handle::Writable(db) => db.begin_read(),
             Handle::ReadOnly(ro, _) => ro.begin_read(),
+            Handle::Broken(why) => return Err(StoreError::Storage(why.clone())),
         }
         .map_err(storage)?;
         let mut mirror = Mirror::default();

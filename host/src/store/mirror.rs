@@ -108,73 +108,36 @@ impl Overlay {
         ops: Vec<Op>,
     ) -> Result<Vec<Done>, StoreError> {
         let data = mirror.plugins.get(plugin);
-        let before = match self.plugins.get(plugin) {
-            Some(c) => c.clone(),
-            None => PluginChanges::starting_from(data),
-        };
-        let mut next = before.clone();
-        let mut done = Vec::with_capacity(ops.len());
-        for op in ops {
-            match op {
-                Op::Set { key, value } => {
-                    check_key(&key)?;
-                    next.put(data, &key, Some(value));
-                    done.push(Done::Set);
-                }
-                Op::Delete { key } => {
-                    let existed = next.current(data, &key).is_some();
-                    if existed {
-                        next.put(data, &key, None);
+        let changes = self
+            .plugins
+            .entry(plugin.to_owned())
+            .or_insert_with(|| PluginChanges::starting_from(data));
+        // Changed in place, with what is needed to undo this write alone if
+        // it fails (a copy per write would cost a big batch dearly).
+        let before = (changes.keys, changes.bytes, changes.cleared);
+        let mut undo: Vec<(String, Option<Option<Bytes>>)> = Vec::new();
+        let mut before_clear: Option<BTreeMap<String, Option<Bytes>>> = None;
+        let outcome = run_ops(changes, data, ops, &mut undo, &mut before_clear).and_then(|done| {
+            check_quota(plugin, quota, changes, before.0, before.1).map(|()| done)
+        });
+        if outcome.is_err() {
+            // The map as it was at the Clear, then the changes before it undone.
+            if let Some(map) = before_clear {
+                changes.changes = map;
+            }
+            for (key, old) in undo.into_iter().rev() {
+                match old {
+                    Some(v) => {
+                        changes.changes.insert(key, v);
                     }
-                    done.push(Done::Deleted(existed));
-                }
-                Op::Cas {
-                    key,
-                    expected,
-                    value,
-                } => {
-                    check_key(&key)?;
-                    let current = next.current(data, &key).cloned();
-                    if current == expected {
-                        next.put(data, &key, value);
-                        done.push(Done::Cas {
-                            swapped: true,
-                            current: None,
-                        });
-                    } else {
-                        done.push(Done::Cas {
-                            swapped: false,
-                            current,
-                        });
+                    None => {
+                        changes.changes.remove(&key);
                     }
-                }
-                Op::Clear => {
-                    next.cleared = true;
-                    next.changes.clear();
-                    next.keys = 0;
-                    next.bytes = 0;
-                    done.push(Done::Cleared);
                 }
             }
+            (changes.keys, changes.bytes, changes.cleared) = before;
         }
-        // A write that does not grow the store is let through even over a
-        // quota (one lowered since, say), so a plugin can always clean up.
-        let check = |quota: &'static str, limit: u64, would: u64, was: u64| {
-            if would > limit && would > was {
-                Err(StoreError::Quota {
-                    plugin: plugin.to_owned(),
-                    quota,
-                    limit,
-                    would,
-                })
-            } else {
-                Ok(())
-            }
-        };
-        check("max_keys", quota.max_keys, next.keys, before.keys)?;
-        check("max_bytes", quota.max_bytes, next.bytes, before.bytes)?;
-        self.plugins.insert(plugin.to_owned(), next);
-        Ok(done)
+        outcome
     }
 
     /// Whether the batch changes anything.
@@ -207,4 +170,112 @@ impl Mirror {
         }
         self.plugins.retain(|_, d| !d.entries.is_empty());
     }
+}
+
+/// A nil value is no value: setting nil removes the key (so that
+/// compare-and-set with `expected` nil means "unset" either way).
+fn present(value: Option<Bytes>) -> Option<Bytes> {
+    value.filter(|v| v[..] != [0xc0])
+}
+
+/// Applies one write's operations to `changes`, noting how to undo them.
+fn run_ops(
+    changes: &mut PluginChanges,
+    data: Option<&PluginData>,
+    ops: Vec<Op>,
+    undo: &mut Vec<(String, Option<Option<Bytes>>)>,
+    before_clear: &mut Option<BTreeMap<String, Option<Bytes>>>,
+) -> Result<Vec<Done>, StoreError> {
+    // Before a Clear, each change is noted to undo; after it, the map as
+    // it was before the Clear is enough.
+    let put = |changes: &mut PluginChanges,
+               undo: &mut Vec<(String, Option<Option<Bytes>>)>,
+               cleared: bool,
+               key: &str,
+               value: Option<Bytes>| {
+        if !cleared {
+            undo.push((key.to_owned(), changes.changes.get(key).cloned()));
+        }
+        changes.put(data, key, value);
+    };
+    let mut done = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Set { key, value } => {
+                check_key(&key)?;
+                put(
+                    changes,
+                    undo,
+                    before_clear.is_some(),
+                    &key,
+                    present(Some(value)),
+                );
+                done.push(Done::Set);
+            }
+            Op::Delete { key } => {
+                let existed = changes.current(data, &key).is_some();
+                if existed {
+                    put(changes, undo, before_clear.is_some(), &key, None);
+                }
+                done.push(Done::Deleted(existed));
+            }
+            Op::Cas {
+                key,
+                expected,
+                value,
+            } => {
+                check_key(&key)?;
+                let current = changes.current(data, &key).cloned();
+                if current == present(expected) {
+                    put(changes, undo, before_clear.is_some(), &key, present(value));
+                    done.push(Done::Cas {
+                        swapped: true,
+                        current: None,
+                    });
+                } else {
+                    done.push(Done::Cas {
+                        swapped: false,
+                        current,
+                    });
+                }
+            }
+            Op::Clear => {
+                if before_clear.is_none() {
+                    *before_clear = Some(std::mem::take(&mut changes.changes));
+                } else {
+                    changes.changes.clear();
+                }
+                changes.cleared = true;
+                changes.keys = 0;
+                changes.bytes = 0;
+                done.push(Done::Cleared);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// A write that does not grow the store is let through even over a quota
+/// (one lowered since, say), so a plugin can always clean up.
+fn check_quota(
+    plugin: &str,
+    quota: Quota,
+    changes: &PluginChanges,
+    keys_before: u64,
+    bytes_before: u64,
+) -> Result<(), StoreError> {
+    let check = |quota: &'static str, limit: u64, would: u64, was: u64| {
+        if would > limit && would > was {
+            Err(StoreError::Quota {
+                plugin: plugin.to_owned(),
+                quota,
+                limit,
+                would,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    check("max_keys", quota.max_keys, changes.keys, keys_before)?;
+    check("max_bytes", quota.max_bytes, changes.bytes, bytes_before)
 }

@@ -181,8 +181,17 @@ impl Store {
     }
 
     /// Keys of `plugin` starting with `prefix`, in order, after `after`
-    /// (exclusive), at most `limit` (and [`MAX_PAGE`]) of them.
-    pub fn list(&self, plugin: &str, prefix: &str, after: Option<&str>, limit: usize) -> Page {
+    /// (exclusive), at most `limit` (and [`MAX_PAGE`]) of them, and no more
+    /// than `max_bytes` of keys and values (at least one entry), so a page
+    /// always fits in a frame.
+    pub fn list(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Page {
         let limit = limit.clamp(1, MAX_PAGE);
         let mirror = self.shared.read();
         let Some(data) = mirror.plugins.get(plugin) else {
@@ -195,15 +204,23 @@ impl Store {
             Some(a) if a >= prefix => std::ops::Bound::Excluded(a.to_owned()),
             _ => std::ops::Bound::Included(prefix.to_owned()),
         };
-        let mut entries: Vec<(String, Bytes)> = data
+        let mut entries: Vec<(String, Bytes)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        for (k, v) in data
             .entries
             .range((start, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit + 1)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let next = if entries.len() > limit {
-            entries.truncate(limit);
+        {
+            let size = k.len() + v.len();
+            if entries.len() == limit || (!entries.is_empty() && bytes + size > max_bytes) {
+                more = true;
+                break;
+            }
+            bytes += size;
+            entries.push((k.clone(), v.clone()));
+        }
+        let next = if more {
             entries.last().map(|(k, _)| k.clone())
         } else {
             None

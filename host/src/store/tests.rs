@@ -195,20 +195,24 @@ async fn a_batch_is_all_or_nothing_and_listing_pages_by_prefix() {
         None,
         "the good half of a bad batch is not kept"
     );
-    let first = store.list("p", "room/", None, 4);
+    let first = store.list("p", "room/", None, 4, usize::MAX);
     assert_eq!(first.entries.len(), 4);
     assert_eq!(first.entries[0].0, "room/00");
     assert_eq!(first.next.as_deref(), Some("room/03"));
-    let rest = store.list("p", "room/", first.next.as_deref(), 100);
+    let rest = store.list("p", "room/", first.next.as_deref(), 100, usize::MAX);
     assert_eq!(rest.entries.len(), 6);
     assert_eq!(rest.next, None);
-    assert_eq!(store.list("p", "", None, 100).entries.len(), 11);
+    assert_eq!(store.list("p", "", None, 100, usize::MAX).entries.len(), 11);
+    // A page also ends at its byte bound (one entry is 8 bytes here).
+    let bounded = store.list("p", "room/", None, 100, 20);
+    assert_eq!(bounded.entries.len(), 2);
+    assert_eq!(bounded.next.as_deref(), Some("room/01"));
     let done = store
         .write("p", QUOTA, vec![Op::Clear, set("only", v(1))])
         .await
         .unwrap();
     assert_eq!(done, vec![Done::Cleared, Done::Set]);
-    assert_eq!(store.list("p", "", None, 100).entries.len(), 1);
+    assert_eq!(store.list("p", "", None, 100, usize::MAX).entries.len(), 1);
     assert_eq!(store.usage("p"), (1, 5));
 }
 
@@ -248,4 +252,72 @@ async fn a_store_of_a_newer_format_is_refused_with_the_reason() {
     }
     let err = Store::open(&dir).err().expect("refused");
     assert!(err.to_string().contains("newer iglu"), "{err}");
+}
+
+#[test]
+fn a_failed_write_in_a_batch_leaves_the_writes_around_it_as_they_were() {
+    use mirror::{Mirror, Overlay, PluginData};
+    let mut mirror = Mirror::default();
+    let mut data = PluginData::default();
+    data.entries.insert("old".into(), v(1));
+    data.bytes = mirror::entry_size("old", &v(1));
+    mirror.plugins.insert("p".into(), data);
+    let mut overlay = Overlay::default();
+    let small = Quota {
+        max_keys: 3,
+        max_bytes: 1_000,
+    };
+    overlay
+        .apply(&mirror, "p", small, vec![set("a", v(2))])
+        .unwrap();
+    // A Clear, then too many keys: refused, and undone whole.
+    let err = overlay.apply(
+        &mirror,
+        "p",
+        small,
+        vec![
+            Op::Clear,
+            set("x", v(3)),
+            set("y", v(3)),
+            set("z", v(3)),
+            set("w", v(3)),
+        ],
+    );
+    assert!(matches!(err, Err(StoreError::Quota { .. })), "{err:?}");
+    overlay
+        .apply(&mirror, "p", small, vec![Op::Delete { key: "old".into() }])
+        .unwrap();
+    // Setting nil removes: compare-and-set on "unset" then matches.
+    overlay
+        .apply(
+            &mirror,
+            "p",
+            small,
+            vec![set("n", Bytes::from_static(&[0xc0]))],
+        )
+        .unwrap();
+    let done = overlay
+        .apply(
+            &mirror,
+            "p",
+            small,
+            vec![Op::Cas {
+                key: "n".into(),
+                expected: Some(Bytes::from_static(&[0xc0])),
+                value: Some(v(4)),
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        done,
+        vec![Done::Cas {
+            swapped: true,
+            current: None
+        }]
+    );
+    mirror.absorb(overlay);
+    let p = &mirror.plugins["p"];
+    let keys: Vec<&str> = p.entries.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["a", "n"]);
+    assert_eq!(p.bytes, 2 + 2);
 }

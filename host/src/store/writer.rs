@@ -20,6 +20,9 @@ use super::error::StoreError;
 use super::mirror::{Mirror, Overlay};
 use super::{Done, Op, Quota, RetainedRecord};
 
+/// How long a failing store waits before trying retained events again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How often a failing commit is logged, at most.
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -77,7 +80,24 @@ pub fn run(
     let _inside = runtime.as_ref().map(|r| r.enter());
     let mut broken = false;
     let mut warned: Option<std::time::Instant> = None;
-    while let Some(first) = jobs.blocking_recv() {
+    loop {
+        // After a failed commit, retained events may be waiting with nobody
+        // to send a Flush: look again on a timer.
+        let first = if broken && !shared.pending_retained().is_empty() {
+            match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(RETRY);
+                    Job::Flush
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        } else {
+            match jobs.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            }
+        };
         let mut writes = Vec::new();
         let mut stop = None;
         let mut job = Some(first);
@@ -92,16 +112,46 @@ pub fn run(
             }
         }
         if broken {
-            // An I/O error left redb refusing everything until reopened.
-            match db.reopen() {
-                Ok(()) => broken = false,
-                Err(e) => tracing::warn!(error = %e, "the store is still failing"),
+            // An I/O error left redb refusing everything until reopened;
+            // what a late failure did commit is read back, so the mirror
+            // is the file again.
+            match db.reopen().and_then(|()| db.load()) {
+                Ok((mirror, _)) => {
+                    *shared.write() = mirror;
+                    broken = false;
+                }
+                Err(e) => {
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        warned = Some(std::time::Instant::now());
+                        tracing::warn!(error = %e, "the store is still failing");
+                    }
+                    for w in writes {
+                        (w.answer)(Err(e.clone()));
+                    }
+                    if let Some(done) = stop {
+                        refuse_the_rest(&mut jobs);
+                        let _ = done.send(());
+                        return;
+                    }
+                    continue;
+                }
             }
         }
         broken |= commit_batch(&db, &shared, writes, &mut warned);
         if let Some(done) = stop {
+            refuse_the_rest(&mut jobs);
             let _ = done.send(());
             return;
+        }
+    }
+}
+
+/// Writes that came after `Stop` are answered, not dropped.
+fn refuse_the_rest(jobs: &mut mpsc::Receiver<Job>) {
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        if let Job::Write(w) = job {
+            (w.answer)(Err(StoreError::Closed));
         }
     }
 }
