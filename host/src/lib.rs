@@ -37,6 +37,8 @@
 //! - [`store`]: every plugin's key-value data and the retained events, on
 //!   disk (redb), mirrored in memory for reads, written in group commits by
 //!   a thread of its own; a write is answered once durable.
+//! - [`package`]: plugin packages (manifest, bundle, signatures), for the
+//!   CLI's `iglu package`, `iglu keygen` and `iglu verify`.
 //! - [`config`], [`runtime_dir`], [`clock`], [`json_msgpack`], [`error`]:
 //!   what the rest stands on. The transport is `iglu_bus::transport`
 //!   (ZeroMQ, or its in-memory twin for unit tests).
@@ -73,6 +75,7 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod json_msgpack;
+pub mod package;
 pub mod plugin;
 pub mod router;
 pub mod runner;

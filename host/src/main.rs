@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use iglu_host::control::client;
 use iglu_host::control::kv::KvCommand;
 use iglu_host::control::{CallRequest, PluginRequest, PublishRequest, Request, Response};
+use iglu_host::package;
 use iglu_host::plugin::status;
 use iglu_host::runtime_dir::CONTROL_SOCKET;
 use iglu_host::{Config, Host, PluginStatus};
@@ -64,6 +65,36 @@ enum Cmd {
     Kv {
         #[command(subcommand)]
         op: KvCommand,
+    },
+    /// Build a plugin bundle from a directory with an `iglu-plugin.toml`:
+    /// `<id>-<version>.iglu.tar.gz` with its `.sha256` (and `.sig` with --sign).
+    Package {
+        /// The package directory.
+        dir: PathBuf,
+        /// Sign it with this secret key (from `iglu keygen`).
+        #[arg(long)]
+        sign: Option<PathBuf>,
+        /// Where to write the bundle (default: the current directory).
+        #[arg(long, short, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Make an ed25519 key pair for signing bundles: `<name>.key` (secret,
+    /// mode 0600) and `<name>.pub`.
+    Keygen {
+        /// Path and name of the two files, without extension.
+        name: PathBuf,
+    },
+    /// Check a bundle: checksum, signature by a trusted key, a safe and
+    /// valid content; prints its manifest and the permissions it asks for.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// A trusted public key file (repeatable).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Accept a bundle without a signature.
+        #[arg(long)]
+        allow_unsigned: bool,
     },
     /// Start a stopped or failed plugin.
     Start(PluginRequest),
@@ -153,6 +184,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { args } => Err(bench(&args)),
+        Cmd::Package { dir, sign, out } => {
+            let packed = package::commands::package(&dir, &out, sign.as_deref())?;
+            println!("{}", packed.bundle.display());
+            println!("sha256 {}", packed.sha256);
+            if let Some(sig) = packed.signature {
+                println!("signature {}", sig.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Keygen { name } => {
+            let public = package::signing::keygen(&name)?;
+            println!("public key {public}");
+            println!(
+                "secret key in {} (keep it private)",
+                name.with_extension("key").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify {
+            bundle,
+            keys,
+            allow_unsigned,
+        } => {
+            let v = package::commands::verify(&bundle, &keys, allow_unsigned)?;
+            let m = &v.manifest;
+            println!("{} {} ({}) by {}", m.id, m.version, m.name, m.author);
+            println!("sha256 {}", v.sha256);
+            match v.signed_by {
+                Some(i) => println!("signed by {}", keys[i].display()),
+                None => println!("not signed (allowed)"),
+            }
+            println!(
+                "permissions:\n{}",
+                toml::to_string(&m.permissions).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Kv { op } => {
             // Values are JSON whatever they hold (a string value too).
             let values = matches!(
