@@ -50,6 +50,9 @@ pub enum ErrorCode {
     /// The write would take the plugin's store past one of its quotas
     /// (keys or bytes; the message names which): nothing of it was kept.
     QuotaExceeded,
+    /// The plugin lacks a permission for this (a topic to publish or
+    /// subscribe to, a host method); the message names it.
+    PermissionDenied,
     /// A code this version does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::Incompatible => "incompatible",
             ErrorCode::StorageError => "storage_error",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::Unknown => "unknown",
         }
     }

@@ -37,6 +37,8 @@
 //! - [`store`]: every plugin's key-value data and the retained events, on
 //!   disk (redb), mirrored in memory for reads, written in group commits by
 //!   a thread of its own; a write is answered once durable.
+//! - [`permissions`]: what a plugin may publish, subscribe to and call on
+//!   the host, enforced by the router.
 //! - [`package`]: plugin packages (manifest, bundle, signatures), for the
 //!   CLI's `iglu package`, `iglu keygen` and `iglu verify`.
 //! - [`config`], [`runtime_dir`], [`clock`], [`json_msgpack`], [`error`]:
@@ -76,6 +78,7 @@ pub mod events;
 pub mod host;
 pub mod json_msgpack;
 pub mod package;
+pub mod permissions;
 pub mod plugin;
 pub mod router;
 pub mod runner;

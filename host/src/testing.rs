@@ -58,6 +58,7 @@ impl Rig {
                 provides: Vec::new(),
                 store_max_keys: None,
                 store_max_bytes: None,
+                permissions: None,
             };
             shared
                 .registry

@@ -53,4 +53,13 @@ fn the_built_in_config_runs_the_demo_home_through_typed_plugin_calls() {
     });
     assert_eq!(state["payload"]["on"], json!(true), "{state}");
     assert_eq!(host.plugin("automation")["restarts"], json!(0));
+    // The built-in config grants the demo plugins just what they need.
+    for id in ["lights", "automation"] {
+        assert_eq!(
+            host.plugin(id)["permission_denied"],
+            json!(0),
+            "{id}: {}",
+            host.log()
+        );
+    }
 }

@@ -127,6 +127,7 @@ impl Config {
             provides: Vec::new(),
             store_max_keys: None,
             store_max_bytes: None,
+            permissions: None,
         };
         let simulator = SimulatorConfig {
             enabled: true,
@@ -137,10 +138,25 @@ impl Config {
             .env
             .insert("IGLU_LIGHTS_ROOMS".to_owned(), simulator.rooms.join(","));
         lights.provides = vec!["iglu.light@^1".to_owned()];
+        let grants = |publish: &[&str], subscribe: &[&str], host_api: &[&str]| {
+            let owned = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+            Some(crate::permissions::Grants {
+                publish: owned(publish),
+                subscribe: owned(subscribe),
+                host_api: owned(host_api),
+            })
+        };
+        // What the demo needs, and nothing more (see `permissions`).
+        lights.permissions = grants(
+            &["home/+/light/state"],
+            &["home/+/light/set"],
+            &["kv.*", "events.publish"],
+        );
         let mut thermostat = plugin("thermostat", "iglu-plugin-thermostat");
         thermostat.provides = vec!["iglu.thermostat@^1".to_owned()];
         let mut automation = plugin("automation", "iglu-plugin-automation");
         automation.calls = vec!["lights".to_owned()];
+        automation.permissions = grants(&[], &["home/+/motion"], &["kv.*", "plugins.call"]);
         let mut config = Config {
             plugins: vec![
                 plugin("echo", "iglu-plugin-echo"),

@@ -42,6 +42,7 @@ pub fn scan(dir: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
             provides: Vec::new(),
             store_max_keys: None,
             store_max_bytes: None,
+            permissions: None,
         });
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));

@@ -81,6 +81,10 @@ pub struct ExternalSpec {
     /// Bytes of keys and values its store may hold (default: `[store] max_bytes`).
     #[serde(default)]
     pub store_max_bytes: Option<u64>,
+    /// What it may publish, subscribe to and call on the host; absent:
+    /// everything (see `permissions`).
+    #[serde(default)]
+    pub permissions: Option<crate::permissions::Grants>,
 }
 
 impl ExternalSpec {
@@ -186,6 +190,10 @@ pub struct PluginSpec {
     /// Bytes of keys and values its store may hold (default: `[store] max_bytes`).
     #[serde(default)]
     pub store_max_bytes: Option<u64>,
+    /// What it may publish, subscribe to and call on the host; absent:
+    /// everything (see `permissions`).
+    #[serde(default)]
+    pub permissions: Option<crate::permissions::Grants>,
 }
 
 fn yes() -> bool {

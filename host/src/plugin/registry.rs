@@ -38,6 +38,8 @@ pub struct Facts {
     state: PluginState,
     pid: Option<u32>,
     restarts: u32,
+    /// Refusals for lack of a permission, since the host started.
+    denied: u64,
     last_exit: Option<String>,
     manifest: Option<Manifest>,
     methods: Vec<String>,
@@ -66,6 +68,10 @@ impl Facts {
     /// Restarts after crashes since the host started.
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+    /// Refusals for lack of a permission.
+    pub fn denied(&self) -> u64 {
+        self.denied
     }
     /// How the last process ended, in words.
     pub fn last_exit(&self) -> Option<&str> {
@@ -143,6 +149,7 @@ impl Registry {
                 state,
                 pid: None,
                 restarts: 0,
+                denied: 0,
                 last_exit: None,
                 manifest: None,
                 methods: Vec::new(),
@@ -186,6 +193,23 @@ impl Registry {
             calls.iter().any(|c| c == "*" || c == callee)
         })
         .unwrap_or(false)
+    }
+
+    /// What `id` may publish, subscribe to and call on the host (`None`:
+    /// everything).
+    pub fn grants(&self, id: &str) -> Option<crate::permissions::Grants> {
+        self.read(id, |e| match &e.kind {
+            PluginKind::Managed(spec) => spec.permissions.clone(),
+            PluginKind::External(spec) => spec.permissions.clone(),
+        })
+        .flatten()
+    }
+
+    /// Counts a refusal for lack of a permission (shown in `iglu status`).
+    pub fn count_denial(&self, id: &str) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.denied += 1;
+        }
     }
 
     /// Records the process id of the current launch (not a state change).

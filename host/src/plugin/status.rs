@@ -45,6 +45,9 @@ pub struct PluginStatus {
     pub subscriptions: Vec<String>,
     /// Its event queue's counters.
     pub events: QueueStats,
+    /// Calls and publications refused for lack of a permission.
+    #[serde(default)]
+    pub permission_denied: u64,
     /// Its store: what it holds and its quota.
     #[serde(default)]
     pub store: StoreUsage,
@@ -91,6 +94,7 @@ impl PluginStatus {
             state: e.state(),
             pid: e.pid(),
             restarts: e.restarts(),
+            permission_denied: e.denied(),
             last_exit: e.last_exit().map(str::to_owned),
             last_heartbeat_ms_ago: live.map(|s| millis(s.silent_for())),
             uptime_ms: live.and(e.since()).map(|t| millis(t.elapsed())),

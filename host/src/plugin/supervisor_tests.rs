@@ -104,6 +104,7 @@ fn rig(life: Option<Duration>, handshake: Option<Duration>, restarts: bool) -> R
         provides: Vec::new(),
         store_max_keys: None,
         store_max_bytes: None,
+        permissions: None,
     };
     registry.insert("p", PluginKind::Managed(spec), PluginState::Starting);
     let handles = Arc::new(Handles::default());

@@ -81,6 +81,7 @@ fn check(
             call_bytes_max: shared.config.send_queue_bytes / 2,
             news,
             events,
+            grants: shared.registry.grants(id).map(Arc::new),
         },
         shared.outbound.clone(),
         &shared.clock,
@@ -184,7 +185,23 @@ fn register(
     // Events that waited while it was down stay first; then the current
     // state of every topic it subscribes to; then the live stream (the
     // announcement of its own Running state included).
-    let filters = hello.subscriptions;
+    let mut filters = hello.subscriptions;
+    if let Some(grants) = &session.grants {
+        // Subscriptions it may not have are left out, each logged and counted.
+        filters.retain(|f| {
+            let allowed = grants.allows_subscribe(f);
+            if !allowed {
+                let e = crate::permissions::denied(
+                    &id,
+                    &format!("subscribe {f:?}"),
+                    "its HELLO's subscription",
+                );
+                session.log_denial(&e);
+                shared.registry.count_denial(&id);
+            }
+            allowed
+        });
+    }
     let (queue, filters_before, own_before) = shared
         .events
         .subscriptions

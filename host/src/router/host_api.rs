@@ -13,6 +13,8 @@ use iglu_bus::{ErrorCode, WireError};
 use serde_bytes::ByteBuf;
 
 use crate::events::Source;
+use crate::permissions::Grants;
+use crate::session::Session;
 use crate::shared::Shared;
 
 /// What a host-API call may touch.
@@ -23,6 +25,9 @@ pub struct HostApiScope<'a> {
     pub plugin: &'a str,
     /// The protocol version of its session.
     pub protocol: u32,
+    /// Its session, whose grants decide what it may publish and subscribe
+    /// to (`None`: a caller with no session, which may do everything).
+    pub session: Option<&'a Session>,
 }
 
 impl HostApiScope<'_> {
@@ -41,6 +46,27 @@ impl HostApiScope<'_> {
 }
 
 impl HostApiScope<'_> {
+    /// Refuses, logs and counts what the session's grants do not allow.
+    fn check(
+        &self,
+        allowed: impl Fn(&Grants) -> bool,
+        permission: String,
+        what: &str,
+    ) -> Result<(), WireError> {
+        let Some(session) = self.session else {
+            return Ok(());
+        };
+        match &session.grants {
+            Some(g) if !allowed(g) => {
+                let e = crate::permissions::denied(self.plugin, &permission, what);
+                session.log_denial(&e);
+                self.shared.registry.count_denial(self.plugin);
+                Err(e)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Bytes of keys and values one `kv.list` page may hold: half a frame,
     /// leaving room for the encoding around them.
     fn page_bytes(&self) -> usize {
@@ -99,6 +125,11 @@ impl HostApi for HostApiScope<'_> {
         payload: ByteBuf,
         retain: bool,
     ) -> Result<bool, WireError> {
+        self.check(
+            |g| g.allows_publish(&topic),
+            format!("publish {topic:?}"),
+            "publishing",
+        )?;
         let source = Source::Plugin(self.plugin.to_owned());
         self.shared
             .events
@@ -107,6 +138,13 @@ impl HostApi for HostApiScope<'_> {
     }
 
     fn events_subscribe(&self, filters: Vec<String>) -> Result<bool, WireError> {
+        for f in &filters {
+            self.check(
+                |g| g.allows_subscribe(f),
+                format!("subscribe {f:?}"),
+                "subscribing",
+            )?;
+        }
         self.shared.events.subscribe(self.plugin, &filters)?;
         Ok(true)
     }

@@ -235,6 +235,21 @@ fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
                 }
             }
         },
+        Message::Call(call)
+            if session
+                .grants
+                .as_ref()
+                .is_some_and(|g| !g.allows_method(&call.method)) =>
+        {
+            let e = crate::permissions::denied(
+                &session.plugin_id,
+                &format!("host_api {:?}", call.method),
+                &format!("calling the host's {}", call.method),
+            );
+            session.log_denial(&e);
+            shared.registry.count_denial(&session.plugin_id);
+            answer(session, call.id, Err(e));
+        }
         Message::Call(call) if call.method == HostApiInterface::PLUGINS_CALL => {
             forward::start(shared, session, call);
         }
@@ -246,6 +261,7 @@ fn on_message(shared: &Arc<Shared>, session: &Arc<Session>, message: Message) {
                 shared,
                 plugin: &session.plugin_id,
                 protocol: session.version,
+                session: Some(session),
             };
             answer(session, call.id, api.handle(&call.method, &call.args));
         }

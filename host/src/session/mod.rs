@@ -84,6 +84,8 @@ pub struct Session {
     /// Problems the plugin reported (ERROR without an id): logged within the
     /// same kind of budget, never a reason to cut it.
     pub reports: Mutex<Conduct>,
+    /// What it may do (`None`: everything); see [`crate::permissions`].
+    pub grants: Option<Arc<crate::permissions::Grants>>,
     calls: Mutex<Calls>,
     /// Tells the deadline keeper (see `calls`) of a deadline earlier than its next wake.
     deadlines: Arc<Notify>,
@@ -118,6 +120,8 @@ pub struct Opening {
     pub call_bytes_max: usize,
     /// Where to report the session's end.
     pub news: mpsc::Sender<SessionNews>,
+    /// What it may do (`None`: everything).
+    pub grants: Option<Arc<crate::permissions::Grants>>,
 }
 
 impl Session {
@@ -163,6 +167,7 @@ impl Session {
                 conduct: Mutex::new(Conduct::default()),
                 forwarded: Mutex::new(CallIdMap::default()),
                 reports: Mutex::new(Conduct::default()),
+                grants: opening.grants.clone(),
                 calls: Mutex::new(Calls {
                     closed: None,
                     table: CallTable::default(),
@@ -334,6 +339,19 @@ impl Session {
                 tracing::debug!(plugin = %self.plugin_id, error = %e, "send failed");
                 self.close(Loss::SendFailed(e.to_string()));
             }
+        }
+    }
+
+    /// A refusal for lack of a permission: logged within the reports'
+    /// budget (never a reason to cut the plugin).
+    pub fn log_denial(&self, e: &WireError) {
+        let verdict = self
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .offend(std::time::Instant::now());
+        if verdict.log {
+            tracing::warn!(plugin = %self.plugin_id, message = %e.message, suppressed = verdict.suppressed, "permission denied");
         }
     }
 
