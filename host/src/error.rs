@@ -69,6 +69,12 @@ pub enum HostError {
         /// Why.
         source: std::io::Error,
     },
+    /// A plugin's settings cannot be used.
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// A plugin with this id is there already.
+    #[error("a plugin named {0:?} is there already")]
+    Taken(String),
     /// No plugin has this id.
     #[error("no plugin named {0:?}")]
     UnknownPlugin(String),

@@ -11,18 +11,12 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::HostError;
-use crate::plugin::handle::Inbox;
-use crate::plugin::registry::PluginKind;
-use crate::plugin::state::PluginState;
-use crate::plugin::supervisor::{supervise, Supervision};
-use crate::runner::attached::AttachedRunner;
-use crate::runner::child::ChildRunner;
-use crate::runner::Runner;
 use crate::runtime_dir::{self, CONTROL_SOCKET, PLUGIN_SOCKET};
 use crate::session::liveness;
+use crate::settings::Settings;
 use crate::shared::Shared;
 use crate::store::Store;
-use crate::{control, router, simulator, tcp_guard};
+use crate::{control, roster, router, simulator, tcp_guard};
 
 pub use crate::client::HostClient;
 
@@ -69,6 +63,26 @@ impl Host {
         };
         let store = Arc::new(Store::open(&config.data_dir())?);
         tracing::info!(file = %store.path().map(|p| p.display().to_string()).unwrap_or_default(), plugins = store.plugins().len(), "store open");
+        let settings = Arc::new(Settings::load(
+            &config.settings,
+            Some(config.data_dir().join("settings.json")),
+        )?);
+        let mut plugins = plugins;
+        for spec in crate::install::installed_specs(&config) {
+            if plugins.iter().any(|p| p.id == spec.id) {
+                tracing::warn!(plugin = %spec.id, "an installed package has the id of a plugin in the config: the config's runs");
+                continue;
+            }
+            plugins.push(spec);
+        }
+        for spec in &plugins {
+            if let Some(m) = &spec.package {
+                settings.set_schema(&spec.id, Some(&m.settings));
+            }
+            if let Err(e) = settings.check_config(&spec.id) {
+                return Err(HostError::Config(crate::error::ConfigError::Invalid(e.to_string())));
+            }
+        }
         let clock = Clock::start().map_err(HostError::Clock)?;
         let shared = Shared::new(
             config,
@@ -76,34 +90,17 @@ impl Host {
             router_socket.outbound,
             clock.handle().clone(),
             store,
+            settings,
         );
         // Every plugin is in the registry before anything can ask about it:
         // a status request, or an external plugin's HELLO, that came in
         // between would find it missing (and the plugin would be refused).
         let mut supervisors = Vec::new();
         for spec in plugins {
-            let state = if spec.autostart {
-                PluginState::Starting
-            } else {
-                PluginState::Stopped
-            };
-            let inbox = register(&shared, &spec.id, PluginKind::Managed(spec.clone()), state);
-            let runner = ChildRunner::new(
-                spec.clone(),
-                shared.endpoint.clone(),
-                Duration::from_millis(shared.config.handshake_timeout_ms),
-            );
-            supervisors.push((spec.id.clone(), start(runner, spec.autostart, inbox)));
+            supervisors.push(roster::register_managed(&shared, spec));
         }
         for (spec, token) in externals {
-            let inbox = register(
-                &shared,
-                &spec.id,
-                PluginKind::External(spec.clone()),
-                PluginState::Starting,
-            );
-            let runner = AttachedRunner::new(spec.clone(), token);
-            supervisors.push((spec.id.clone(), start(runner, true, inbox)));
+            supervisors.push(roster::register_external(&shared, spec, token));
         }
         let sessions = shared.registry.clone();
         let mut services = vec![
@@ -132,15 +129,13 @@ impl Host {
             services.push(shared.clock.spawn(simulator::run(shared.clone())));
         }
         let count = supervisors.len();
-        for (id, start) in supervisors {
-            let supervision = Supervision {
-                id: id.clone(),
-                registry: shared.registry.clone(),
-                restart: shared.config.restart.clone(),
-                stop_grace: Duration::from_millis(shared.config.stop_grace_ms),
-                shutdown: shared.shutdown.clone(),
-            };
-            shared.handles.set_task(&id, start(supervision));
+        for pending in supervisors {
+            roster::launch(&shared, pending);
+        }
+        if let Some(dir) = shared.config.plugin_dir.clone() {
+            if shared.config.watch_plugin_dir.unwrap_or(true) {
+                services.push(tokio::spawn(crate::watch::run(shared.clone(), dir)));
+            }
         }
         tracing::info!(endpoint = %shared.endpoint, control = %control_socket.display(), plugins = count, "host started");
         Ok(Host {
@@ -198,22 +193,6 @@ impl Host {
         }
         tracing::info!("host stopped");
     }
-}
-
-/// Starts a plugin's supervisor, once the host's services run.
-type Start = Box<dyn FnOnce(Supervision) -> JoinHandle<()> + Send>;
-
-/// The supervisor of one plugin, with its runner, ready to start.
-fn start<R: Runner>(runner: R, autostart: bool, inbox: Inbox) -> Start {
-    Box::new(move |supervision| tokio::spawn(supervise(supervision, runner, autostart, inbox)))
-}
-
-/// Adds a plugin to the registry, its subscriptions and its handle;
-/// returns its supervisor's inbox.
-fn register(shared: &Shared, id: &str, kind: PluginKind, state: PluginState) -> Inbox {
-    shared.registry.insert(id, kind, state);
-    shared.events.subscriptions.add_plugin(id);
-    shared.handles.open(id)
 }
 
 impl std::ops::Deref for Host {

@@ -76,18 +76,22 @@ pub mod control;
 pub mod error;
 pub mod events;
 pub mod host;
+pub mod install;
 pub mod json_msgpack;
 pub mod package;
 pub mod permissions;
 pub mod plugin;
+pub mod roster;
 pub mod router;
 pub mod runner;
 pub mod runtime_dir;
 pub mod session;
+pub mod settings;
 pub mod shared;
 pub mod simulator;
 pub mod store;
 pub mod tcp_guard;
+pub mod watch;
 #[cfg(test)]
 mod testing;
 

@@ -8,11 +8,14 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use iglu_host::control::client;
 use iglu_host::control::kv::KvCommand;
+use iglu_host::control::packages::{SettingsRequest, UninstallRequest};
 use iglu_host::control::{CallRequest, PluginRequest, PublishRequest, Request, Response};
 use iglu_host::package;
 use iglu_host::plugin::status;
 use iglu_host::runtime_dir::CONTROL_SOCKET;
 use iglu_host::{Config, Host, PluginStatus};
+
+mod cli_install;
 
 /// Iglu: a plugin host that a plugin cannot take down.
 #[derive(Parser)]
@@ -95,6 +98,27 @@ enum Cmd {
         /// Accept a bundle without a signature.
         #[arg(long)]
         allow_unsigned: bool,
+    },
+    /// Install a package on the running host: checks its signature against
+    /// the host's trusted keys, shows the permissions it asks for and asks
+    /// for approval, then unpacks and starts it.
+    Install(cli_install::BundleArgs),
+    /// Upgrade an installed package with no failed call: the new version
+    /// starts beside the old one and takes over once it has handshaken; if
+    /// it does not, the old one goes on. More permissions need approval again.
+    Upgrade(cli_install::BundleArgs),
+    /// Stop and remove an installed package (its data stays unless --purge).
+    Uninstall(UninstallRequest),
+    /// Every plugin: where it comes from, version, state and permissions.
+    Plugins {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A plugin's settings: get, set (validated, kept, the plugin told), unset.
+    Settings {
+        #[command(subcommand)]
+        op: SettingsRequest,
     },
     /// Start a stopped or failed plugin.
     Start(PluginRequest),
@@ -230,6 +254,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let request = Request::Kv(op.into_request().context("cannot read the import")?);
             let response = runtime.block_on(exchange(&config, request, Duration::from_secs(60)))?;
             print_answer(response, values)
+        }
+        Cmd::Install(args) => runtime.block_on(cli_install::install(&config, args, false)),
+        Cmd::Upgrade(args) => runtime.block_on(cli_install::install(&config, args, true)),
+        Cmd::Uninstall(r) => lifecycle(&runtime, &config, Request::Uninstall(r)),
+        Cmd::Plugins { json } => {
+            let response =
+                runtime.block_on(exchange(&config, Request::Plugins, Duration::from_secs(10)))?;
+            cli_install::print_plugins(response, json)
+        }
+        Cmd::Settings { op } => {
+            let response = runtime.block_on(exchange(
+                &config,
+                Request::Settings(op),
+                Duration::from_secs(10),
+            ))?;
+            print_answer(response, true)
         }
         Cmd::Start(p) => lifecycle(&runtime, &config, Request::Start(p)),
         Cmd::Stop(p) => lifecycle(&runtime, &config, Request::Stop(p)),

@@ -15,6 +15,7 @@ use crate::events::EventHub;
 use crate::plugin::handle::Handles;
 use crate::plugin::registry::Registry;
 use crate::plugin::status::{self, PluginStatus};
+use crate::settings::Settings;
 use crate::store::Store;
 
 /// State every task of the host shares.
@@ -27,6 +28,8 @@ pub struct Shared {
     pub handles: Handles,
     /// Plugins' key-value stores and the retained events, on disk.
     pub store: Arc<Store>,
+    /// Plugins' settings: schema defaults, the config's, run-time changes.
+    pub settings: Arc<Settings>,
     /// Retained events, subscriptions, in-process subscribers, lifecycle.
     pub events: Arc<EventHub>,
     /// The endpoint plugins connect to.
@@ -49,6 +52,7 @@ impl Shared {
         outbound: RouterOutbound,
         clock: tokio::runtime::Handle,
         store: Arc<Store>,
+        settings: Arc<Settings>,
     ) -> Arc<Shared> {
         let events = EventHub::new(config.event_queue, config.event_queue_bytes);
         events.retained.restore(store.take_restored());
@@ -57,6 +61,7 @@ impl Shared {
             registry: Arc::new(Registry::new(events.clone())),
             handles: Handles::default(),
             store,
+            settings,
             events,
             config,
             endpoint,
@@ -66,12 +71,25 @@ impl Shared {
         })
     }
 
+    /// The store quota of plugin `id`: its own (the config's, or its
+    /// package's capped by the config's) over `[store]`.
+    pub fn quota(&self, id: &str) -> crate::store::Quota {
+        let (keys, bytes) = self
+            .registry
+            .read(id, |f| f.store_quota())
+            .unwrap_or((None, None));
+        crate::store::Quota {
+            max_keys: keys.unwrap_or(self.config.store.max_keys),
+            max_bytes: bytes.unwrap_or(self.config.store.max_bytes),
+        }
+    }
+
     /// Every plugin's status, for `iglu status`.
     pub fn status(&self) -> Vec<PluginStatus> {
         let mut all = status::collect(&self.registry, &self.events.subscriptions);
         for p in &mut all {
             let (keys, bytes) = self.store.usage(&p.id);
-            let quota = self.config.quota(&p.id);
+            let quota = self.quota(&p.id);
             p.store = status::StoreUsage {
                 keys,
                 bytes,

@@ -45,21 +45,13 @@ impl Rig {
             socket.outbound,
             tokio::runtime::Handle::current(),
             std::sync::Arc::new(crate::store::Store::in_memory().unwrap()),
+            std::sync::Arc::new(
+                crate::settings::Settings::load(&Default::default(), None).unwrap(),
+            ),
         );
         let mut inboxes = HashMap::new();
         for id in plugins {
-            let spec = PluginSpec {
-                id: (*id).to_owned(),
-                command: "/nonexistent".into(),
-                args: Vec::new(),
-                env: Default::default(),
-                autostart: true,
-                calls: Vec::new(),
-                provides: Vec::new(),
-                store_max_keys: None,
-                store_max_bytes: None,
-                permissions: None,
-            };
+            let spec = PluginSpec::new(id, "/nonexistent".into());
             shared
                 .registry
                 .insert(id, PluginKind::Managed(spec), PluginState::Stopped);

@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+
+use crate::error::HandlerError;
 use crate::host::HostClient;
+use crate::settings::SettingsCell;
 
 /// The call's surroundings: who we are and how to reach the host.
 ///
@@ -16,13 +20,35 @@ pub struct Context {
 struct Inner {
     plugin_id: Arc<str>,
     host: HostClient,
+    settings: Arc<SettingsCell>,
 }
 
 impl Context {
-    pub(crate) fn new(plugin_id: Arc<str>, host: HostClient) -> Context {
+    pub(crate) fn new(plugin_id: Arc<str>, host: HostClient, settings: Arc<SettingsCell>) -> Context {
         Context {
-            inner: Arc::new(Inner { plugin_id, host }),
+            inner: Arc::new(Inner {
+                plugin_id,
+                host,
+                settings,
+            }),
         }
+    }
+
+    /// The plugin's settings as `T` (a struct with a field per setting;
+    /// `#[serde(default)]` for those that may be missing). They are the
+    /// host's, already checked against the package's schema; this fails
+    /// only if `T` does not fit them.
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        self.inner.settings.get()
+    }
+
+    /// One setting as `T`, if it is set and fits.
+    pub fn setting<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.inner.settings.one(key)
+    }
+
+    pub(crate) fn settings_cell(&self) -> &SettingsCell {
+        &self.inner.settings
     }
 
     /// The id the host knows this plugin by.

@@ -65,9 +65,19 @@ where
     Arc::new(move |ctx, event| Box::pin(handler(ctx, event)))
 }
 
-/// Handles events one by one and returns credit as it goes.
+/// What events go to.
+pub(crate) struct Handlers {
+    /// The plugin's event handler.
+    pub on_event: Option<EventHandler>,
+    /// Told when the host sends new settings.
+    pub on_settings: Option<crate::on_connect::ConnectHandler>,
+}
+
+/// Handles events one by one and returns credit as it goes. The host's
+/// settings changes (on this plugin's own settings topic, from the host)
+/// update the settings and go to `on_settings`, not to the event handler.
 pub(crate) async fn run(
-    handler: Option<EventHandler>,
+    handlers: Handlers,
     ctx: Context,
     mut events: mpsc::Receiver<Event>,
     outgoing: mpsc::Sender<Outgoing>,
@@ -79,6 +89,8 @@ pub(crate) async fn run(
     // Return credit in batches: a quarter window at a time, or whenever the
     // handler has caught up, so the host is never starved of credit.
     let batch = (window / 4).max(1);
+    let settings_topic = crate::settings::topic(ctx.plugin_id());
+    let handler = handlers.on_event;
     while let Some(mut event) = events.recv().await {
         if last_seq != 0 && event.seq > last_seq + 1 {
             event.missed = event.seq - last_seq - 1;
@@ -90,7 +102,17 @@ pub(crate) async fn run(
             );
         }
         last_seq = last_seq.max(event.seq);
-        if let Some(handler) = &handler {
+        if event.topic == settings_topic && event.source == "host" {
+            match ctx.settings_cell().update(&event.payload) {
+                Ok(()) => {
+                    tracing::info!(plugin = %ctx.plugin_id(), "settings changed");
+                    if let Some(h) = &handlers.on_settings {
+                        crate::on_connect::run(h.clone(), ctx.clone()).await;
+                    }
+                }
+                Err(e) => tracing::warn!(plugin = %ctx.plugin_id(), error = %e, "ignoring settings from the host"),
+            }
+        } else if let Some(handler) = &handler {
             let topic = event.topic.clone();
             let outcome = AssertUnwindSafe(handler(ctx.clone(), event))
                 .catch_unwind()

@@ -63,6 +63,7 @@ mod on_connect;
 mod outgoing;
 pub mod plugin;
 mod service;
+pub mod settings;
 mod signals;
 mod ticker;
 

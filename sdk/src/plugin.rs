@@ -37,6 +37,7 @@ pub struct Plugin {
     receive_own: bool,
     event_handler: Option<EventHandler>,
     on_connect: Option<crate::on_connect::ConnectHandler>,
+    on_settings: Option<crate::on_connect::ConnectHandler>,
     event_window: u32,
     inline_handlers: bool,
     interfaces: Vec<iglu_bus::interface::InterfaceInfo>,
@@ -54,6 +55,7 @@ impl Plugin {
             receive_own: false,
             event_handler: None,
             on_connect: None,
+            on_settings: None,
             event_window: DEFAULT_EVENT_WINDOW,
             inline_handlers: false,
             interfaces: Vec::new(),
@@ -108,6 +110,18 @@ impl Plugin {
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         self.on_connect = Some(crate::on_connect::erase(handler));
+        self
+    }
+
+    /// Runs `handler` each time the host sends new settings (someone ran
+    /// `iglu settings set`); read them in it with `ctx.settings()`. The
+    /// settings at start are there before anything runs.
+    pub fn on_settings<F, Fut>(mut self, handler: F) -> Plugin
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.on_settings = Some(crate::on_connect::erase(handler));
         self
     }
 
@@ -228,6 +242,8 @@ impl Plugin {
             grace: self.grace,
             event_handler: self.event_handler,
             on_connect: self.on_connect,
+            on_settings: self.on_settings,
+            settings: Arc::new(crate::settings::SettingsCell::from_env()),
             event_window: self.event_window,
             inline_handlers: self.inline_handlers,
         })

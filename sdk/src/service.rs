@@ -20,6 +20,10 @@ pub(crate) struct Service {
     pub event_handler: Option<EventHandler>,
     /// Runs after every WELCOME (see `Plugin::on_connect`).
     pub on_connect: Option<crate::on_connect::ConnectHandler>,
+    /// Runs when the host sends new settings (see `Plugin::on_settings`).
+    pub on_settings: Option<crate::on_connect::ConnectHandler>,
+    /// The settings in force.
+    pub settings: std::sync::Arc<crate::settings::SettingsCell>,
     /// Events the host may have in flight to this plugin.
     pub event_window: u32,
     /// Run handlers and the event handler on the I/O thread (see `Plugin::inline_handlers`).

@@ -54,7 +54,11 @@ pub fn check_interface(
     checked.map_err(|e| CallError::from_wire(plugin, deadline, e))
 }
 
-/// Calls `method` on `plugin` through its live session.
+/// Calls `method` on `plugin` through its live session. A session handed
+/// over to the plugin's new version (an upgrade) refuses new calls before
+/// sending them, and its plugin answers `not_running` to a call that
+/// reached it after GOODBYE, without running it: either way the call is
+/// made again on the session in force, so an upgrade fails no call.
 pub async fn call(
     shared: &Shared,
     plugin: &str,
@@ -63,20 +67,33 @@ pub async fn call(
     options: CallOptions,
 ) -> Result<Bytes, CallError> {
     let lost = |e| CallError::from_wire(plugin, options.deadline, e);
-    if !options.wait_for_running {
-        let session = shared.registry.session(plugin).map_err(lost)?;
-        return session
-            .call(method, args, options.deadline)
-            .await
-            .map_err(lost);
-    }
     let now = tokio::time::Instant::now();
     let until = now
         .checked_add(options.deadline)
         .unwrap_or(now + Duration::from_secs(86400 * 365));
-    let session = options::session_by(shared, plugin, until)
-        .await
-        .map_err(lost)?;
-    let left = until.saturating_duration_since(tokio::time::Instant::now());
-    session.call(method, args, left).await.map_err(lost)
+    let mut tries = 0;
+    loop {
+        let session = if options.wait_for_running {
+            options::session_by(shared, plugin, until)
+                .await
+                .map_err(lost)?
+        } else {
+            shared.registry.session(plugin).map_err(lost)?
+        };
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match session.call(method, args.clone(), left).await {
+            Err(e)
+                if e.code == iglu_bus::ErrorCode::NotRunning
+                    && session.is_handed_over()
+                    && tries < HANDOVER_RETRIES =>
+            {
+                tries += 1;
+            }
+            other => return other.map_err(lost),
+        }
+    }
 }
+
+/// Times a call follows a plugin to its next session: an upgrade hands
+/// over once; more would be upgrades back to back within one call.
+const HANDOVER_RETRIES: u32 = 3;

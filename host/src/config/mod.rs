@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
-mod plugin_dir;
+pub mod plugin_dir;
 mod sections;
 pub use sections::{
-    ExternalSpec, HeartbeatConfig, PluginSpec, RestartConfig, SimulatorConfig, StoreConfig,
-    TcpConfig,
+    ExternalSpec, HeartbeatConfig, PackagesConfig, PluginSpec, RestartConfig, SimulatorConfig,
+    StoreConfig, TcpConfig,
 };
 
 /// Environment variable naming the runtime directory when the config does not.
@@ -83,6 +83,16 @@ pub struct Config {
     /// Plugins the host does not start: containers, other machines.
     #[serde(rename = "external")]
     pub externals: Vec<ExternalSpec>,
+    /// Installing packages: trusted keys, unsigned bundles.
+    pub packages: PackagesConfig,
+    /// Plugins' settings, by plugin id: `[settings.lights] rooms = "..."`
+    /// (over the defaults of a package's schema; `iglu settings set` goes
+    /// over these).
+    pub settings: BTreeMap<String, toml::Table>,
+    /// Watch `plugin_dir` while the host runs (default true): a new
+    /// executable is started, a removed one stopped, a replaced one
+    /// restarted.
+    pub watch_plugin_dir: Option<bool>,
 }
 
 impl Config {
@@ -117,18 +127,7 @@ impl Config {
             .ok()
             .and_then(|exe| exe.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("."));
-        let plugin = |id: &str, binary: &str| PluginSpec {
-            id: id.to_owned(),
-            command: dir.join(binary),
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            autostart: true,
-            calls: Vec::new(),
-            provides: Vec::new(),
-            store_max_keys: None,
-            store_max_bytes: None,
-            permissions: None,
-        };
+        let plugin = |id: &str, binary: &str| PluginSpec::new(id, dir.join(binary));
         let simulator = SimulatorConfig {
             enabled: true,
             ..SimulatorConfig::default()
@@ -194,6 +193,11 @@ impl Config {
         for p in &mut self.plugins {
             absolute(&mut p.command);
         }
+        for key in &mut self.packages.trusted_keys {
+            if key.is_relative() {
+                *key = base.join(&*key);
+            }
+        }
     }
 
     /// The store's directory: `data_dir`, else `$XDG_DATA_HOME/iglu`, else
@@ -206,26 +210,6 @@ impl Config {
             (Some(xdg), _) if !xdg.is_empty() => PathBuf::from(xdg).join("iglu"),
             (_, Some(home)) if !home.is_empty() => PathBuf::from(home).join(".local/share/iglu"),
             _ => PathBuf::from("iglu-data"),
-        }
-    }
-
-    /// The store quota of plugin `id`: its own settings over `[store]`.
-    pub fn quota(&self, id: &str) -> crate::store::Quota {
-        let own = self
-            .plugins
-            .iter()
-            .find(|p| p.id == id)
-            .map(|p| (p.store_max_keys, p.store_max_bytes))
-            .or_else(|| {
-                self.externals
-                    .iter()
-                    .find(|e| e.id == id)
-                    .map(|e| (e.store_max_keys, e.store_max_bytes))
-            })
-            .unwrap_or((None, None));
-        crate::store::Quota {
-            max_keys: own.0.unwrap_or(self.store.max_keys),
-            max_bytes: own.1.unwrap_or(self.store.max_bytes),
         }
     }
 

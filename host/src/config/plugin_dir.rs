@@ -1,6 +1,5 @@
 //! A directory of plugins: every executable file in it is one plugin.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -32,18 +31,7 @@ pub fn scan(dir: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
             tracing::warn!(path = %path.display(), "skipping: the file name is not a valid plugin id ([a-z0-9_-], 1-64)");
             continue;
         }
-        found.push(PluginSpec {
-            id,
-            command: path,
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            autostart: true,
-            calls: Vec::new(),
-            provides: Vec::new(),
-            store_max_keys: None,
-            store_max_bytes: None,
-            permissions: None,
-        });
+        found.push(PluginSpec::new(&id, path));
     }
     found.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(found)

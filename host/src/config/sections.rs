@@ -194,6 +194,36 @@ pub struct PluginSpec {
     /// everything (see `permissions`).
     #[serde(default)]
     pub permissions: Option<crate::permissions::Grants>,
+    /// The sha256 (hex) its executable must have: checked before every
+    /// start, and a start refused if the file changed (set for installed
+    /// packages; may be set for any plugin).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The package it was installed from, if any (its manifest: settings
+    /// schema, version); not written in a config file.
+    #[serde(skip)]
+    pub package: Option<std::sync::Arc<crate::package::manifest::PackageManifest>>,
+}
+
+impl PluginSpec {
+    /// A plugin that runs `command` with no arguments, started with the
+    /// host, with every other field at its default.
+    pub fn new(id: &str, command: PathBuf) -> PluginSpec {
+        PluginSpec {
+            id: id.to_owned(),
+            command,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            autostart: true,
+            calls: Vec::new(),
+            provides: Vec::new(),
+            store_max_keys: None,
+            store_max_bytes: None,
+            permissions: None,
+            sha256: None,
+            package: None,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -238,4 +268,16 @@ impl Default for StoreConfig {
             max_bytes: 16 * 1024 * 1024,
         }
     }
+}
+
+/// Installing packages (`[packages]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackagesConfig {
+    /// Public key files (`iglu keygen`'s `.pub`) whose signatures the host
+    /// trusts; a signed bundle must be signed by one of them.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Install bundles with no signature (default false; `iglu install
+    /// --allow-unsigned` allows one at a time).
+    pub allow_unsigned: bool,
 }

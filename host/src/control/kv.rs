@@ -259,7 +259,7 @@ pub async fn handle(shared: &Shared, request: KvRequest) -> Response {
                 Ok(v) => Bytes::from(v),
                 Err(e) => return Response::err("bad_arguments", e.to_string()),
             };
-            let quota = shared.config.quota(&plugin);
+            let quota = shared.quota(&plugin);
             match store
                 .write(&plugin, quota, vec![Op::Set { key, value }])
                 .await
@@ -269,7 +269,7 @@ pub async fn handle(shared: &Shared, request: KvRequest) -> Response {
             }
         }
         KvRequest::Delete(KeyOf { plugin, key }) => {
-            let quota = shared.config.quota(&plugin);
+            let quota = shared.quota(&plugin);
             match store.write(&plugin, quota, vec![Op::Delete { key }]).await {
                 Ok(done) => {
                     Response::ok(json!({"existed": done.first() == Some(&Done::Deleted(true))}))
@@ -393,7 +393,7 @@ async fn import_one(
             value: Bytes::from(value),
         });
     }
-    let quota = shared.config.quota(plugin);
+    let quota = shared.quota(plugin);
     shared
         .store
         .write(plugin, quota, ops)

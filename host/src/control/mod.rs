@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod kv;
+pub mod packages;
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,18 @@ pub enum Request {
     Restart(PluginRequest),
     /// A plugin's store (`iglu kv`).
     Kv(kv::KvRequest),
+    /// What installing a bundle would do (for approval).
+    Plan(packages::PlanRequest),
+    /// Install a package and start it.
+    Install(packages::InstallRequest),
+    /// Upgrade an installed package with no failed call.
+    Upgrade(packages::InstallRequest),
+    /// Stop and remove an installed package.
+    Uninstall(packages::UninstallRequest),
+    /// Every plugin: where it comes from, version, state, permissions.
+    Plugins,
+    /// A plugin's settings.
+    Settings(packages::SettingsRequest),
 }
 
 /// `call`: a plugin's method with JSON arguments.
@@ -115,13 +128,28 @@ impl Request {
             "stop" => Request::Stop(serde_json::from_str(text)?),
             "restart" => Request::Restart(serde_json::from_str(text)?),
             "kv" => Request::Kv(kv::KvRequest::from_json(text)?),
+            "plan" => Request::Plan(serde_json::from_str(text)?),
+            "install" => Request::Install(serde_json::from_str(text)?),
+            "upgrade" => Request::Upgrade(serde_json::from_str(text)?),
+            "uninstall" => Request::Uninstall(serde_json::from_str(text)?),
+            "plugins" => Request::Plugins,
+            "settings" => Request::Settings(settings_from_json(text)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
-                    "unknown cmd {other:?} (status, call, publish, start, stop, restart, kv)"
+                    "unknown cmd {other:?} (status, call, publish, start, stop, restart, kv, plan, install, upgrade, uninstall, plugins, settings)"
                 )))
             }
         })
     }
+}
+
+/// A `settings` request: `{"cmd": "settings", "op": "set", ...}`.
+fn settings_from_json(text: &str) -> Result<packages::SettingsRequest, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("cmd");
+    }
+    serde_json::from_value(value)
 }
 
 /// The answer: `{"ok": true, "result": ...}` or `{"ok": false, "code": ..., "message": ...}`.

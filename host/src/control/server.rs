@@ -26,7 +26,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{Request, Response};
+use super::{packages, Request, Response};
 use crate::call;
 use crate::error::HostError;
 use crate::json_msgpack;
@@ -149,7 +149,7 @@ enum Unread {
     Silent,
 }
 
-async fn serve_one(shared: &Shared, budgets: &Budgets, stream: UnixStream) {
+async fn serve_one(shared: &Arc<Shared>, budgets: &Budgets, stream: UnixStream) {
     let (mut read, write) = stream.into_split();
     let (id, evicted) = budgets.reading.enter();
     let request = tokio::select! {
@@ -294,7 +294,7 @@ fn parse(line: &[u8]) -> Result<Request, Response> {
         .map_err(|e| Response::err("bad_request", format!("not a valid request: {e}")))
 }
 
-async fn handle(shared: &Shared, request: Request) -> Response {
+async fn handle(shared: &Arc<Shared>, request: Request) -> Response {
     match request {
         Request::Status => match serde_json::to_value(shared.status()) {
             Ok(v) => Response::ok(v),
@@ -348,6 +348,12 @@ async fn handle(shared: &Shared, request: Request) -> Response {
         Request::Stop(p) => lifecycle(shared, &p.plugin, Command::Stop, "stopped").await,
         Request::Restart(p) => lifecycle(shared, &p.plugin, Command::Restart, "restarting").await,
         Request::Kv(kv) => super::kv::handle(shared, kv).await,
+        Request::Plan(r) => packages::plan(shared, r).await,
+        Request::Install(r) => packages::install(shared, r).await,
+        Request::Upgrade(r) => packages::upgrade(shared, r).await,
+        Request::Uninstall(r) => packages::uninstall(shared, r).await,
+        Request::Plugins => packages::plugins(shared),
+        Request::Settings(r) => packages::settings(shared, r),
     }
 }
 

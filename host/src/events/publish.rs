@@ -44,6 +44,29 @@ impl EventHub {
     }
 }
 
+impl EventHub {
+    /// Queues an event from the host for one plugin only, whatever it
+    /// subscribes to (its settings changed, on `$iglu/plugins/<id>/settings`).
+    /// False if there is no such plugin.
+    pub fn send_to(&self, plugin: &str, topic: &str, payload: Bytes) -> Result<bool, WireError> {
+        let event = Event {
+            topic: topic.to_owned(),
+            payload,
+            source: Source::System.as_str().to_owned(),
+            timestamp_ms: now_ms(),
+            retained: false,
+        };
+        let published = Arc::new(published(&event)?);
+        match self.subscriptions.queue(plugin) {
+            Some(queue) => {
+                queue.push(published, false);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
 /// An event as it is queued: its EVENT body encoded once.
 pub(super) fn published(event: &Event) -> Result<Published, WireError> {
     let body = iglu_bus::codec::encode_event_body(&EventBody {

@@ -55,6 +55,11 @@ struct Inner {
     credit: u64,
     /// The session that may take events; `None` while the plugin is down.
     owner: Option<Uuid>,
+    /// The previous owner after an upgrade's hand-over, with what it was
+    /// sent and has not acknowledged yet (its bytes count in
+    /// `unacked_bytes`): its CREDIT still acknowledges them, and what is
+    /// left when it ends goes back to the front for the new owner.
+    draining: Option<(Uuid, VecDeque<Queued>)>,
     next_seq: u64,
     delivered: u64,
     dropped: u64,
@@ -80,6 +85,7 @@ impl EventQueue {
                 unacked_bytes: 0,
                 credit: 0,
                 owner: None,
+                draining: None,
                 next_seq: 1,
                 delivered: 0,
                 dropped: 0,
@@ -143,10 +149,58 @@ impl EventQueue {
         q.owner = Some(session);
     }
 
+    /// An upgrade switched the plugin to session `to`: `from` keeps what it
+    /// was sent (and may still acknowledge it), everything else goes to
+    /// `to`, which starts with no credit. Sequence numbers go on: `to` gets
+    /// the next event `from` did not, so each event goes to one of them.
+    pub fn hand_over(&self, from: Uuid, to: Uuid) {
+        let mut q = self.lock();
+        if let Some((_, mut rest)) = q.draining.take() {
+            // Two upgrades back to back: the older leftovers go back first.
+            rest.extend(std::mem::take(&mut q.unacked));
+            q.unacked = rest;
+        }
+        if q.owner == Some(from) {
+            let sent = std::mem::take(&mut q.unacked);
+            q.draining = Some((from, sent));
+        } else {
+            requeue_unacked(&mut q);
+        }
+        q.credit = 0;
+        q.owner = Some(to);
+    }
+
+    /// Events sent to `session` that it has not acknowledged yet.
+    pub fn unacked_by(&self, session: Uuid) -> usize {
+        let q = self.lock();
+        match &q.draining {
+            Some((s, sent)) if *s == session => sent.len(),
+            _ if q.owner == Some(session) => q.unacked.len(),
+            _ => 0,
+        }
+    }
+
     /// The session ended: put its unacknowledged events back, unless another
     /// session already took over.
     pub fn detach(&self, session: Uuid) {
         let mut q = self.lock();
+        if let Some((old, _)) = &q.draining {
+            if *old == session {
+                // What the old version never finished goes to the new one
+                // first, as after a crash.
+                if let Some((_, sent)) = q.draining.take() {
+                    for item in sent.into_iter().rev() {
+                        let size = item.event.body.len();
+                        q.unacked_bytes -= size;
+                        q.waiting_bytes += size;
+                        q.waiting.push_front(item);
+                    }
+                }
+                drop(q);
+                self.ready.notify_one();
+                return;
+            }
+        }
         if q.owner != Some(session) {
             return;
         }
@@ -188,6 +242,15 @@ impl EventQueue {
     /// The plugin finished `n` events and can take `n` more.
     pub fn credit(&self, session: Uuid, n: u32) {
         let mut q = self.lock();
+        if let Some((old, sent)) = q.draining.as_mut() {
+            if *old == session {
+                let acked = (n as usize).min(sent.len());
+                let freed: usize = sent.drain(..acked).map(|i| i.event.body.len()).sum();
+                q.unacked_bytes -= freed;
+                q.delivered += acked as u64;
+                return;
+            }
+        }
         if q.owner != Some(session) {
             return;
         }
@@ -219,17 +282,24 @@ impl EventQueue {
     /// Counters for status.
     pub fn stats(&self) -> QueueStats {
         let q = self.lock();
+        let draining = q.draining.as_ref().map_or(0, |(_, sent)| sent.len());
         QueueStats {
             queued: q.waiting.len() as u64,
-            in_flight: q.unacked.len() as u64,
+            in_flight: (q.unacked.len() + draining) as u64,
             delivered: q.delivered,
             dropped: q.dropped,
         }
     }
 }
 
-/// What a session left unacknowledged goes back to the front, in order.
+/// What a session left unacknowledged goes back to the front, in order
+/// (a draining old version's too: a new session took over from scratch).
 fn requeue_unacked(q: &mut Inner) {
+    if let Some((_, sent)) = q.draining.take() {
+        let mut all = sent;
+        all.extend(std::mem::take(&mut q.unacked));
+        q.unacked = all;
+    }
     let mut unacked = std::mem::take(&mut q.unacked);
     let bytes = std::mem::take(&mut q.unacked_bytes);
     q.waiting_bytes += bytes;
@@ -347,6 +417,31 @@ mod tests {
         // A crash puts in-flight bytes back to waiting, nothing lost or doubled.
         q.detach(s);
         assert_eq!(q.bytes(), 1024);
+    }
+
+    #[test]
+    fn a_hand_over_gives_each_event_to_one_session() {
+        let q = EventQueue::new(100, usize::MAX);
+        for n in 0..6 {
+            q.push(ev(n), false);
+        }
+        let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+        q.attach(old);
+        q.credit(old, 3);
+        let to_old: Vec<u64> = q.take_batch(old, 64).iter().map(|i| i.seq).collect();
+        assert_eq!(to_old, vec![1, 2, 3]);
+        q.hand_over(old, new);
+        assert!(q.take_batch(old, 64).is_empty(), "the old session takes nothing new");
+        q.credit(old, 2); // it finishes 1 and 2 while draining
+        assert_eq!(q.unacked_by(old), 1);
+        q.credit(new, 10);
+        let to_new: Vec<u64> = q.take_batch(new, 64).iter().map(|i| i.seq).collect();
+        assert_eq!(to_new, vec![4, 5, 6]);
+        // It ends with 3 unfinished: 3 goes to the new session, once.
+        q.detach(old);
+        let again: Vec<u64> = q.take_batch(new, 64).iter().map(|i| i.seq).collect();
+        assert_eq!(again, vec![3]);
+        assert_eq!(q.stats().delivered, 2);
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Subscriptions {
             });
     }
 
+    /// Forgets plugin `id`: its filters and whatever waited in its queue.
+    pub fn remove_plugin(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
     /// The plugin's queue.
     pub fn queue(&self, id: &str) -> Option<Arc<EventQueue>> {
         self.lock().get(id).map(|s| s.queue.clone())

@@ -21,6 +21,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The sha256 of a file, in hex, read a piece at a time (an executable
+/// may be large; it is never held whole).
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// The bundle's file name for a manifest: `<id>-<version>.iglu.tar.gz`.
 pub fn file_name(m: &PackageManifest) -> String {
     format!("{}-{}.iglu.tar.gz", m.id, m.version)

@@ -74,7 +74,33 @@ pub fn verify(
     allow_unsigned: bool,
 ) -> Result<Verified, PackageError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let sha256 = bundle::sha256_hex(&bytes);
+    let (sha256, signed_by) = authenticate(path, &bytes, trusted, allow_unsigned)?;
+    let scratch = std::env::temp_dir().join(format!(
+        "iglu-verify-{}-{}",
+        std::process::id(),
+        &sha256[..12]
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let manifest = bundle::unpack(&bytes, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Verified {
+        manifest: manifest?,
+        sha256,
+        signed_by,
+    })
+}
+
+/// Checks the bundle `bytes` read from `path`: its checksum against
+/// `<path>.sha256` if there is one, and its signature `<path>.sig` against
+/// the `trusted` key files (no signature: refused unless
+/// `allow_unsigned`). Returns its sha256 and which key signed it.
+pub fn authenticate(
+    path: &Path,
+    bytes: &[u8],
+    trusted: &[PathBuf],
+    allow_unsigned: bool,
+) -> Result<(String, Option<usize>), PackageError> {
+    let sha256 = bundle::sha256_hex(bytes);
     let sum = sidecar(path, ".sha256");
     if sum.exists() {
         let text = std::fs::read_to_string(&sum).map_err(io(&sum))?;
@@ -95,11 +121,11 @@ pub fn verify(
         }
         if keys.is_empty() {
             return Err(PackageError::Signature(
-                "the bundle is signed, and no trusted key was given to check it (--key)".into(),
+                "the bundle is signed, and no trusted key is configured to check it".into(),
             ));
         }
         let text = std::fs::read_to_string(&sig).map_err(io(&sig))?;
-        Some(signing::verify(&bytes, &text, &keys)?)
+        Some(signing::verify(bytes, &text, &keys)?)
     } else if allow_unsigned {
         None
     } else {
@@ -108,17 +134,5 @@ pub fn verify(
             sig.display()
         )));
     };
-    let scratch = std::env::temp_dir().join(format!(
-        "iglu-verify-{}-{}",
-        std::process::id(),
-        &sha256[..12]
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let manifest = bundle::unpack(&bytes, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(Verified {
-        manifest: manifest?,
-        sha256,
-        signed_by,
-    })
+    Ok((sha256, signed_by))
 }

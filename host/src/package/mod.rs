@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod commands;
+pub mod installed;
 pub mod manifest;
 pub mod signing;
 

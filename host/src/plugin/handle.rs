@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::config::PluginSpec;
 use crate::error::HostError;
 use crate::session::SessionNews;
 
@@ -23,6 +24,24 @@ pub enum Command {
     Stop(oneshot::Sender<()>),
     /// Stop it and start it again.
     Restart(oneshot::Sender<()>),
+    /// Run this new version of it instead, switching its traffic over
+    /// with no failed call (see [`super::supervisor`]).
+    Upgrade(Box<PluginSpec>, oneshot::Sender<Result<Upgraded, String>>),
+}
+
+/// How an upgrade went.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Upgraded {
+    /// From the command to the new version's handshake, in ms (0 if the
+    /// plugin was not running: its next start runs the new version).
+    pub started_ms: f64,
+    /// How long the switch itself took (traffic from one session to the
+    /// other), in ms.
+    pub switch_ms: f64,
+    /// From the switch to the old version's exit, in ms.
+    pub drained_ms: f64,
+    /// Whether traffic was switched between two running versions.
+    pub switched: bool,
 }
 
 /// One plugin's channels and supervisor task.
@@ -76,6 +95,12 @@ impl Handles {
         }
     }
 
+    /// Takes plugin `id`'s handle out: its supervisor, its command channel
+    /// closed, ends; the task is returned to be waited for.
+    pub fn remove(&self, id: &str) -> Option<JoinHandle<()>> {
+        self.lock().remove(id).and_then(|h| h.task)
+    }
+
     /// Where the sessions of plugin `id` send their news.
     pub fn news(&self, id: &str) -> Option<mpsc::Sender<SessionNews>> {
         self.lock().get(id).map(|h| h.news.clone())
@@ -87,6 +112,25 @@ impl Handles {
             .values_mut()
             .filter_map(|h| h.task.take())
             .collect()
+    }
+
+    /// Asks a plugin's supervisor to upgrade it to `spec`, and waits for
+    /// the outcome: how it went, or why the old version still runs.
+    pub async fn upgrade(
+        &self,
+        id: &str,
+        spec: PluginSpec,
+    ) -> Result<Result<Upgraded, String>, HostError> {
+        let tx = self
+            .lock()
+            .get(id)
+            .map(|h| h.commands.clone())
+            .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))?;
+        let (done, wait) = oneshot::channel();
+        tx.send(Command::Upgrade(Box::new(spec), done))
+            .await
+            .map_err(|_| HostError::Supervisor(id.to_owned()))?;
+        wait.await.map_err(|_| HostError::Supervisor(id.to_owned()))
     }
 
     /// Sends a command to a plugin's supervisor and waits until it is carried out.

@@ -18,6 +18,10 @@ use iglu_bus::{ErrorCode, Manifest, WireError};
 
 use super::state::PluginState;
 use super::transition::Transition;
+
+mod candidate;
+pub use candidate::{Admission, Ready, SwitchedOver};
+use candidate::Candidate;
 use crate::config::{ExternalSpec, PluginSpec};
 use crate::events::lifecycle::LifecycleEvent;
 use crate::events::EventHub;
@@ -30,6 +34,24 @@ pub enum PluginKind {
     Managed(PluginSpec),
     /// A process elsewhere that connects by itself.
     External(ExternalSpec),
+}
+
+impl PluginKind {
+    /// What its HELLO must announce.
+    pub fn provides(&self) -> &[String] {
+        match self {
+            PluginKind::Managed(spec) => &spec.provides,
+            PluginKind::External(spec) => &spec.provides,
+        }
+    }
+
+    /// What it may publish, subscribe to and call on the host (`None`: everything).
+    pub fn grants(&self) -> Option<crate::permissions::Grants> {
+        match self {
+            PluginKind::Managed(spec) => spec.permissions.clone(),
+            PluginKind::External(spec) => spec.permissions.clone(),
+        }
+    }
 }
 
 /// What the host knows about one plugin.
@@ -50,6 +72,8 @@ pub struct Facts {
     token: Option<String>,
     session: Option<Arc<Session>>,
     since: Option<Instant>,
+    /// Its next version, started beside it during an upgrade.
+    candidate: Option<Candidate>,
 }
 
 impl Facts {
@@ -91,9 +115,13 @@ impl Facts {
     }
     /// What the config says it must provide.
     pub fn provides(&self) -> &[String] {
+        self.kind.provides()
+    }
+    /// Its own store quota (keys, bytes), where it has one.
+    pub fn store_quota(&self) -> (Option<u64>, Option<u64>) {
         match &self.kind {
-            PluginKind::Managed(spec) => &spec.provides,
-            PluginKind::External(spec) => &spec.provides,
+            PluginKind::Managed(spec) => (spec.store_max_keys, spec.store_max_bytes),
+            PluginKind::External(spec) => (spec.store_max_keys, spec.store_max_bytes),
         }
     }
     /// The live session, if any.
@@ -158,8 +186,20 @@ impl Registry {
                 token: None,
                 session: None,
                 since: None,
+                candidate: None,
             },
         );
+    }
+
+    /// Takes a plugin out (uninstalled, or gone from the watched
+    /// `plugin_dir`); its supervisor has stopped it first.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Whether a plugin has this id.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
     }
 
     /// Reads one plugin's facts; `None` if there is no such plugin.
@@ -198,11 +238,7 @@ impl Registry {
     /// What `id` may publish, subscribe to and call on the host (`None`:
     /// everything).
     pub fn grants(&self, id: &str) -> Option<crate::permissions::Grants> {
-        self.read(id, |e| match &e.kind {
-            PluginKind::Managed(spec) => spec.permissions.clone(),
-            PluginKind::External(spec) => spec.permissions.clone(),
-        })
-        .flatten()
+        self.read(id, |e| e.kind.grants()).flatten()
     }
 
     /// Counts a refusal for lack of a permission (shown in `iglu status`).
@@ -219,17 +255,25 @@ impl Registry {
         }
     }
 
-    /// Whether a HELLO for `id` with `token` may open a session now; the
-    /// session's launch number if so. The token is compared in constant
-    /// time, before anything else about the plugin is revealed.
-    pub fn expecting(&self, id: &str, token: &str) -> Result<u64, Refusal> {
+    /// Whether a HELLO for `id` with `token` may open a session now: as
+    /// the plugin's next launch, or as the new version of an upgrade. The
+    /// tokens are compared in constant time, before anything else about
+    /// the plugin is revealed.
+    pub fn expecting(&self, id: &str, token: &str) -> Result<Admission, Refusal> {
         let plugins = self.lock();
         let e = plugins.get(id).ok_or(Refusal::Unknown)?;
-        if !e
+        let current = e
             .token
             .as_deref()
-            .is_some_and(|expected| tokens_match(expected, token))
-        {
+            .is_some_and(|expected| tokens_match(expected, token));
+        let next = e
+            .candidate
+            .as_ref()
+            .is_some_and(|c| tokens_match(&c.token, token));
+        if next {
+            return candidate::expecting(e);
+        }
+        if !current {
             return Err(Refusal::BadToken);
         }
         if e.state == PluginState::Stopped {
@@ -238,7 +282,10 @@ impl Registry {
         if e.live_session().is_some() {
             return Err(Refusal::Duplicate);
         }
-        Ok(e.launch + 1)
+        Ok(Admission {
+            launch: e.launch + 1,
+            candidate: false,
+        })
     }
 
     /// Applies a transition; false if it no longer applies (a handshake
@@ -306,12 +353,15 @@ impl Registry {
         })
     }
 
-    /// Every live session.
+    /// Every live session (an upgrade's new version's too).
     pub fn sessions(&self) -> Vec<Arc<Session>> {
-        self.lock()
+        let plugins = self.lock();
+        let mut all: Vec<Arc<Session>> = plugins
             .values()
             .filter_map(|e| e.live_session().cloned())
-            .collect()
+            .collect();
+        all.extend(plugins.values().filter_map(candidate::session));
+        all
     }
 
     /// Why its last session ended, if it has ended.

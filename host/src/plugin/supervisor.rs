@@ -59,6 +59,8 @@ enum Next {
     Stop(oneshot::Sender<()>),
     /// Asked to stop it and start it again.
     Restart(oneshot::Sender<()>),
+    /// Asked to run a new version beside it and switch over.
+    Upgrade(Box<crate::config::PluginSpec>, upgrade::Done),
     /// The host shuts down.
     Shutdown,
     /// Done.
@@ -102,6 +104,7 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
                 let _ = done.send(());
                 Next::Launch { after_crash: false }
             }
+            Next::Upgrade(spec, done) => sup.upgrade(*spec, done).await,
             Next::Shutdown => {
                 if sup.runner.reconnects() {
                     // It is told, and left to find the next host by itself.
@@ -115,6 +118,8 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
         }
     }
 }
+
+mod upgrade;
 
 struct Supervisor<R> {
     s: Supervision,
@@ -176,6 +181,10 @@ impl<R: Runner> Supervisor<R> {
                 Some(Command::Stop(done)) => {
                     self.stop_idle().await;
                     let _ = done.send(());
+                    Next::Idle
+                }
+                Some(Command::Upgrade(spec, done)) => {
+                    self.replace(*spec, done);
                     Next::Idle
                 }
             },
@@ -259,6 +268,7 @@ impl<R: Runner> Supervisor<R> {
                     Some(Command::Stop(done)) => return Next::Stop(done),
                     Some(Command::Restart(done)) => return Next::Restart(done),
                     Some(Command::Start(done)) => { let _ = done.send(()); }
+                    Some(Command::Upgrade(spec, done)) => return Next::Upgrade(spec, done),
                     None => return Next::Exit,
                 },
                 _ = sleep_until(deadline), if connected.is_none() => {
@@ -299,6 +309,10 @@ impl<R: Runner> Supervisor<R> {
                         }
                         Some(Command::Start(done)) | Some(Command::Restart(done)) => {
                             let _ = done.send(());
+                            Next::Launch { after_crash: true }
+                        }
+                        Some(Command::Upgrade(spec, done)) => {
+                            self.replace(*spec, done);
                             Next::Launch { after_crash: true }
                         }
                     },

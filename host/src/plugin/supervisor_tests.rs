@@ -94,18 +94,7 @@ const RESTART: RestartConfig = RestartConfig {
 
 fn rig(life: Option<Duration>, handshake: Option<Duration>, restarts: bool) -> Rig {
     let registry = Arc::new(Registry::new(EventHub::new(16, 1 << 20)));
-    let spec = PluginSpec {
-        id: "p".into(),
-        command: "/bin/true".into(),
-        args: Vec::new(),
-        env: Default::default(),
-        autostart: true,
-        calls: Vec::new(),
-        provides: Vec::new(),
-        store_max_keys: None,
-        store_max_bytes: None,
-        permissions: None,
-    };
+    let spec = PluginSpec::new("p", "/bin/true".into());
     registry.insert("p", PluginKind::Managed(spec), PluginState::Starting);
     let handles = Arc::new(Handles::default());
     let inbox = handles.open("p");

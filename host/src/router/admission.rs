@@ -11,7 +11,7 @@ use iglu_bus::transport::PeerId;
 use iglu_bus::{FoldSet, Hello, Message, Reject, RejectCode, Welcome};
 
 use crate::events::delivery;
-use crate::plugin::registry::Refusal;
+use crate::plugin::registry::{Admission, Ready, Refusal};
 use crate::plugin::transition::Transition;
 use crate::session::{Loss, Opening, Session, SessionNews};
 use crate::shared::Shared;
@@ -29,14 +29,22 @@ pub fn reject(code: RejectCode, message: impl Into<String>) -> Reject {
 /// session is registered. WELCOME goes out before the session is visible to
 /// anyone else, so no heartbeat, call or event can overtake it.
 pub fn admit(shared: &Shared, peer: &PeerId, hello: Hello) -> Result<Arc<Session>, Reject> {
-    let (session, welcome, launch) = check(shared, peer, &hello)?;
+    let (session, welcome, admission) = check(shared, peer, &hello).inspect_err(|r| {
+        // An upgrade's new version that is refused: the upgrade says why.
+        shared
+            .registry
+            .candidate_refused(&hello.plugin_id, &hello.token, &r.message);
+    })?;
     if !session.send(welcome) {
         return Err(reject(
             RejectCode::MalformedHello,
             "the peer left during the handshake",
         ));
     }
-    register(shared, session, hello, launch)
+    if admission.candidate {
+        return register_candidate(shared, session, hello, admission.launch);
+    }
+    register(shared, session, hello, admission.launch)
 }
 
 /// Every check; returns the unregistered session, its WELCOME and its launch number.
@@ -44,13 +52,16 @@ fn check(
     shared: &Shared,
     peer: &PeerId,
     hello: &Hello,
-) -> Result<(Arc<Session>, bytes::Bytes, u64), Reject> {
+) -> Result<(Arc<Session>, bytes::Bytes, Admission), Reject> {
     let version = check_hello_basics(hello).map_err(|(code, msg)| reject(code, msg))?;
     let id = &hello.plugin_id;
-    let launch = shared
+    let admission = shared
         .registry
         .expecting(id, &hello.token)
         .map_err(|refusal| refused(id, refusal))?;
+    let Some(kind) = shared.registry.spec_for(id, admission.candidate) else {
+        return Err(refused(id, Refusal::Unknown));
+    };
     validate_manifest(&hello.manifest, &hello.methods)
         .map_err(|msg| reject(RejectCode::MalformedManifest, msg))?;
     if let Some(bad) = hello
@@ -63,7 +74,7 @@ fn check(
             format!("subscription: {bad}"),
         ));
     }
-    check_interfaces(shared, hello)?;
+    check_interfaces(hello, kind.provides())?;
     let (Some(news), Some(events)) = (
         shared.handles.news(id),
         shared.events.subscriptions.queue(id),
@@ -73,7 +84,7 @@ fn check(
     let session = Session::open(
         Opening {
             plugin_id: Arc::from(id.as_str()),
-            launch,
+            launch: admission.launch,
             peer: peer.clone(),
             methods: hello.methods.iter().cloned().collect::<FoldSet<_>>(),
             version,
@@ -81,7 +92,7 @@ fn check(
             call_bytes_max: shared.config.send_queue_bytes / 2,
             news,
             events,
-            grants: shared.registry.grants(id).map(Arc::new),
+            grants: kind.grants().map(Arc::new),
         },
         shared.outbound.clone(),
         &shared.clock,
@@ -100,12 +111,12 @@ fn check(
             format!("host could not encode WELCOME: {e}"),
         )
     })?;
-    Ok((session, frame, launch))
+    Ok((session, frame, admission))
 }
 
 /// The interfaces a HELLO announces: each method among its methods, and
-/// everything the config says this plugin must provide.
-fn check_interfaces(shared: &Shared, hello: &Hello) -> Result<(), Reject> {
+/// everything the plugin (or the upgrade's new version) must provide.
+fn check_interfaces(hello: &Hello, provides: &[String]) -> Result<(), Reject> {
     for i in &hello.interfaces {
         if let Some(m) = i.methods.iter().find(|m| {
             !hello
@@ -121,10 +132,6 @@ fn check_interfaces(shared: &Shared, hello: &Hello) -> Result<(), Reject> {
             ));
         }
     }
-    let provides = shared
-        .registry
-        .read(&hello.plugin_id, |f| f.provides().to_vec())
-        .unwrap_or_default();
     if let Some(missing) = provides
         .iter()
         .find(|r| !iglu_bus::interface::satisfies(r, &hello.interfaces))
@@ -185,23 +192,7 @@ fn register(
     // Events that waited while it was down stay first; then the current
     // state of every topic it subscribes to; then the live stream (the
     // announcement of its own Running state included).
-    let mut filters = hello.subscriptions;
-    if let Some(grants) = &session.grants {
-        // Subscriptions it may not have are left out, each logged and counted.
-        filters.retain(|f| {
-            let allowed = grants.allows_subscribe(f);
-            if !allowed {
-                let e = crate::permissions::denied(
-                    &id,
-                    &format!("subscribe {f:?}"),
-                    "its HELLO's subscription",
-                );
-                session.log_denial(&e);
-                shared.registry.count_denial(&id);
-            }
-            allowed
-        });
-    }
+    let filters = allowed_subscriptions(shared, &session, hello.subscriptions);
     let (queue, filters_before, own_before) = shared
         .events
         .subscriptions
@@ -236,5 +227,59 @@ fn register(
         let _ = news.try_send(SessionNews::Opened { launch });
     }
     tokio::spawn(delivery::run(session.clone(), queue));
+    Ok(session)
+}
+
+/// A HELLO's subscriptions, less those the plugin may not have (each logged
+/// and counted).
+fn allowed_subscriptions(shared: &Shared, session: &Session, mut filters: Vec<String>) -> Vec<String> {
+    if let Some(grants) = &session.grants {
+        filters.retain(|f| {
+            let allowed = grants.allows_subscribe(f);
+            if !allowed {
+                let e = crate::permissions::denied(
+                    &session.plugin_id,
+                    &format!("subscribe {f:?}"),
+                    "its HELLO's subscription",
+                );
+                session.log_denial(&e);
+                shared.registry.count_denial(&session.plugin_id);
+            }
+            allowed
+        });
+    }
+    filters
+}
+
+/// An upgrade's new version handshook: its session waits, with no calls
+/// and no events, until the supervisor switches the plugin over to it.
+fn register_candidate(
+    shared: &Shared,
+    session: Arc<Session>,
+    hello: Hello,
+    launch: u64,
+) -> Result<Arc<Session>, Reject> {
+    let id = hello.plugin_id.clone();
+    let subscriptions = allowed_subscriptions(shared, &session, hello.subscriptions);
+    session.touch();
+    let ready = Ready {
+        launch,
+        session: session.clone(),
+        manifest: hello.manifest,
+        methods: hello.methods,
+        interfaces: hello.interfaces,
+        subscriptions,
+        receive_own: hello.receive_own,
+    };
+    if !shared.registry.candidate_ready(&id, ready) {
+        session.close(Loss::Stopping);
+        return Err(reject(
+            RejectCode::DuplicateId,
+            format!("the upgrade of plugin {id} ended during its handshake"),
+        ));
+    }
+    if let Some(news) = shared.handles.news(&id) {
+        let _ = news.try_send(SessionNews::Opened { launch });
+    }
     Ok(session)
 }

@@ -93,11 +93,36 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
         None => request.method,
     };
     let args = Bytes::from(request.args.into_vec());
-    match shared.registry.session(&plugin) {
-        Ok(callee) => direct(caller, id, &callee, plugin, &method, args, deadline),
-        Err(_) if wait => waiting(shared, caller, id, plugin, method, args, deadline),
-        Err(e) => failed(CallError::from_wire(&plugin, deadline, e)),
+    // A callee handed over to its new version (an upgrade) refuses the
+    // call before sending it: it is made again on the session in force.
+    for _ in 0..3 {
+        match shared.registry.session(&plugin) {
+            Ok(callee) => {
+                match direct(caller, id, &callee, plugin.clone(), &method, args.clone(), deadline) {
+                    Direct::Done => return,
+                    Direct::HandedOver => continue,
+                }
+            }
+            Err(_) if wait => return waiting(shared, caller, id, plugin, method, args, deadline),
+            Err(e) => return failed(CallError::from_wire(&plugin, deadline, e)),
+        }
     }
+    failed(CallError::from_wire(
+        &plugin,
+        deadline,
+        WireError::new(
+            ErrorCode::NotRunning,
+            format!("plugin {plugin} is being upgraded; try again"),
+        ),
+    ))
+}
+
+/// How a direct forward went.
+enum Direct {
+    /// Sent, or answered with its failure.
+    Done,
+    /// Refused unsent by a session handed over to a new version.
+    HandedOver,
 }
 
 /// Forwards call `id` of `caller` to the running `callee`: the callee's
@@ -110,11 +135,11 @@ fn direct(
     method: &str,
     args: Bytes,
     deadline: Duration,
-) {
+) -> Direct {
     let callee_id = CallId::new_v4();
     if !caller.track_forwarded(id, forwarded::direct(callee, callee_id)) {
         // Its session just ended (the room was checked above).
-        return;
+        return Direct::Done;
     }
     let to = Arc::downgrade(caller);
     let served = Served::Direct(callee_id);
@@ -126,6 +151,11 @@ fn direct(
         }
     };
     match callee.forward(callee_id, method, args, deadline, Box::new(done)) {
+        Err(e) if e.code == ErrorCode::NotRunning && callee.is_handed_over() => {
+            if caller.forwarded_done(&id, served) {
+                return Direct::HandedOver;
+            }
+        }
         Err(e) => {
             if caller.forwarded_done(&id, served) {
                 let e = CallError::from_wire(&callee.plugin_id, deadline, e).to_wire();
@@ -139,6 +169,7 @@ fn direct(
         }
         Ok(()) => {}
     }
+    Direct::Done
 }
 
 /// Serves call `id` of `caller` in a task that waits (within the

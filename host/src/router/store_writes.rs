@@ -36,7 +36,7 @@ pub(super) fn start(shared: &Shared, session: &Arc<Session>, call: Call) {
         Ok(ops) => ops,
         Err(e) => return answer(session, id, Err(e)),
     };
-    let quota = shared.config.quota(&session.plugin_id);
+    let quota = shared.quota(&session.plugin_id);
     let to = Arc::downgrade(session);
     let method = call.method;
     let done = Box::new(move |outcome: Result<Vec<Done>, StoreError>| {

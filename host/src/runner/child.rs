@@ -16,6 +16,7 @@ use super::output::forward_lines;
 use super::Runner;
 use crate::config::PluginSpec;
 use crate::session::Loss;
+use crate::settings::Settings;
 
 /// After the socket reports a plugin gone, how long to wait for its process
 /// to exit by itself, so `last_exit` can name the real cause (the signal)
@@ -27,20 +28,62 @@ pub struct ChildRunner {
     spec: PluginSpec,
     endpoint: String,
     handshake_timeout: Duration,
+    settings: Arc<Settings>,
     process: Option<PluginProcess>,
 }
 
 impl ChildRunner {
     /// A runner for `spec`, whose launches connect to `endpoint` and have
-    /// `handshake_timeout` to say HELLO.
-    pub fn new(spec: PluginSpec, endpoint: String, handshake_timeout: Duration) -> ChildRunner {
+    /// `handshake_timeout` to say HELLO, and get their settings from `settings`.
+    pub fn new(
+        spec: PluginSpec,
+        endpoint: String,
+        handshake_timeout: Duration,
+        settings: Arc<Settings>,
+    ) -> ChildRunner {
         ChildRunner {
             spec,
             endpoint,
             handshake_timeout,
+            settings,
             process: None,
         }
     }
+
+    /// The plugin it runs.
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// A runner like this one for another version of the plugin.
+    pub fn with_spec(&self, spec: PluginSpec) -> ChildRunner {
+        ChildRunner::new(
+            spec,
+            self.endpoint.clone(),
+            self.handshake_timeout,
+            self.settings.clone(),
+        )
+    }
+}
+
+/// Refuses an executable whose sha256 is not the one `spec` pins (an
+/// installed package's, checked before every start).
+async fn check_integrity(spec: &PluginSpec) -> Result<(), String> {
+    let Some(expected) = spec.sha256.clone() else {
+        return Ok(());
+    };
+    let path = spec.command.clone();
+    let actual = tokio::task::spawn_blocking(move || crate::package::bundle::file_sha256(&path))
+        .await
+        .map_err(|e| format!("could not check the executable: {e}"))?
+        .map_err(|e| format!("could not read {} to check it: {e}", spec.command.display()))?;
+    if !actual.eq_ignore_ascii_case(&expected) {
+        return Err(format!(
+            "refused to start: {} changed since it was installed (sha256 {actual}, installed {expected})",
+            spec.command.display()
+        ));
+    }
+    Ok(())
 }
 
 impl Runner for ChildRunner {
@@ -50,7 +93,10 @@ impl Runner for ChildRunner {
 
     async fn start(&mut self, token: &str, _after_crash: bool) -> Result<Option<u32>, String> {
         self.process = None;
+        check_integrity(&self.spec).await?;
+        let settings = serde_json::Value::Object(self.settings.effective(&self.spec.id)).to_string();
         let env = [
+            (crate::settings::ENV, settings),
             (COOKIE_KEY, COOKIE_VALUE.to_owned()),
             (launch::ENDPOINT, self.endpoint.clone()),
             (launch::TOKEN, token.to_owned()),
@@ -142,6 +188,10 @@ impl Runner for ChildRunner {
 
     fn restarts(&self) -> bool {
         true
+    }
+
+    fn successor(&self, spec: &PluginSpec) -> Option<ChildRunner> {
+        Some(self.with_spec(spec.clone()))
     }
 
     fn reconnects(&self) -> bool {

@@ -66,6 +66,16 @@ pub trait Runner: Send + 'static {
     /// an attached plugin: only with a restart command).
     fn restarts(&self) -> bool;
 
+    /// A runner for another version of the same plugin, started beside
+    /// this one during an upgrade; `None` where the host cannot (a plugin
+    /// that runs elsewhere is upgraded where it runs).
+    fn successor(&self, _spec: &crate::config::PluginSpec) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Whether the plugin may connect again by itself, with no start from
     /// the host: its token stays valid while it is down, and the host's
     /// shutdown leaves it running, to reconnect to the next host.

@@ -100,6 +100,12 @@ impl Session {
             if let Some(loss) = &calls.closed {
                 return Err(loss.to_call_error(&self.plugin_id));
             }
+            if calls.handed_over {
+                return Err(WireError::new(
+                    ErrorCode::NotRunning,
+                    format!("plugin {} was handed over to its new version", self.plugin_id),
+                ));
+            }
             calls.table.insert(id, waiter, expires)
         };
         if wake_keeper {

@@ -46,6 +46,10 @@ const FOREVER: Duration = Duration::from_secs(86400 * 365 * 30);
 struct Calls {
     /// Set once; after that nothing new is accepted.
     closed: Option<Loss>,
+    /// Set when an upgrade switched the plugin's traffic to its new
+    /// version: calls already here finish, new ones are refused with
+    /// `not_running` (never sent), and their callers try the new session.
+    handed_over: bool,
     table: CallTable,
 }
 
@@ -170,6 +174,7 @@ impl Session {
                 grants: opening.grants.clone(),
                 calls: Mutex::new(Calls {
                     closed: None,
+                    handed_over: false,
                     table: CallTable::default(),
                 }),
                 deadlines,
@@ -288,6 +293,20 @@ impl Session {
         if self.news.try_send(news).is_err() {
             tracing::error!(plugin = %self.plugin_id, "could not tell the supervisor that the session ended");
         }
+    }
+
+    /// The plugin's traffic goes to its new version from now on: this
+    /// session takes no new call (see `Calls::handed_over`) and finishes
+    /// those it has.
+    pub fn hand_over(&self) {
+        self.lock().handed_over = true;
+        self.begin_stop();
+    }
+
+    /// Whether [`Session::hand_over`] was called: a call it refused may be
+    /// made again on the plugin's session in the registry.
+    pub fn is_handed_over(&self) -> bool {
+        self.lock().handed_over
     }
 
     /// Marks the session as being stopped by the host, so that the plugin's

@@ -186,8 +186,21 @@ fn main() -> ExitCode {
     {
         plugin = plugin.event_window(window);
     }
+    let changes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = changes.clone();
     plugin
         .receive_own_events(std::env::var("ECHO_RECEIVE_OWN").is_ok_and(|v| v == "1"))
+        .on_settings(move |_ctx: Context| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Ok(()) }
+        })
+        .method("settings", |ctx: Context, _: IgnoredAny| async move {
+            ctx.settings::<rmpv::Value>()
+        })
+        .method("settings_changes", move |_ctx: Context, _: IgnoredAny| {
+            let n = changes.load(std::sync::atomic::Ordering::Relaxed);
+            async move { Ok::<_, HandlerError>(n) }
+        })
         .on_event(move |_ctx: Context, event| {
             let recorder = on_event.clone();
             async move {

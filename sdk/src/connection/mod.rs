@@ -104,9 +104,13 @@ impl Session {
                 pending: pending.clone(),
                 slots: Arc::new(tokio::sync::Semaphore::new(crate::host::MAX_HOST_CALLS)),
             },
+            service.settings.clone(),
         );
         let events_task = events::run(
-            service.event_handler.clone(),
+            events::Handlers {
+                on_event: service.event_handler.clone(),
+                on_settings: service.on_settings.clone(),
+            },
             ctx.clone(),
             event_rx,
             outgoing_tx.clone(),

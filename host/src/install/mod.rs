@@ -1,0 +1,335 @@
+//! Packages installed, upgraded and uninstalled on a running host.
+//!
+//! Every bundle is checked by the host itself, against the trusted keys of
+//! the host's config, before anything changes: its checksum, its signature
+//! and every entry of it (see [`crate::package`]). The user approves the
+//! permissions it asks for ([`plan::Plan`], shown by `iglu install`), and
+//! the request carries what was approved: a bundle that asks for anything
+//! else is refused, so what runs is exactly what was shown. An upgrade that
+//! asks for nothing more than the installed version was approved for needs
+//! no new approval.
+
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::package::installed::{PackageStore, Record, Unpacked};
+use crate::package::manifest::Permissions;
+use crate::package::{commands, PackageError};
+use crate::plugin::handle::Upgraded;
+use crate::plugin::state::PluginState;
+use crate::roster;
+use crate::shared::Shared;
+use crate::store::Op;
+use plan::Plan;
+
+/// Why an install, upgrade or uninstall did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The bundle failed a check.
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    /// The bundle asks for permissions that were not approved.
+    #[error("{0}")]
+    ApprovalRequired(String),
+    /// The id is taken, or not an installed package.
+    #[error("{0}")]
+    Conflict(String),
+    /// The new version did not take over; the old one still serves.
+    #[error("upgrade failed: {0}")]
+    UpgradeFailed(String),
+    /// The host could not do it.
+    #[error("{0}")]
+    Host(String),
+}
+
+impl InstallError {
+    /// The control socket's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InstallError::Package(PackageError::Signature(_)) => "bad_signature",
+            InstallError::Package(PackageError::Checksum(_)) => "bad_checksum",
+            InstallError::Package(_) => "bad_package",
+            InstallError::ApprovalRequired(_) => "approval_required",
+            InstallError::Conflict(_) => "conflict",
+            InstallError::UpgradeFailed(_) => "upgrade_failed",
+            InstallError::Host(_) => "internal",
+        }
+    }
+}
+
+/// What `iglu install` and `iglu upgrade` report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    /// The plugin.
+    pub id: String,
+    /// The version now in force.
+    pub version: String,
+    /// Its state when the answer was sent.
+    pub state: String,
+    /// For an upgrade: how the switch went.
+    pub upgrade: Option<Upgraded>,
+}
+
+/// The store of installed packages of this host.
+pub fn store(shared: &Shared) -> PackageStore {
+    PackageStore::new(&shared.config.data_dir())
+}
+
+/// A checked bundle, unpacked in the store's scratch space.
+struct Checked {
+    unpacked: Unpacked,
+    sha256: String,
+    signed_by: Option<String>,
+}
+
+/// Reads, authenticates and unpacks a bundle, off the async threads.
+async fn check(shared: &Shared, bundle: &Path, allow_unsigned: bool) -> Result<Checked, InstallError> {
+    let trusted = shared.config.packages.trusted_keys.clone();
+    let allow = allow_unsigned || shared.config.packages.allow_unsigned;
+    let store = store(shared);
+    let bundle = bundle.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&bundle).map_err(|source| PackageError::Io {
+            path: bundle.clone(),
+            source,
+        })?;
+        let (sha256, key) = commands::authenticate(&bundle, &bytes, &trusted, allow)?;
+        let unpacked = store.unpack(&bytes, &sha256)?;
+        Ok(Checked {
+            unpacked,
+            sha256,
+            signed_by: key.and_then(|i| trusted.get(i)).map(|p| p.display().to_string()),
+        })
+    })
+    .await
+    .map_err(|e| InstallError::Host(format!("the check did not finish: {e}")))?
+}
+
+/// What installing (or upgrading to) `bundle` would do, for approval.
+pub async fn plan(shared: &Shared, bundle: &Path, allow_unsigned: bool) -> Result<Plan, InstallError> {
+    let checked = check(shared, bundle, allow_unsigned).await?;
+    let store = store(shared);
+    store.discard(&checked.unpacked);
+    let installed = store.read(&checked.unpacked.manifest.id)?.map(|(r, _)| r);
+    Ok(Plan::new(
+        &checked.unpacked.manifest,
+        &checked.sha256,
+        checked.signed_by,
+        installed.as_ref(),
+    ))
+}
+
+/// Installs `bundle` with the `approved` permissions and starts it.
+pub async fn install(
+    shared: &Arc<Shared>,
+    bundle: &Path,
+    allow_unsigned: bool,
+    approved: &Permissions,
+) -> Result<Outcome, InstallError> {
+    let mut checked = check(shared, bundle, allow_unsigned).await?;
+    let store = store(shared);
+    let manifest = checked.unpacked.manifest.clone();
+    let refuse = |unpacked: &Unpacked, e: InstallError| {
+        store.discard(unpacked);
+        Err(e)
+    };
+    if &manifest.permissions != approved {
+        return refuse(&checked.unpacked, InstallError::ApprovalRequired(format!(
+            "{} asks for permissions other than those approved: approve what it asks (iglu install shows it)",
+            manifest.id
+        )));
+    }
+    if shared.registry.contains(&manifest.id) {
+        let how = if store.read(&manifest.id).ok().flatten().is_some() {
+            "is installed already: use iglu upgrade"
+        } else {
+            "is taken by a plugin of the host's config or plugin_dir"
+        };
+        return refuse(&checked.unpacked, InstallError::Conflict(format!("plugin id {} {how}", manifest.id)));
+    }
+    if let Err(e) = store.place(&mut checked.unpacked) {
+        return refuse(&checked.unpacked, e.into());
+    }
+    let record = record(&checked, approved.clone());
+    if let Err(e) = store.commit(&record) {
+        store.discard(&checked.unpacked);
+        return Err(e.into());
+    }
+    let spec = plan::spec(&shared.config, &record, &manifest, &checked.unpacked.path);
+    shared.settings.set_schema(&manifest.id, Some(&manifest.settings));
+    if let Err(e) = shared.settings.check_config(&manifest.id) {
+        tracing::warn!(plugin = %manifest.id, error = %e, "the config's settings do not fit the package's schema");
+    }
+    roster::add(shared, spec).map_err(|e| InstallError::Host(e.to_string()))?;
+    tracing::info!(plugin = %manifest.id, version = %manifest.version, signed_by = ?checked.signed_by, "package installed");
+    let state = settled(shared, &manifest.id).await;
+    Ok(Outcome {
+        id: manifest.id,
+        version: manifest.version,
+        state,
+        upgrade: None,
+    })
+}
+
+/// Upgrades an installed package to `bundle`: the new version is started
+/// beside the old one and takes over with no failed call, or the old one
+/// goes on and the reason is returned. More permissions than the old
+/// version's need `approved` to be exactly what the new one asks.
+pub async fn upgrade(
+    shared: &Arc<Shared>,
+    bundle: &Path,
+    allow_unsigned: bool,
+    approved: Option<&Permissions>,
+) -> Result<Outcome, InstallError> {
+    let mut checked = check(shared, bundle, allow_unsigned).await?;
+    let store = store(shared);
+    let manifest = checked.unpacked.manifest.clone();
+    let refuse = |unpacked: &Unpacked, e: InstallError| {
+        store.discard(unpacked);
+        Err(e)
+    };
+    let old = match store.read(&manifest.id) {
+        Ok(Some((record, _))) if shared.registry.contains(&manifest.id) => record,
+        Ok(_) => {
+            return refuse(&checked.unpacked, InstallError::Conflict(format!(
+                "{} is not an installed package: use iglu install",
+                manifest.id
+            )))
+        }
+        Err(e) => return refuse(&checked.unpacked, e.into()),
+    };
+    let more = plan::more_permissions(&old.approved, &manifest.permissions);
+    if !more.is_empty() && approved != Some(&manifest.permissions) {
+        return refuse(&checked.unpacked, InstallError::ApprovalRequired(format!(
+            "{} {} asks for more than {} was approved for ({}): approve them again",
+            manifest.id,
+            manifest.version,
+            old.version,
+            more.join(", ")
+        )));
+    }
+    if let Err(e) = store.place(&mut checked.unpacked) {
+        return refuse(&checked.unpacked, e.into());
+    }
+    let record = record(&checked, manifest.permissions.clone());
+    let mut spec = plan::spec(&shared.config, &record, &manifest, &checked.unpacked.path);
+    // What the old version provided, the new one must too: its callers
+    // go on calling it.
+    if let Some((_, old_manifest)) = store.read(&manifest.id).ok().flatten() {
+        for p in old_manifest.provides {
+            if !spec.provides.contains(&p) {
+                spec.provides.push(p);
+            }
+        }
+    }
+    let result = shared.handles.upgrade(&manifest.id, spec).await;
+    let upgraded = match result {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(reason)) => return refuse(&checked.unpacked, InstallError::UpgradeFailed(reason)),
+        Err(e) => return refuse(&checked.unpacked, InstallError::Host(e.to_string())),
+    };
+    if let Err(e) = store.commit(&record) {
+        // The new version runs; on the next start of the host the old
+        // record (and version) is in force again.
+        tracing::error!(plugin = %manifest.id, error = %e, "the upgrade runs but could not be recorded");
+        return Err(e.into());
+    }
+    store.prune(&manifest.id, Some(&record.dir));
+    shared.settings.set_schema(&manifest.id, Some(&manifest.settings));
+    tracing::info!(plugin = %manifest.id, from = %old.version, to = %manifest.version, switch_ms = upgraded.switch_ms, "package upgraded");
+    Ok(Outcome {
+        id: manifest.id.clone(),
+        version: manifest.version,
+        state: state_of(shared, &manifest.id),
+        upgrade: Some(upgraded),
+    })
+}
+
+/// Stops and removes an installed package; its stored data and settings
+/// go too with `purge`.
+pub async fn uninstall(shared: &Arc<Shared>, id: &str, purge: bool) -> Result<String, InstallError> {
+    let store = store(shared);
+    if store.read(id)?.is_none() {
+        return Err(InstallError::Conflict(format!(
+            "{id} is not an installed package (plugins of the config are removed from the config)"
+        )));
+    }
+    roster::remove(shared, id)
+        .await
+        .map_err(|e| InstallError::Host(e.to_string()))?;
+    store.remove(id)?;
+    shared.settings.set_schema(id, None);
+    if purge {
+        shared
+            .store
+            .write(id, shared.quota(id), vec![Op::Clear])
+            .await
+            .map_err(|e| InstallError::Host(format!("its data could not be removed: {e}")))?;
+        shared
+            .settings
+            .purge(id)
+            .map_err(|e| InstallError::Host(e.to_string()))?;
+        Ok(format!("{id}: uninstalled, its data and settings removed"))
+    } else {
+        Ok(format!("{id}: uninstalled (its data is kept; --purge removes it)"))
+    }
+}
+
+/// The installed packages as plugins to supervise, at the host's start.
+pub fn installed_specs(config: &crate::config::Config) -> Vec<crate::config::PluginSpec> {
+    let store = PackageStore::new(&config.data_dir());
+    let (found, broken) = store.list();
+    for why in broken {
+        tracing::error!(%why, "an installed package cannot be read: not started");
+    }
+    found
+        .into_iter()
+        .map(|(record, manifest)| {
+            let dir: PathBuf = store.path_of(&record);
+            plan::spec(config, &record, &manifest, &dir)
+        })
+        .collect()
+}
+
+fn record(checked: &Checked, approved: Permissions) -> Record {
+    Record {
+        id: checked.unpacked.manifest.id.clone(),
+        version: checked.unpacked.manifest.version.clone(),
+        dir: checked.unpacked.dir.clone(),
+        bundle_sha256: checked.sha256.clone(),
+        executable_sha256: checked.unpacked.executable_sha256.clone(),
+        approved,
+        signed_by: checked.signed_by.clone(),
+        installed_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0),
+    }
+}
+
+fn state_of(shared: &Shared, id: &str) -> String {
+    shared
+        .registry
+        .state(id)
+        .map_or("gone", |s| s.as_str())
+        .to_owned()
+}
+
+/// Waits (within the handshake deadline and a little) for a new plugin to
+/// be running or down, and says which.
+async fn settled(shared: &Shared, id: &str) -> String {
+    let until = tokio::time::Instant::now()
+        + Duration::from_millis(shared.config.handshake_timeout_ms)
+        + Duration::from_secs(1);
+    loop {
+        let state = shared.registry.state(id);
+        let done = !matches!(state, Some(PluginState::Starting));
+        if done || tokio::time::Instant::now() >= until {
+            return state_of(shared, id);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
