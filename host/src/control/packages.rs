@@ -138,7 +138,7 @@ pub fn plugins(shared: &Shared) -> Response {
             },
             PluginKind::External(_) => ("external", None, None),
         };
-        let version = version.or_else(|| f.manifest().map(|m| m.version.clone()));
+        let version = version.or_else(|| f.manifest().map(|m| m.version.clone()).filter(|v| !v.is_empty()));
         let permissions = match f.kind().grants() {
             Some(g) => json!(g),
             None => json!("all"),
@@ -154,10 +154,18 @@ pub fn plugins(shared: &Shared) -> Response {
             "state": f.state().as_str(),
             "permissions": permissions,
             "calls": calls,
-            "store_quota": shared.quota(id),
             "sha256": sha256,
         })
     });
+    // Quotas read the registry too: after its lock is released.
+    let list = list
+        .into_iter()
+        .map(|mut p| {
+            let id = p["id"].as_str().unwrap_or_default().to_owned();
+            p["store_quota"] = json!(shared.quota(&id));
+            p
+        })
+        .collect();
     Response::ok(Json::Array(list))
 }
 

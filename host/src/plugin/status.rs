@@ -80,7 +80,15 @@ impl PluginStatus {
     /// The status of one plugin, from its facts (without its subscriptions).
     fn of(id: &str, e: &Facts) -> PluginStatus {
         let live = e.live_session();
-        let manifest = e.manifest().cloned().unwrap_or_default();
+        let mut manifest = e.manifest().cloned().unwrap_or_default();
+        if let PluginKind::Managed(spec) = e.kind() {
+            // An installed package is known by its package's name and version.
+            if let Some(p) = &spec.package {
+                manifest.name = p.name.clone();
+                manifest.version = p.version.clone();
+                manifest.author = p.author.clone();
+            }
+        }
         PluginStatus {
             id: id.to_owned(),
             name: if manifest.name.is_empty() {
