@@ -22,6 +22,7 @@ pub mod measure;
 pub mod neighbours;
 pub mod report;
 pub mod store;
+pub mod upgrade;
 pub mod workloads;
 
 use std::path::PathBuf;
@@ -42,11 +43,11 @@ pub struct Options {
     /// Print JSON (stable field names, see README) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Workloads to run: calls, payloads, plugins, hops, store, events, neighbours, lifecycle, memory.
+    /// Workloads to run: calls, payloads, plugins, hops, store, upgrade, events, neighbours, lifecycle, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "calls,payloads,plugins,hops,store,events,neighbours,lifecycle,memory"
+        default_value = "calls,payloads,plugins,hops,store,upgrade,events,neighbours,lifecycle,memory"
     )]
     pub workloads: Vec<String>,
     /// Calls in flight for the throughput workload.
@@ -210,7 +211,7 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     if wants("events") {
         steps += o.fanout.len() as u64;
     }
-    steps += u64::from(wants("hops")) + u64::from(wants("store"));
+    steps += u64::from(wants("hops")) + u64::from(wants("store")) + u64::from(wants("upgrade"));
     steps += u64::from(wants("lifecycle"))
         + u64::from(wants("memory"))
         + u64::from(wants("neighbours"))
@@ -327,6 +328,15 @@ async fn workloads_in(
     if wants("store") {
         p.set_message("durable writes, next to the disk's commit rate");
         report.store = Some(store::store(b).await?);
+        p.inc(1);
+    }
+    if wants("upgrade") {
+        let n = if repeat >= 20 { 10 } else { 3 };
+        p.set_message(format!(
+            "{n} upgrades under {} calls in flight",
+            upgrade::IN_FLIGHT
+        ));
+        report.upgrade = Some(upgrade::upgrade(b, n).await?);
         p.inc(1);
     }
     if wants("events") {

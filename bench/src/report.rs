@@ -38,6 +38,8 @@ pub struct Report {
     pub hops: Vec<super::hops::HopRow>,
     /// Durable writes next to the disk's commit rate.
     pub store: Option<super::store::StoreReport>,
+    /// Upgrades of an installed package under load.
+    pub upgrade: Option<super::upgrade::UpgradeReport>,
     /// Memory.
     pub memory: Option<MemoryRow>,
     /// The targets of issue 4, evaluated on this run.
@@ -159,6 +161,14 @@ impl Report {
                     r.p50_ratio <= 1.5,
                 );
             }
+        }
+        if let Some(u) = &self.upgrade {
+            push(
+                "failed calls during upgrades, 64 in flight",
+                u.failed as f64,
+                "= 0".into(),
+                u.failed == 0,
+            );
         }
         if let Some(r) = self.life("spawn to first call") {
             let v = r.median_us as f64 / 1000.0;
@@ -380,6 +390,9 @@ pub fn table(r: &Report) -> String {
     }
     if let Some(st) = &r.store {
         super::store::print(&mut out, st);
+    }
+    if let Some(u) = &r.upgrade {
+        super::upgrade::print(&mut out, u);
     }
     if let Some(n) = &r.neighbours {
         let _ = writeln!(

@@ -39,7 +39,10 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn show(plan: &Plan) {
-    println!("{} {} ({}) by {}", plan.id, plan.version, plan.name, plan.author);
+    println!(
+        "{} {} ({}) by {}",
+        plan.id, plan.version, plan.name, plan.author
+    );
     if !plan.description.is_empty() {
         println!("  {}", plan.description);
     }
@@ -80,15 +83,17 @@ pub async fn install(config: &Config, args: BundleArgs, upgrade: bool) -> anyhow
         bundle: bundle.clone(),
         allow_unsigned: args.allow_unsigned,
     });
-    let plan: Plan = serde_json::from_value(
-        crate::ask(config, plan_request, Duration::from_secs(120)).await?,
-    )
-    .context("the host's plan is not understood")?;
+    let plan: Plan =
+        serde_json::from_value(crate::ask(config, plan_request, Duration::from_secs(120)).await?)
+            .context("the host's plan is not understood")?;
     show(&plan);
     let needs_approval = !upgrade || !plan.more.is_empty();
     let approved = if needs_approval {
         let what = if upgrade { "Upgrade" } else { "Install" };
-        let question = format!("{what} {} {} with these permissions?", plan.id, plan.version);
+        let question = format!(
+            "{what} {} {} with these permissions?",
+            plan.id, plan.version
+        );
         if !args.yes && !approve(&question)? {
             println!("not approved: nothing changed");
             return Ok(ExitCode::FAILURE);

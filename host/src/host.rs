@@ -80,7 +80,9 @@ impl Host {
                 settings.set_schema(&spec.id, Some(&m.settings));
             }
             if let Err(e) = settings.check_config(&spec.id) {
-                return Err(HostError::Config(crate::error::ConfigError::Invalid(e.to_string())));
+                return Err(HostError::Config(crate::error::ConfigError::Invalid(
+                    e.to_string(),
+                )));
             }
         }
         let clock = Clock::start().map_err(HostError::Clock)?;

@@ -91,9 +91,9 @@ pub mod shared;
 pub mod simulator;
 pub mod store;
 pub mod tcp_guard;
-pub mod watch;
 #[cfg(test)]
 mod testing;
+pub mod watch;
 
 pub use call::error::CallError;
 pub use call::options::CallOptions;

@@ -109,7 +109,9 @@ pub async fn run(shared: Arc<Shared>, dir: PathBuf) {
                         Ok(()) => {
                             running.insert(id.clone(), *fp);
                         }
-                        Err(e) => tracing::warn!(plugin = %id, error = %e, "plugin_dir: could not add it"),
+                        Err(e) => {
+                            tracing::warn!(plugin = %id, error = %e, "plugin_dir: could not add it")
+                        }
                     }
                 }
                 Some(before) if before != fp => {

@@ -24,7 +24,11 @@ struct Inner {
 }
 
 impl Context {
-    pub(crate) fn new(plugin_id: Arc<str>, host: HostClient, settings: Arc<SettingsCell>) -> Context {
+    pub(crate) fn new(
+        plugin_id: Arc<str>,
+        host: HostClient,
+        settings: Arc<SettingsCell>,
+    ) -> Context {
         Context {
             inner: Arc::new(Inner {
                 plugin_id,

@@ -110,7 +110,9 @@ pub(crate) async fn run(
                         crate::on_connect::run(h.clone(), ctx.clone()).await;
                     }
                 }
-                Err(e) => tracing::warn!(plugin = %ctx.plugin_id(), error = %e, "ignoring settings from the host"),
+                Err(e) => {
+                    tracing::warn!(plugin = %ctx.plugin_id(), error = %e, "ignoring settings from the host")
+                }
             }
         } else if let Some(handler) = &handler {
             let topic = event.topic.clone();

@@ -45,7 +45,11 @@ impl SettingsCell {
 
     /// The settings as `T`.
     pub fn get<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        let value = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let value = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         serde_json::from_value(value)
             .map_err(|e| HandlerError::msg(format!("the settings do not fit: {e}")))
     }

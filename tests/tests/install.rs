@@ -21,7 +21,13 @@ fn s(p: &Path) -> &str {
 
 /// A package of the echo plugin (a script that runs the workspace's echo:
 /// packing its 60 MB debug build would take most of the test's time).
-fn package(root: &Path, id: &str, version: &str, permissions: &str, script: Option<&str>) -> PathBuf {
+fn package(
+    root: &Path,
+    id: &str,
+    version: &str,
+    permissions: &str,
+    script: Option<&str>,
+) -> PathBuf {
     let dir = root.join(format!("{id}-{version}"));
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     let exe = dir.join("bin/run");
@@ -111,7 +117,11 @@ fn start(root: &Path, extra: &str) -> (TestHost, PathBuf) {
 
 fn plugins(host: &TestHost) -> Vec<Value> {
     let text = ok(&host.cli(&["plugins", "--json"]));
-    serde_json::from_str::<Value>(&text).unwrap().as_array().cloned().unwrap()
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap()
 }
 
 #[test]
@@ -124,7 +134,10 @@ fn install_settings_permissions_integrity_and_uninstall() {
 
     // No terminal and no --yes: nothing is installed.
     let text = fails(&host.cli(&["install", s(&signed)]));
-    assert!(text.contains("--yes") && text.contains("publish greet/#"), "{text}");
+    assert!(
+        text.contains("--yes") && text.contains("publish greet/#"),
+        "{text}"
+    );
     assert!(plugins(&host).is_empty());
 
     // Signed by a key the host does not trust: refused.
@@ -173,10 +186,18 @@ fn install_settings_permissions_integrity_and_uninstall() {
     assert!(shown.contains("runtime"), "{shown}");
 
     // The approved permissions are enforced.
-    host.call("greeter", "publish", json!({"topic": "greet/x", "payload": 1}))
-        .unwrap();
+    host.call(
+        "greeter",
+        "publish",
+        json!({"topic": "greet/x", "payload": 1}),
+    )
+    .unwrap();
     let err = host
-        .call("greeter", "publish", json!({"topic": "home/x", "payload": 1}))
+        .call(
+            "greeter",
+            "publish",
+            json!({"topic": "home/x", "payload": 1}),
+        )
         .unwrap_err();
     assert!(err.message.contains("permission_denied"), "{err:?}");
     host.call("greeter", "kv_set", json!({"key": "k", "value": 7}))
@@ -227,17 +248,37 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
     let root = fresh_dir("upgrade");
     std::fs::create_dir_all(root.join("host")).unwrap();
     let (host, key) = start(&root, "");
-    let v1 = bundle(&host, &package(&root, "greeter", "1.0.0", PERMS, None), Some(&key));
-    let v2 = bundle(&host, &package(&root, "greeter", "1.1.0", PERMS, None), Some(&key));
+    let v1 = bundle(
+        &host,
+        &package(&root, "greeter", "1.0.0", PERMS, None),
+        Some(&key),
+    );
+    let v2 = bundle(
+        &host,
+        &package(&root, "greeter", "1.1.0", PERMS, None),
+        Some(&key),
+    );
     let crashing = bundle(
         &host,
-        &package(&root, "greeter", "1.2.0", PERMS, Some("#!/bin/sh\nexit 3\n")),
+        &package(
+            &root,
+            "greeter",
+            "1.2.0",
+            PERMS,
+            Some("#!/bin/sh\nexit 3\n"),
+        ),
         Some(&key),
     );
     let more = format!("{PERMS}\ncalls = [\"*\"]");
-    let v3 = bundle(&host, &package(&root, "greeter", "1.3.0", &more, None), Some(&key));
+    let v3 = bundle(
+        &host,
+        &package(&root, "greeter", "1.3.0", &more, None),
+        Some(&key),
+    );
     ok(&host.cli(&["install", s(&v1), "--yes"]));
-    let before = host.wait_state("greeter", "running")["pid"].as_u64().unwrap();
+    let before = host.wait_state("greeter", "running")["pid"]
+        .as_u64()
+        .unwrap();
 
     // Calls from 8 clients and a stream of events, all through the upgrades.
     let stop = AtomicBool::new(false);
@@ -273,7 +314,10 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         // A new version that crashes at start: the old one goes on.
         let text = fails(&host.cli(&["upgrade", s(&crashing)]));
-        assert!(text.contains("upgrade_failed") && text.contains("still serves"), "{text}");
+        assert!(
+            text.contains("upgrade_failed") && text.contains("still serves"),
+            "{text}"
+        );
         // More permissions: approval again (no terminal here, so --yes).
         let text = fails(&host.cli(&["upgrade", s(&v3)]));
         assert!(text.contains("call *") && text.contains("--yes"), "{text}");
@@ -281,7 +325,12 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
         std::thread::sleep(std::time::Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
     });
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "calls failed during the upgrades\n{}", host.log());
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "calls failed during the upgrades\n{}",
+        host.log()
+    );
     assert!(calls.load(Ordering::Relaxed) > 100);
     let p = host.wait_state("greeter", "running");
     assert_ne!(p["pid"].as_u64().unwrap(), before, "a new process serves");

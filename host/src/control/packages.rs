@@ -138,7 +138,11 @@ pub fn plugins(shared: &Shared) -> Response {
             },
             PluginKind::External(_) => ("external", None, None),
         };
-        let version = version.or_else(|| f.manifest().map(|m| m.version.clone()).filter(|v| !v.is_empty()));
+        let version = version.or_else(|| {
+            f.manifest()
+                .map(|m| m.version.clone())
+                .filter(|v| !v.is_empty())
+        });
         let permissions = match f.kind().grants() {
             Some(g) => json!(g),
             None => json!("all"),

@@ -431,7 +431,10 @@ mod tests {
         let to_old: Vec<u64> = q.take_batch(old, 64).iter().map(|i| i.seq).collect();
         assert_eq!(to_old, vec![1, 2, 3]);
         q.hand_over(old, new);
-        assert!(q.take_batch(old, 64).is_empty(), "the old session takes nothing new");
+        assert!(
+            q.take_batch(old, 64).is_empty(),
+            "the old session takes nothing new"
+        );
         q.credit(old, 2); // it finishes 1 and 2 while draining
         assert_eq!(q.unacked_by(old), 1);
         q.credit(new, 10);

@@ -86,7 +86,11 @@ struct Checked {
 }
 
 /// Reads, authenticates and unpacks a bundle, off the async threads.
-async fn check(shared: &Shared, bundle: &Path, allow_unsigned: bool) -> Result<Checked, InstallError> {
+async fn check(
+    shared: &Shared,
+    bundle: &Path,
+    allow_unsigned: bool,
+) -> Result<Checked, InstallError> {
     let trusted = shared.config.packages.trusted_keys.clone();
     let allow = allow_unsigned || shared.config.packages.allow_unsigned;
     let store = store(shared);
@@ -101,7 +105,9 @@ async fn check(shared: &Shared, bundle: &Path, allow_unsigned: bool) -> Result<C
         Ok(Checked {
             unpacked,
             sha256,
-            signed_by: key.and_then(|i| trusted.get(i)).map(|p| p.display().to_string()),
+            signed_by: key
+                .and_then(|i| trusted.get(i))
+                .map(|p| p.display().to_string()),
         })
     })
     .await
@@ -109,7 +115,11 @@ async fn check(shared: &Shared, bundle: &Path, allow_unsigned: bool) -> Result<C
 }
 
 /// What installing (or upgrading to) `bundle` would do, for approval.
-pub async fn plan(shared: &Shared, bundle: &Path, allow_unsigned: bool) -> Result<Plan, InstallError> {
+pub async fn plan(
+    shared: &Shared,
+    bundle: &Path,
+    allow_unsigned: bool,
+) -> Result<Plan, InstallError> {
     let checked = check(shared, bundle, allow_unsigned).await?;
     let store = store(shared);
     store.discard(&checked.unpacked);
@@ -148,7 +158,10 @@ pub async fn install(
         } else {
             "is taken by a plugin of the host's config or plugin_dir"
         };
-        return refuse(&checked.unpacked, InstallError::Conflict(format!("plugin id {} {how}", manifest.id)));
+        return refuse(
+            &checked.unpacked,
+            InstallError::Conflict(format!("plugin id {} {how}", manifest.id)),
+        );
     }
     if let Err(e) = store.place(&mut checked.unpacked) {
         return refuse(&checked.unpacked, e.into());
@@ -159,7 +172,9 @@ pub async fn install(
         return Err(e.into());
     }
     let spec = plan::spec(&shared.config, &record, &manifest, &checked.unpacked.path);
-    shared.settings.set_schema(&manifest.id, Some(&manifest.settings));
+    shared
+        .settings
+        .set_schema(&manifest.id, Some(&manifest.settings));
     if let Err(e) = shared.settings.check_config(&manifest.id) {
         tracing::warn!(plugin = %manifest.id, error = %e, "the config's settings do not fit the package's schema");
     }
@@ -194,22 +209,28 @@ pub async fn upgrade(
     let old = match store.read(&manifest.id) {
         Ok(Some((record, _))) if shared.registry.contains(&manifest.id) => record,
         Ok(_) => {
-            return refuse(&checked.unpacked, InstallError::Conflict(format!(
-                "{} is not an installed package: use iglu install",
-                manifest.id
-            )))
+            return refuse(
+                &checked.unpacked,
+                InstallError::Conflict(format!(
+                    "{} is not an installed package: use iglu install",
+                    manifest.id
+                )),
+            )
         }
         Err(e) => return refuse(&checked.unpacked, e.into()),
     };
     let more = plan::more_permissions(&old.approved, &manifest.permissions);
     if !more.is_empty() && approved != Some(&manifest.permissions) {
-        return refuse(&checked.unpacked, InstallError::ApprovalRequired(format!(
-            "{} {} asks for more than {} was approved for ({}): approve them again",
-            manifest.id,
-            manifest.version,
-            old.version,
-            more.join(", ")
-        )));
+        return refuse(
+            &checked.unpacked,
+            InstallError::ApprovalRequired(format!(
+                "{} {} asks for more than {} was approved for ({}): approve them again",
+                manifest.id,
+                manifest.version,
+                old.version,
+                more.join(", ")
+            )),
+        );
     }
     if let Err(e) = store.place(&mut checked.unpacked) {
         return refuse(&checked.unpacked, e.into());
@@ -238,7 +259,9 @@ pub async fn upgrade(
         return Err(e.into());
     }
     store.prune(&manifest.id, Some(&record.dir));
-    shared.settings.set_schema(&manifest.id, Some(&manifest.settings));
+    shared
+        .settings
+        .set_schema(&manifest.id, Some(&manifest.settings));
     tracing::info!(plugin = %manifest.id, from = %old.version, to = %manifest.version, switch_ms = upgraded.switch_ms, "package upgraded");
     Ok(Outcome {
         id: manifest.id.clone(),
@@ -250,7 +273,11 @@ pub async fn upgrade(
 
 /// Stops and removes an installed package; its stored data and settings
 /// go too with `purge`.
-pub async fn uninstall(shared: &Arc<Shared>, id: &str, purge: bool) -> Result<String, InstallError> {
+pub async fn uninstall(
+    shared: &Arc<Shared>,
+    id: &str,
+    purge: bool,
+) -> Result<String, InstallError> {
     let store = store(shared);
     if store.read(id)?.is_none() {
         return Err(InstallError::Conflict(format!(
@@ -274,7 +301,9 @@ pub async fn uninstall(shared: &Arc<Shared>, id: &str, purge: bool) -> Result<St
             .map_err(|e| InstallError::Host(e.to_string()))?;
         Ok(format!("{id}: uninstalled, its data and settings removed"))
     } else {
-        Ok(format!("{id}: uninstalled (its data is kept; --purge removes it)"))
+        Ok(format!(
+            "{id}: uninstalled (its data is kept; --purge removes it)"
+        ))
     }
 }
 

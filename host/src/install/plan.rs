@@ -145,7 +145,12 @@ pub fn more_permissions(old: &Permissions, new: &Permissions) -> Vec<String> {
 /// The plugin an installed package runs as: its executable (whose sha256
 /// is checked before every start), the interfaces it must provide, and
 /// exactly the permissions approved, its store quota capped by the config's.
-pub fn spec(config: &Config, record: &Record, manifest: &PackageManifest, dir: &Path) -> PluginSpec {
+pub fn spec(
+    config: &Config,
+    record: &Record,
+    manifest: &PackageManifest,
+    dir: &Path,
+) -> PluginSpec {
     let approved = &record.approved;
     let mut spec = PluginSpec::new(&record.id, dir.join(&manifest.executable));
     spec.provides = manifest.provides.clone();
@@ -181,7 +186,10 @@ mod tests {
         let mut new = old.clone();
         new.subscribe = vec!["home/kitchen/motion".into()];
         new.host_api = vec!["kv.get".into()];
-        assert!(more_permissions(&old, &new).is_empty(), "narrower is not more");
+        assert!(
+            more_permissions(&old, &new).is_empty(),
+            "narrower is not more"
+        );
         new.publish.push("alarm/siren".into());
         new.host_api.push("events.publish".into());
         new.calls.push("lights".into());

@@ -127,11 +127,9 @@ impl PackageStore {
     /// in force until [`Self::place`] and [`Self::commit`].
     pub fn unpack(&self, bytes: &[u8], sha256: &str) -> Result<Unpacked, PackageError> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let scratch = self.root.join(format!(
-            ".unpack-{}-{}",
-            std::process::id(),
-            &sha256[..12]
-        ));
+        let scratch = self
+            .root
+            .join(format!(".unpack-{}-{}", std::process::id(), &sha256[..12]));
         let _ = std::fs::remove_dir_all(&scratch);
         let manifest = match bundle::unpack(bytes, &scratch) {
             Ok(m) => m,
@@ -183,8 +181,8 @@ impl PackageStore {
         let pkg = self.package_dir(&record.id);
         let path = pkg.join(RECORD);
         let tmp = pkg.join(format!("{RECORD}.new"));
-        let text = serde_json::to_vec_pretty(record)
-            .map_err(|e| PackageError::Manifest(e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(record).map_err(|e| PackageError::Manifest(e.to_string()))?;
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&text).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;

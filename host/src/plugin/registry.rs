@@ -20,12 +20,12 @@ use super::state::PluginState;
 use super::transition::Transition;
 
 mod candidate;
-pub use candidate::{Admission, Ready, SwitchedOver};
-use candidate::Candidate;
 use crate::config::{ExternalSpec, PluginSpec};
 use crate::events::lifecycle::LifecycleEvent;
 use crate::events::EventHub;
 use crate::session::{Loss, Session};
+use candidate::Candidate;
+pub use candidate::{Admission, Ready, SwitchedOver};
 
 /// How a plugin runs.
 #[derive(Debug, Clone)]

@@ -232,7 +232,11 @@ fn register(
 
 /// A HELLO's subscriptions, less those the plugin may not have (each logged
 /// and counted).
-fn allowed_subscriptions(shared: &Shared, session: &Session, mut filters: Vec<String>) -> Vec<String> {
+fn allowed_subscriptions(
+    shared: &Shared,
+    session: &Session,
+    mut filters: Vec<String>,
+) -> Vec<String> {
     if let Some(grants) = &session.grants {
         filters.retain(|f| {
             let allowed = grants.allows_subscribe(f);

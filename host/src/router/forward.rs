@@ -98,7 +98,15 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
     for _ in 0..3 {
         match shared.registry.session(&plugin) {
             Ok(callee) => {
-                match direct(caller, id, &callee, plugin.clone(), &method, args.clone(), deadline) {
+                match direct(
+                    caller,
+                    id,
+                    &callee,
+                    plugin.clone(),
+                    &method,
+                    args.clone(),
+                    deadline,
+                ) {
                     Direct::Done => return,
                     Direct::HandedOver => continue,
                 }

@@ -94,7 +94,8 @@ impl Runner for ChildRunner {
     async fn start(&mut self, token: &str, _after_crash: bool) -> Result<Option<u32>, String> {
         self.process = None;
         check_integrity(&self.spec).await?;
-        let settings = serde_json::Value::Object(self.settings.effective(&self.spec.id)).to_string();
+        let settings =
+            serde_json::Value::Object(self.settings.effective(&self.spec.id)).to_string();
         let env = [
             (crate::settings::ENV, settings),
             (COOKIE_KEY, COOKIE_VALUE.to_owned()),

@@ -103,7 +103,10 @@ impl Session {
             if calls.handed_over {
                 return Err(WireError::new(
                     ErrorCode::NotRunning,
-                    format!("plugin {} was handed over to its new version", self.plugin_id),
+                    format!(
+                        "plugin {} was handed over to its new version",
+                        self.plugin_id
+                    ),
                 ));
             }
             calls.table.insert(id, waiter, expires)

@@ -48,8 +48,8 @@ pub fn write(path: &Path, runtime: &Runtime) -> Result<(), SettingsError> {
         path: path.to_owned(),
         source,
     };
-    let text = serde_json::to_vec_pretty(runtime)
-        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let text =
+        serde_json::to_vec_pretty(runtime).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     let tmp = path.with_extension("json.new");
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&text).map_err(io)?;

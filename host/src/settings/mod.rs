@@ -188,10 +188,7 @@ impl Settings {
     pub fn unset(&self, id: &str, key: &str) -> Result<bool, SettingsError> {
         let mut layers = self.lock();
         let mut runtime = layers.runtime.clone();
-        let removed = runtime
-            .get_mut(id)
-            .and_then(|m| m.remove(key))
-            .is_some();
+        let removed = runtime.get_mut(id).and_then(|m| m.remove(key)).is_some();
         if !removed {
             return Ok(false);
         }
@@ -337,7 +334,8 @@ mod tests {
         assert_eq!(s.effective("p")["rooms"], Json::from(3));
         assert!(s.set("p", "rooms", Json::from("four")).is_err());
         assert!(s.set("p", "colour", Json::from(1)).is_err());
-        s.set("p", "rooms", Json::from(4)).unwrap_or_else(|e| panic!("{e}"));
+        s.set("p", "rooms", Json::from(4))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.shown("p")["rooms"].source, "runtime");
         assert!(s.unset("p", "rooms").unwrap_or(false));
         assert_eq!(s.effective("p")["rooms"], Json::from(3));

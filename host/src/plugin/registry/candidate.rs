@@ -218,18 +218,20 @@ impl Registry {
                 // (it finishes there) or is refused and tries the new one.
                 old.hand_over();
             }
-            self.events.announce(crate::events::lifecycle::LifecycleEvent {
-                plugin: id.to_owned(),
-                state: e.state,
-                reason: Some(format!("upgraded to {}", ready.manifest.version)),
-                restarts: e.restarts,
-                pid: e.pid,
-            });
+            self.events
+                .announce(crate::events::lifecycle::LifecycleEvent {
+                    plugin: id.to_owned(),
+                    state: e.state,
+                    reason: Some(format!("upgraded to {}", ready.manifest.version)),
+                    restarts: e.restarts,
+                    pid: e.pid,
+                });
             (old, ready)
         };
         let new = ready.session.clone();
         let subs = &self.events.subscriptions;
-        if let Some((queue, _, _)) = subs.replace(id, ready.subscriptions.clone(), ready.receive_own)
+        if let Some((queue, _, _)) =
+            subs.replace(id, ready.subscriptions.clone(), ready.receive_own)
         {
             match &old {
                 Some(old) => queue.hand_over(old.id, new.id),

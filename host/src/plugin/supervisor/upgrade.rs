@@ -85,15 +85,13 @@ impl<R: Runner> Supervisor<R> {
                 "the new version did not start: {reason}"
             ))),
         };
+        let started_ms = ms(begun);
+        let switching = StdInstant::now();
         let switched = match ready {
-            Ok(()) => self
-                .s
-                .registry
-                .switch_over(&id)
-                .map_err(|reason| Abort::Failed(reason)),
+            Ok(()) => self.s.registry.switch_over(&id).map_err(Abort::Failed),
             Err(abort) => Err(abort),
         };
-        let started_ms = ms(begun);
+        let switch_ms = ms(switching);
         let over = match switched {
             Ok(over) => over,
             Err(abort) => {
@@ -102,7 +100,6 @@ impl<R: Runner> Supervisor<R> {
                 return self.rolled_back(abort, refused, old_gone, done);
             }
         };
-        let switch_ms = ms(begun) - started_ms;
         // The old session's end is no news from here on.
         self.seen = over.new.launch.saturating_sub(1);
         let mut old_runner = std::mem::replace(&mut self.runner, next);
@@ -209,7 +206,6 @@ impl<R: Runner> Supervisor<R> {
             (Abort::Command(_), None) | (Abort::Failed(_), None) => Next::Watch,
         }
     }
-
 }
 
 /// Waits until the handed-over session has answered its calls and
