@@ -80,7 +80,13 @@ pub async fn call(
         } else {
             shared.registry.session(plugin).map_err(lost)?
         };
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        // The deadline as given on a first call that did not wait; what is
+        // left of it after waiting for the plugin or following it.
+        let left = if tries == 0 && !options.wait_for_running {
+            options.deadline
+        } else {
+            until.saturating_duration_since(tokio::time::Instant::now())
+        };
         match session.call(method, args.clone(), left).await {
             Err(e)
                 if e.code == iglu_bus::ErrorCode::NotRunning
