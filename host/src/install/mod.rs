@@ -142,12 +142,8 @@ pub async fn install(
     let mut checked = check(shared, bundle, allow_unsigned).await?;
     let store = store(shared);
     let manifest = checked.unpacked.manifest.clone();
-    let refuse = |unpacked: &Unpacked, e: InstallError| {
-        store.discard(unpacked);
-        Err(e)
-    };
     if &manifest.permissions != approved {
-        return refuse(&checked.unpacked, InstallError::ApprovalRequired(format!(
+        return refuse(&store, &checked.unpacked, InstallError::ApprovalRequired(format!(
             "{} asks for permissions other than those approved: approve what it asks (iglu install shows it)",
             manifest.id
         )));
@@ -159,12 +155,13 @@ pub async fn install(
             "is taken by a plugin of the host's config or plugin_dir"
         };
         return refuse(
+            &store,
             &checked.unpacked,
             InstallError::Conflict(format!("plugin id {} {how}", manifest.id)),
         );
     }
     if let Err(e) = store.place(&mut checked.unpacked) {
-        return refuse(&checked.unpacked, e.into());
+        return refuse(&store, &checked.unpacked, e.into());
     }
     let record = record(&checked, approved.clone());
     if let Err(e) = store.commit(&record) {
@@ -202,14 +199,11 @@ pub async fn upgrade(
     let mut checked = check(shared, bundle, allow_unsigned).await?;
     let store = store(shared);
     let manifest = checked.unpacked.manifest.clone();
-    let refuse = |unpacked: &Unpacked, e: InstallError| {
-        store.discard(unpacked);
-        Err(e)
-    };
     let old = match store.read(&manifest.id) {
         Ok(Some((record, _))) if shared.registry.contains(&manifest.id) => record,
         Ok(_) => {
             return refuse(
+                &store,
                 &checked.unpacked,
                 InstallError::Conflict(format!(
                     "{} is not an installed package: use iglu install",
@@ -217,11 +211,12 @@ pub async fn upgrade(
                 )),
             )
         }
-        Err(e) => return refuse(&checked.unpacked, e.into()),
+        Err(e) => return refuse(&store, &checked.unpacked, e.into()),
     };
     let more = plan::more_permissions(&old.approved, &manifest.permissions);
     if !more.is_empty() && approved != Some(&manifest.permissions) {
         return refuse(
+            &store,
             &checked.unpacked,
             InstallError::ApprovalRequired(format!(
                 "{} {} asks for more than {} was approved for ({}): approve them again",
@@ -233,7 +228,7 @@ pub async fn upgrade(
         );
     }
     if let Err(e) = store.place(&mut checked.unpacked) {
-        return refuse(&checked.unpacked, e.into());
+        return refuse(&store, &checked.unpacked, e.into());
     }
     let record = record(&checked, manifest.permissions.clone());
     let mut spec = plan::spec(&shared.config, &record, &manifest, &checked.unpacked.path);
@@ -249,8 +244,14 @@ pub async fn upgrade(
     let result = shared.handles.upgrade(&manifest.id, spec).await;
     let upgraded = match result {
         Ok(Ok(upgraded)) => upgraded,
-        Ok(Err(reason)) => return refuse(&checked.unpacked, InstallError::UpgradeFailed(reason)),
-        Err(e) => return refuse(&checked.unpacked, InstallError::Host(e.to_string())),
+        Ok(Err(reason)) => {
+            return refuse(
+                &store,
+                &checked.unpacked,
+                InstallError::UpgradeFailed(reason),
+            )
+        }
+        Err(e) => return refuse(&store, &checked.unpacked, InstallError::Host(e.to_string())),
     };
     if let Err(e) = store.commit(&record) {
         // The new version runs; on the next start of the host the old
@@ -321,6 +322,16 @@ pub fn installed_specs(config: &crate::config::Config) -> Vec<crate::config::Plu
             plan::spec(config, &record, &manifest, &dir)
         })
         .collect()
+}
+
+/// Refuses with `e`, removing what was unpacked for nothing.
+fn refuse<T>(
+    store: &PackageStore,
+    unpacked: &Unpacked,
+    e: InstallError,
+) -> Result<T, InstallError> {
+    store.discard(unpacked);
+    Err(e)
 }
 
 fn record(checked: &Checked, approved: Permissions) -> Record {

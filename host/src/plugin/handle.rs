@@ -114,6 +114,13 @@ impl Handles {
             .collect()
     }
 
+    fn sender(&self, id: &str) -> Result<mpsc::Sender<Command>, HostError> {
+        self.lock()
+            .get(id)
+            .map(|h| h.commands.clone())
+            .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))
+    }
+
     /// Asks a plugin's supervisor to upgrade it to `spec`, and waits for
     /// the outcome: how it went, or why the old version still runs.
     pub async fn upgrade(
@@ -121,11 +128,7 @@ impl Handles {
         id: &str,
         spec: PluginSpec,
     ) -> Result<Result<Upgraded, String>, HostError> {
-        let tx = self
-            .lock()
-            .get(id)
-            .map(|h| h.commands.clone())
-            .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))?;
+        let tx = self.sender(id)?;
         let (done, wait) = oneshot::channel();
         tx.send(Command::Upgrade(Box::new(spec), done))
             .await
@@ -139,11 +142,7 @@ impl Handles {
         id: &str,
         make: fn(oneshot::Sender<()>) -> Command,
     ) -> Result<(), HostError> {
-        let tx = self
-            .lock()
-            .get(id)
-            .map(|h| h.commands.clone())
-            .ok_or_else(|| HostError::UnknownPlugin(id.to_owned()))?;
+        let tx = self.sender(id)?;
         let (done, wait) = oneshot::channel();
         tx.send(make(done))
             .await
