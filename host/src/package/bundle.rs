@@ -61,6 +61,10 @@ pub fn build(dir: &Path) -> Result<(PackageManifest, Vec<u8>), PackageError> {
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
+    // Plain entries only: a file with holes (a debug build often has
+    // them) would otherwise become a GNU sparse entry, which other tools
+    // and older readers do not all take.
+    tar.sparse(false);
     for rel in &files {
         let path = dir.join(rel);
         let mut file = std::fs::File::open(&path).map_err(io(&path))?;
@@ -124,7 +128,8 @@ fn unpack_into(bytes: &[u8], into: &Path) -> Result<PackageManifest, PackageErro
             )));
         }
         let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind.is_dir()) {
+        // A GNU sparse entry is a file with holes (bundles made elsewhere).
+        if !(kind.is_file() || kind.is_dir() || kind.is_gnu_sparse()) {
             return Err(bad(format!(
                 "entry {} is a link or a device: only files and directories may be in a bundle",
                 path.display()
