@@ -20,7 +20,15 @@ fn what_a_plugin_is_not_granted_is_refused_by_the_host_and_counted() {
             &[("ECHO_SUBSCRIBE", "home/#")]
         )
     );
-    let host = TestHost::start("", &[limited, plugin("free", "iglu-plugin-echo", &[])]);
+    let caller = format!(
+        "{}permissions = {{ host_api = [\"plugins.call\"] }}\ncalls = [\"free\"]\n",
+        plugin("caller", "iglu-plugin-echo", &[])
+    );
+    let host = TestHost::start(
+        "",
+        &[limited, caller, plugin("free", "iglu-plugin-echo", &[])],
+    );
+    host.wait_state("caller", "running");
     host.wait_state("limited", "running");
     host.wait_state("free", "running");
     let denied = |method: &str, args: serde_json::Value, permission: &str| {
@@ -65,6 +73,39 @@ fn what_a_plugin_is_not_granted_is_refused_by_the_host_and_counted() {
         )
         .unwrap();
     assert_eq!(relayed["code"], json!("permission_denied"), "{relayed}");
+    assert!(
+        relayed["message"]
+            .as_str()
+            .unwrap()
+            .contains("host_api \"plugins.call\""),
+        "{relayed}"
+    );
+    // With plugins.call granted, `calls` decides: free may be called,
+    // nobody else.
+    let relayed = host
+        .call(
+            "caller",
+            "relay",
+            json!({"plugin": "free", "method": "echo", "args": 1}),
+        )
+        .unwrap();
+    assert_eq!(relayed["ok"], json!(1), "{relayed}");
+    let relayed = host
+        .call(
+            "caller",
+            "relay",
+            json!({"plugin": "limited", "method": "echo", "args": 1}),
+        )
+        .unwrap();
+    assert_eq!(relayed["code"], json!("permission_denied"), "{relayed}");
+    assert!(
+        relayed["message"]
+            .as_str()
+            .unwrap()
+            .contains("calls \"limited\""),
+        "{relayed}"
+    );
+    assert_eq!(host.plugin("caller")["permission_denied"], json!(1));
     // The HELLO's subscription outside the grants was left out.
     let status = host.plugin("limited");
     assert!(

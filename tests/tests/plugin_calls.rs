@@ -51,10 +51,10 @@ fn a_plugin_calls_another_and_gets_its_answers_and_errors() {
         "b",
         json!({"plugin": "a", "method": "echo", "args": 1}),
     );
-    assert_eq!(r["code"], json!("forbidden"), "{r}");
+    assert_eq!(r["code"], json!("permission_denied"), "{r}");
     assert!(r["message"].as_str().unwrap().contains("calls"), "{r}");
     let r = relay(&host, "a", json!({"plugin": "nobody", "method": "echo"}));
-    assert_eq!(r["code"], json!("forbidden"), "{r}");
+    assert_eq!(r["code"], json!("permission_denied"), "{r}");
 }
 
 #[test]

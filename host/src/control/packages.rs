@@ -173,8 +173,8 @@ pub fn plugins(shared: &Shared) -> Response {
     Response::ok(Json::Array(list))
 }
 
-/// `settings`.
-pub fn settings(shared: &Shared, r: SettingsRequest) -> Response {
+/// `settings`. A change is written to disk (and synced) off the async threads.
+pub async fn settings(shared: &Shared, r: SettingsRequest) -> Response {
     let plugin = match &r {
         SettingsRequest::Get { plugin }
         | SettingsRequest::Set { plugin, .. }
@@ -183,14 +183,25 @@ pub fn settings(shared: &Shared, r: SettingsRequest) -> Response {
     if !shared.registry.contains(&plugin) {
         return Response::err("unknown_plugin", format!("no plugin named {plugin:?}"));
     }
-    let changed = match r {
-        SettingsRequest::Get { plugin } => return value(&shared.settings.shown(&plugin)),
+    if let SettingsRequest::Get { plugin } = &r {
+        return value(&shared.settings.shown(plugin));
+    }
+    let settings = shared.settings.clone();
+    let id = plugin.clone();
+    let changed = tokio::task::spawn_blocking(move || match r {
         SettingsRequest::Set { key, value, .. } => {
             let value = serde_json::from_str(&value).unwrap_or(Json::String(value));
-            shared.settings.set(&plugin, &key, value).map(|()| true)
+            settings.set(&id, &key, value).map(|()| true)
         }
-        SettingsRequest::Unset { key, .. } => shared.settings.unset(&plugin, &key),
-    };
+        SettingsRequest::Unset { key, .. } => settings.unset(&id, &key),
+        SettingsRequest::Get { .. } => Ok(false),
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(crate::settings::SettingsError::Invalid(format!(
+            "the change did not finish: {e}"
+        )))
+    });
     match changed {
         Ok(true) => {
             notify(shared, &plugin);

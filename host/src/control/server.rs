@@ -353,7 +353,7 @@ async fn handle(shared: &Arc<Shared>, request: Request) -> Response {
         Request::Upgrade(r) => packages::upgrade(shared, r).await,
         Request::Uninstall(r) => packages::uninstall(shared, r).await,
         Request::Plugins => packages::plugins(shared),
-        Request::Settings(r) => packages::settings(shared, r),
+        Request::Settings(r) => packages::settings(shared, r).await,
     }
 }
 

@@ -122,7 +122,10 @@ pub async fn plan(
 ) -> Result<Plan, InstallError> {
     let checked = check(shared, bundle, allow_unsigned).await?;
     let store = store(shared);
-    store.discard(&checked.unpacked);
+    {
+        let (store, path) = (store.clone(), checked.unpacked.path.clone());
+        tokio::task::spawn_blocking(move || store.discard(&path));
+    }
     let installed = store.read(&checked.unpacked.manifest.id)?.map(|(r, _)| r);
     Ok(Plan::new(
         &checked.unpacked.manifest,
@@ -164,9 +167,8 @@ pub async fn install(
         return refuse(&store, &checked.unpacked, e.into());
     }
     let record = record(&checked, approved.clone());
-    if let Err(e) = store.commit(&record) {
-        store.discard(&checked.unpacked);
-        return Err(e.into());
+    if let Err(e) = commit(&store, &record).await {
+        return refuse(&store, &checked.unpacked, e);
     }
     let spec = plan::spec(&shared.config, &record, &manifest, &checked.unpacked.path);
     shared
@@ -253,13 +255,16 @@ pub async fn upgrade(
         }
         Err(e) => return refuse(&store, &checked.unpacked, InstallError::Host(e.to_string())),
     };
-    if let Err(e) = store.commit(&record) {
+    if let Err(e) = commit(&store, &record).await {
         // The new version runs; on the next start of the host the old
         // record (and version) is in force again.
         tracing::error!(plugin = %manifest.id, error = %e, "the upgrade runs but could not be recorded");
-        return Err(e.into());
+        return Err(e);
     }
-    store.prune(&manifest.id, Some(&record.dir));
+    {
+        let (store, id, keep) = (store.clone(), manifest.id.clone(), record.dir.clone());
+        tokio::task::spawn_blocking(move || store.prune(&id, Some(&keep)));
+    }
     shared
         .settings
         .set_schema(&manifest.id, Some(&manifest.settings));
@@ -288,7 +293,12 @@ pub async fn uninstall(
     roster::remove(shared, id)
         .await
         .map_err(|e| InstallError::Host(e.to_string()))?;
-    store.remove(id)?;
+    {
+        let (store, id) = (store.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || store.remove(&id))
+            .await
+            .map_err(|e| InstallError::Host(e.to_string()))??;
+    }
     shared.settings.set_schema(id, None);
     if purge {
         shared
@@ -324,14 +334,25 @@ pub fn installed_specs(config: &crate::config::Config) -> Vec<crate::config::Plu
         .collect()
 }
 
-/// Refuses with `e`, removing what was unpacked for nothing.
+/// Refuses with `e`, removing what was unpacked for nothing (off the
+/// async threads: a package may be large).
 fn refuse<T>(
     store: &PackageStore,
     unpacked: &Unpacked,
     e: InstallError,
 ) -> Result<T, InstallError> {
-    store.discard(unpacked);
+    let (store, path) = (store.clone(), unpacked.path.clone());
+    tokio::task::spawn_blocking(move || store.discard(&path));
     Err(e)
+}
+
+/// Makes `record` the version in force (it syncs to disk: off the async threads).
+async fn commit(store: &PackageStore, record: &Record) -> Result<(), InstallError> {
+    let (store, record) = (store.clone(), record.clone());
+    tokio::task::spawn_blocking(move || store.commit(&record))
+        .await
+        .map_err(|e| InstallError::Host(e.to_string()))?
+        .map_err(InstallError::from)
 }
 
 fn record(checked: &Checked, approved: Permissions) -> Record {

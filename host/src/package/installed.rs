@@ -171,9 +171,12 @@ impl PackageStore {
         Ok(())
     }
 
-    /// Removes an unpacked version that is not going in force.
-    pub fn discard(&self, unpacked: &Unpacked) {
-        let _ = std::fs::remove_dir_all(&unpacked.path);
+    /// Removes an unpacked version (at `path`, under this store) that is
+    /// not going in force.
+    pub fn discard(&self, path: &Path) {
+        if path.starts_with(&self.root) {
+            let _ = std::fs::remove_dir_all(path);
+        }
     }
 
     /// Makes `record` the version in force.

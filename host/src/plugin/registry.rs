@@ -223,16 +223,25 @@ impl Registry {
     }
 
     /// Whether plugin `caller` may call plugin `callee` through the host:
-    /// the callee is named in the caller's `calls` (or that says `"*"`).
+    /// the callee is named in the caller's `calls` (or that says `"*"`),
+    /// or an interface named there is one the callee announced.
     pub fn may_call(&self, caller: &str, callee: &str) -> bool {
-        self.read(caller, |e| {
-            let calls = match &e.kind {
-                PluginKind::Managed(spec) => &spec.calls,
-                PluginKind::External(spec) => &spec.calls,
-            };
-            calls.iter().any(|c| c == "*" || c == callee)
-        })
-        .unwrap_or(false)
+        let plugins = self.lock();
+        let Some(e) = plugins.get(caller) else {
+            return false;
+        };
+        let calls = match &e.kind {
+            PluginKind::Managed(spec) => &spec.calls,
+            PluginKind::External(spec) => &spec.calls,
+        };
+        let offers = |name: &str| {
+            plugins
+                .get(callee)
+                .is_some_and(|c| c.interfaces.iter().any(|i| i.name == name))
+        };
+        calls
+            .iter()
+            .any(|c| c == "*" || c == callee || (c.contains('.') && offers(c)))
     }
 
     /// What `id` may publish, subscribe to and call on the host (`None`:

@@ -38,13 +38,13 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
         Err(e) => return answer(caller, id, Err(e)),
     };
     if !shared.registry.may_call(&caller.plugin_id, &request.plugin) {
-        let e = WireError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "plugin {} may not call plugin {:?}: add it to `calls` in its config",
-                caller.plugin_id, request.plugin
-            ),
+        let e = crate::permissions::denied(
+            &caller.plugin_id,
+            &format!("calls {:?}", request.plugin),
+            "a call to another plugin",
         );
+        caller.log_denial(&e);
+        shared.registry.count_denial(&caller.plugin_id);
         return answer(caller, id, Err(e));
     }
     if caller.forwarding(&id) {
