@@ -74,6 +74,15 @@ fn bundle(dir: &Path, version: &str) -> Result<PathBuf, String> {
     Ok(packed.bundle)
 }
 
+/// The bench's own bundles, unsigned.
+fn unsigned(path: &Path) -> iglu_host::install::Bundle<'_> {
+    iglu_host::install::Bundle {
+        path,
+        allow_unsigned: true,
+        sha256: None,
+    }
+}
+
 /// Calls at `IN_FLIGHT` until `stop`; counts failures instead of stopping.
 async fn load(
     b: &Bench,
@@ -127,7 +136,7 @@ pub async fn upgrade(b: &Bench, upgrades: usize) -> Result<UpgradeReport, String
     let dir = b.dir.join("upgrade");
     let shared = b.host.shared().clone();
     let first = bundle(&dir, "1.0.0")?;
-    iglu_host::install::install(&shared, &first, true, &Permissions::default())
+    iglu_host::install::install(&shared, unsigned(&first), &Permissions::default())
         .await
         .map_err(|e| format!("install: {e}"))?;
     let mut bundles = Vec::new();
@@ -155,7 +164,7 @@ pub async fn upgrade(b: &Bench, upgrades: usize) -> Result<UpgradeReport, String
         tokio::time::sleep(b.warmup).await;
         let mut times = Vec::new();
         for path in &bundles {
-            let outcome = iglu_host::install::upgrade(&shared, path, true, None).await;
+            let outcome = iglu_host::install::upgrade(&shared, unsigned(path), None).await;
             times.push(outcome.map_err(|e| format!("upgrade: {e}"))?.upgrade);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

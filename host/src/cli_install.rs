@@ -106,6 +106,7 @@ pub async fn install(config: &Config, args: BundleArgs, upgrade: bool) -> anyhow
         bundle,
         allow_unsigned: args.allow_unsigned,
         approved,
+        sha256: Some(plan.sha256.clone()),
     };
     let request = if upgrade {
         Request::Upgrade(request)

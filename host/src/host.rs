@@ -99,10 +99,10 @@ impl Host {
         // between would find it missing (and the plugin would be refused).
         let mut supervisors = Vec::new();
         for spec in plugins {
-            supervisors.push(roster::register_managed(&shared, spec));
+            supervisors.push(roster::register_managed(&shared, spec)?);
         }
         for (spec, token) in externals {
-            supervisors.push(roster::register_external(&shared, spec, token));
+            supervisors.push(roster::register_external(&shared, spec, token)?);
         }
         let sessions = shared.registry.clone();
         let mut services = vec![

@@ -42,28 +42,33 @@ pub fn child_runner(shared: &Shared, spec: PluginSpec) -> ChildRunner {
 }
 
 /// Registers a plugin the host starts; its supervisor waits for [`launch`].
-pub fn register_managed(shared: &Shared, spec: PluginSpec) -> Pending {
+/// Refused if the id is taken.
+pub fn register_managed(shared: &Shared, spec: PluginSpec) -> Result<Pending, HostError> {
     let state = if spec.autostart {
         PluginState::Starting
     } else {
         PluginState::Stopped
     };
     let autostart = spec.autostart;
-    let inbox = register(shared, &spec.id, PluginKind::Managed(spec.clone()), state);
+    let inbox = register(shared, &spec.id, PluginKind::Managed(spec.clone()), state)?;
     let id = spec.id.clone();
-    pending(&id, child_runner(shared, spec), autostart, inbox)
+    Ok(pending(&id, child_runner(shared, spec), autostart, inbox))
 }
 
-/// Registers a plugin that connects by itself.
-pub fn register_external(shared: &Shared, spec: ExternalSpec, token: String) -> Pending {
+/// Registers a plugin that connects by itself. Refused if the id is taken.
+pub fn register_external(
+    shared: &Shared,
+    spec: ExternalSpec,
+    token: String,
+) -> Result<Pending, HostError> {
     let inbox = register(
         shared,
         &spec.id,
         PluginKind::External(spec.clone()),
         PluginState::Starting,
-    );
+    )?;
     let id = spec.id.clone();
-    pending(&id, AttachedRunner::new(spec, token), true, inbox)
+    Ok(pending(&id, AttachedRunner::new(spec, token), true, inbox))
 }
 
 /// Starts a registered plugin's supervisor.
@@ -85,11 +90,8 @@ pub fn add(shared: &Arc<Shared>, spec: PluginSpec) -> Result<(), HostError> {
     if shared.shutdown.is_cancelled() {
         return Err(HostError::Supervisor(spec.id));
     }
-    if shared.registry.contains(&spec.id) {
-        return Err(HostError::Taken(spec.id));
-    }
     tracing::info!(plugin = %spec.id, command = %spec.command.display(), "plugin added");
-    let pending = register_managed(shared, spec);
+    let pending = register_managed(shared, spec)?;
     launch(shared, pending);
     Ok(())
 }
@@ -118,10 +120,18 @@ fn pending<R: Runner>(id: &str, runner: R, autostart: bool, inbox: Inbox) -> Pen
     }
 }
 
-/// Adds a plugin to the registry, its subscriptions and its handle;
+/// Adds a plugin to the registry (in one step: refused if the id is
+/// taken, whoever else is adding one), its subscriptions and its handle;
 /// returns its supervisor's inbox.
-fn register(shared: &Shared, id: &str, kind: PluginKind, state: PluginState) -> Inbox {
-    shared.registry.insert(id, kind, state);
+fn register(
+    shared: &Shared,
+    id: &str,
+    kind: PluginKind,
+    state: PluginState,
+) -> Result<Inbox, HostError> {
+    if !shared.registry.insert(id, kind, state) {
+        return Err(HostError::Taken(id.to_owned()));
+    }
     shared.events.subscriptions.add_plugin(id);
-    shared.handles.open(id)
+    Ok(shared.handles.open(id))
 }

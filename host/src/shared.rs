@@ -30,6 +30,9 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Plugins' settings: schema defaults, the config's, run-time changes.
     pub settings: Arc<Settings>,
+    /// Held by each install, upgrade and uninstall: one at a time, so two
+    /// never race on one package's files or id.
+    pub packages: tokio::sync::Mutex<()>,
     /// Retained events, subscriptions, in-process subscribers, lifecycle.
     pub events: Arc<EventHub>,
     /// The endpoint plugins connect to.
@@ -62,6 +65,7 @@ impl Shared {
             handles: Handles::default(),
             store,
             settings,
+            packages: tokio::sync::Mutex::new(()),
             events,
             config,
             endpoint,

@@ -269,6 +269,15 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
         ),
         Some(&key),
     );
+    // A new version that handshakes but lacks what it must provide.
+    let lacking = package(&root, "greeter", "1.2.1", PERMS, None);
+    let manifest = std::fs::read_to_string(lacking.join("iglu-plugin.toml")).unwrap();
+    std::fs::write(
+        lacking.join("iglu-plugin.toml"),
+        manifest.replace("executable = \"bin/run\"", "executable = \"bin/run\"\nprovides = [\"iglu.nothing@1\"]"),
+    )
+    .unwrap();
+    let lacking = bundle(&host, &lacking, Some(&key));
     let more = format!("{PERMS}\ncalls = [\"*\"]");
     let v3 = bundle(
         &host,
@@ -318,6 +327,9 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
             text.contains("upgrade_failed") && text.contains("still serves"),
             "{text}"
         );
+        // Refused at its handshake: the old one goes on, and says why.
+        let text = fails(&host.cli(&["upgrade", s(&lacking)]));
+        assert!(text.contains("refused") && text.contains("iglu.nothing@1"), "{text}");
         // More permissions: approval again (no terminal here, so --yes).
         let text = fails(&host.cli(&["upgrade", s(&v3)]));
         assert!(text.contains("call *") && text.contains("--yes"), "{text}");
@@ -353,4 +365,55 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
         .filter(|e| e.path().is_dir())
         .count();
     assert_eq!(dirs, 1);
+}
+
+/// A bundle made elsewhere (with Python's tarfile), holding `extra`
+/// entries besides a manifest and an executable.
+fn foreign_bundle(path: &Path, manifest: &str, extra: &str) {
+    let script = format!(
+        r##"
+import io, tarfile
+t = tarfile.open({path:?}, "w:gz")
+def add(name, data, mode=0o644):
+    i = tarfile.TarInfo(name); i.size = len(data); i.mode = mode
+    t.addfile(i, io.BytesIO(data))
+add("iglu-plugin.toml", {manifest:?}.encode())
+add("bin/run", b"#!/bin/sh\n", 0o755)
+{extra}
+t.close()
+"##,
+        path = s(path),
+    );
+    let status = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "python3 made the bundle");
+}
+
+#[test]
+fn install_refuses_a_bundle_escaping_its_directory_or_with_a_bad_manifest() {
+    let root = fresh_dir("evil");
+    std::fs::create_dir_all(root.join("host")).unwrap();
+    let (host, _key) = start(&root, "");
+    let good = "id = \"evil\"\nname = \"Evil\"\nversion = \"1.0.0\"\nexecutable = \"bin/run\"\n";
+    let escaping = root.join("escaping.iglu.tar.gz");
+    foreign_bundle(&escaping, good, "add(\"../../outside\", b\"gotcha\")");
+    let text = fails(&host.cli(&["install", s(&escaping), "--yes", "--allow-unsigned"]));
+    assert!(text.contains("escapes"), "{text}");
+    let malformed = root.join("malformed.iglu.tar.gz");
+    foreign_bundle(
+        &malformed,
+        "id = \"evil\"\nversion = \"one\"\nexecutable = \"bin/run\"\n",
+        "",
+    );
+    let text = fails(&host.cli(&["install", s(&malformed), "--yes", "--allow-unsigned"]));
+    assert!(text.contains("manifest"), "{text}");
+    // Nothing was installed, nothing written outside the store.
+    assert!(plugins(&host).is_empty());
+    assert!(!root.join("host/data/outside").exists() && !root.join("host/outside").exists());
+    let left: Vec<_> = std::fs::read_dir(root.join("host/data/packages"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

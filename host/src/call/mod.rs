@@ -56,9 +56,9 @@ pub fn check_interface(
 
 /// Calls `method` on `plugin` through its live session. A session handed
 /// over to the plugin's new version (an upgrade) refuses new calls before
-/// sending them, and its plugin answers `not_running` to a call that
-/// reached it after GOODBYE, without running it: either way the call is
-/// made again on the session in force, so an upgrade fails no call.
+/// sending them: such a call is made again on the session in force, so an
+/// upgrade fails no call. (The host says GOODBYE to the old version only
+/// once it has answered every call it was sent.)
 pub async fn call(
     shared: &Shared,
     plugin: &str,
@@ -88,11 +88,7 @@ pub async fn call(
             until.saturating_duration_since(tokio::time::Instant::now())
         };
         match session.call(method, args.clone(), left).await {
-            Err(e)
-                if e.code == iglu_bus::ErrorCode::NotRunning
-                    && session.is_handed_over()
-                    && tries < HANDOVER_RETRIES =>
-            {
+            Err(e) if session.refused_unsent(&e) && tries < HANDOVER_RETRIES => {
                 tries += 1;
             }
             other => return other.map_err(lost),

@@ -36,6 +36,20 @@ pub struct InstallRequest {
     /// than its installed version needs none).
     #[serde(default)]
     pub approved: Option<Permissions>,
+    /// The sha256 of the bundle the user was shown: a different file at
+    /// that path is refused.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl InstallRequest {
+    fn bundle(&self) -> install::Bundle<'_> {
+        install::Bundle {
+            path: &self.bundle,
+            allow_unsigned: self.allow_unsigned,
+            sha256: self.sha256.as_deref(),
+        }
+    }
 }
 
 /// `uninstall`: one installed package.
@@ -90,7 +104,12 @@ fn value<T: Serialize>(v: &T) -> Response {
 
 /// `plan`.
 pub async fn plan(shared: &Shared, r: PlanRequest) -> Response {
-    match install::plan(shared, &r.bundle, r.allow_unsigned).await {
+    let bundle = install::Bundle {
+        path: &r.bundle,
+        allow_unsigned: r.allow_unsigned,
+        sha256: None,
+    };
+    match install::plan(shared, bundle).await {
         Ok(plan) => value(&plan),
         Err(e) => failed(e),
     }
@@ -98,13 +117,13 @@ pub async fn plan(shared: &Shared, r: PlanRequest) -> Response {
 
 /// `install`.
 pub async fn install(shared: &Arc<Shared>, r: InstallRequest) -> Response {
-    let Some(approved) = r.approved else {
+    let Some(approved) = &r.approved else {
         return Response::err(
             "approval_required",
             "install needs the approved permissions (iglu install shows them and asks)",
         );
     };
-    match install::install(shared, &r.bundle, r.allow_unsigned, &approved).await {
+    match install::install(shared, r.bundle(), approved).await {
         Ok(outcome) => value(&outcome),
         Err(e) => failed(e),
     }
@@ -112,7 +131,7 @@ pub async fn install(shared: &Arc<Shared>, r: InstallRequest) -> Response {
 
 /// `upgrade`.
 pub async fn upgrade(shared: &Arc<Shared>, r: InstallRequest) -> Response {
-    match install::upgrade(shared, &r.bundle, r.allow_unsigned, r.approved.as_ref()).await {
+    match install::upgrade(shared, r.bundle(), r.approved.as_ref()).await {
         Ok(outcome) => value(&outcome),
         Err(e) => failed(e),
     }

@@ -20,6 +20,14 @@ pub async fn run(session: Arc<Session>, queue: Arc<EventQueue>) {
     loop {
         let batch = queue.take_batch(session.id, BATCH);
         if batch.is_empty() {
+            if session.is_handed_over() {
+                // An upgrade gave the queue to the new version: this session
+                // only finishes what it was sent. A wake-up it took was the
+                // new owner's: passed on.
+                queue.nudge();
+                session.closed().await;
+                break;
+            }
             tokio::select! {
                 _ = queue.changed() => {}
                 _ = session.closed() => break,

@@ -60,6 +60,10 @@ struct Inner {
     /// `unacked_bytes`): its CREDIT still acknowledges them, and what is
     /// left when it ends goes back to the front for the new owner.
     draining: Option<(Uuid, VecDeque<Queued>)>,
+    /// Credit granted by a session that does not own the queue yet (an
+    /// upgrade's new version grants its window right after WELCOME, maybe
+    /// before the switch): it is its credit once it takes over.
+    early_credit: Option<(Uuid, u64)>,
     next_seq: u64,
     delivered: u64,
     dropped: u64,
@@ -86,6 +90,7 @@ impl EventQueue {
                 credit: 0,
                 owner: None,
                 draining: None,
+                early_credit: None,
                 next_seq: 1,
                 delivered: 0,
                 dropped: 0,
@@ -145,7 +150,7 @@ impl EventQueue {
     pub fn attach(&self, session: Uuid) {
         let mut q = self.lock();
         requeue_unacked(&mut q);
-        q.credit = 0;
+        q.credit = early_credit(&mut q, session);
         q.owner = Some(session);
     }
 
@@ -166,8 +171,17 @@ impl EventQueue {
         } else {
             requeue_unacked(&mut q);
         }
-        q.credit = 0;
+        q.credit = early_credit(&mut q, to);
         q.owner = Some(to);
+        drop(q);
+        // Whichever delivery task takes this wake-up passes it on if it is
+        // not the owner's (see `delivery`).
+        self.ready.notify_one();
+    }
+
+    /// Wakes a delivery task: one that woke for nothing passes its wake-up on.
+    pub fn nudge(&self) {
+        self.ready.notify_one();
     }
 
     /// Events sent to `session` that it has not acknowledged yet.
@@ -252,6 +266,14 @@ impl EventQueue {
             }
         }
         if q.owner != Some(session) {
+            let before = match q.early_credit {
+                Some((s, c)) if s == session => c,
+                _ => 0,
+            };
+            let credit = before
+                .saturating_add(u64::from(n))
+                .min(self.capacity as u64);
+            q.early_credit = Some((session, credit));
             return;
         }
         let acked = (n as usize).min(q.unacked.len());
@@ -289,6 +311,15 @@ impl EventQueue {
             delivered: q.delivered,
             dropped: q.dropped,
         }
+    }
+}
+
+/// The credit `session` granted before it owned the queue (none if it
+/// did not), taken.
+fn early_credit(q: &mut Inner, session: Uuid) -> u64 {
+    match q.early_credit.take() {
+        Some((s, credit)) if s == session => credit,
+        _ => 0,
     }
 }
 
@@ -430,6 +461,8 @@ mod tests {
         q.credit(old, 3);
         let to_old: Vec<u64> = q.take_batch(old, 64).iter().map(|i| i.seq).collect();
         assert_eq!(to_old, vec![1, 2, 3]);
+        // The new session's window arrives before the switch: it counts.
+        q.credit(new, 10);
         q.hand_over(old, new);
         assert!(
             q.take_batch(old, 64).is_empty(),
@@ -437,7 +470,6 @@ mod tests {
         );
         q.credit(old, 2); // it finishes 1 and 2 while draining
         assert_eq!(q.unacked_by(old), 1);
-        q.credit(new, 10);
         let to_new: Vec<u64> = q.take_batch(new, 64).iter().map(|i| i.seq).collect();
         assert_eq!(to_new, vec![4, 5, 6]);
         // It ends with 3 unfinished: 3 goes to the new session, once.

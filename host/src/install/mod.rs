@@ -40,6 +40,12 @@ pub enum InstallError {
     /// The new version did not take over; the old one still serves.
     #[error("upgrade failed: {0}")]
     UpgradeFailed(String),
+    /// The config's (or run-time) settings do not fit its schema.
+    #[error("{0}")]
+    Settings(String),
+    /// The bundle is not the one the user approved.
+    #[error("{0}")]
+    Changed(String),
     /// The host could not do it.
     #[error("{0}")]
     Host(String),
@@ -55,6 +61,8 @@ impl InstallError {
             InstallError::ApprovalRequired(_) => "approval_required",
             InstallError::Conflict(_) => "conflict",
             InstallError::UpgradeFailed(_) => "upgrade_failed",
+            InstallError::Settings(_) => "bad_arguments",
+            InstallError::Changed(_) => "changed",
             InstallError::Host(_) => "internal",
         }
     }
@@ -78,6 +86,18 @@ pub fn store(shared: &Shared) -> PackageStore {
     PackageStore::new(&shared.config.data_dir())
 }
 
+/// A bundle to install or upgrade to, as the request names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Bundle<'a> {
+    /// Its path, read by the host.
+    pub path: &'a Path,
+    /// Accept it unsigned.
+    pub allow_unsigned: bool,
+    /// The sha256 of the bundle the user approved (shown by the plan): a
+    /// different file at that path is refused.
+    pub sha256: Option<&'a str>,
+}
+
 /// A checked bundle, unpacked in the store's scratch space.
 struct Checked {
     unpacked: Unpacked,
@@ -86,21 +106,33 @@ struct Checked {
 }
 
 /// Reads, authenticates and unpacks a bundle, off the async threads.
-async fn check(
-    shared: &Shared,
-    bundle: &Path,
-    allow_unsigned: bool,
-) -> Result<Checked, InstallError> {
+async fn check(shared: &Shared, request: Bundle<'_>) -> Result<Checked, InstallError> {
+    let (bundle, allow_unsigned) = (request.path, request.allow_unsigned);
+    let expected = request.sha256.map(str::to_owned);
     let trusted = shared.config.packages.trusted_keys.clone();
     let allow = allow_unsigned || shared.config.packages.allow_unsigned;
     let store = store(shared);
     let bundle = bundle.to_owned();
     tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&bundle).map_err(|source| PackageError::Io {
+        let io = |source| PackageError::Io {
             path: bundle.clone(),
             source,
-        })?;
+        };
+        let len = std::fs::metadata(&bundle).map_err(io)?.len();
+        if len > crate::package::bundle::MAX_UNPACKED {
+            return Err(PackageError::Bundle(format!(
+                "{len} bytes: a bundle may be at most {} bytes",
+                crate::package::bundle::MAX_UNPACKED
+            ))
+            .into());
+        }
+        let bytes = std::fs::read(&bundle).map_err(io)?;
         let (sha256, key) = commands::authenticate(&bundle, &bytes, &trusted, allow)?;
+        if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(&sha256)) {
+            return Err(InstallError::Changed(format!(
+                "the bundle changed since it was shown for approval (sha256 {sha256}, approved {expected}): nothing was installed"
+            )));
+        }
         let unpacked = store.unpack(&bytes, &sha256)?;
         Ok(Checked {
             unpacked,
@@ -115,16 +147,12 @@ async fn check(
 }
 
 /// What installing (or upgrading to) `bundle` would do, for approval.
-pub async fn plan(
-    shared: &Shared,
-    bundle: &Path,
-    allow_unsigned: bool,
-) -> Result<Plan, InstallError> {
-    let checked = check(shared, bundle, allow_unsigned).await?;
+pub async fn plan(shared: &Shared, bundle: Bundle<'_>) -> Result<Plan, InstallError> {
+    let checked = check(shared, bundle).await?;
     let store = store(shared);
     {
         let (store, path) = (store.clone(), checked.unpacked.path.clone());
-        tokio::task::spawn_blocking(move || store.discard(&path));
+        let _ = tokio::task::spawn_blocking(move || store.discard(&path)).await;
     }
     let installed = store.read(&checked.unpacked.manifest.id)?.map(|(r, _)| r);
     Ok(Plan::new(
@@ -138,11 +166,11 @@ pub async fn plan(
 /// Installs `bundle` with the `approved` permissions and starts it.
 pub async fn install(
     shared: &Arc<Shared>,
-    bundle: &Path,
-    allow_unsigned: bool,
+    bundle: Bundle<'_>,
     approved: &Permissions,
 ) -> Result<Outcome, InstallError> {
-    let mut checked = check(shared, bundle, allow_unsigned).await?;
+    let _one_at_a_time = shared.packages.lock().await;
+    let mut checked = check(shared, bundle).await?;
     let store = store(shared);
     let manifest = checked.unpacked.manifest.clone();
     if &manifest.permissions != approved {
@@ -163,6 +191,13 @@ pub async fn install(
             InstallError::Conflict(format!("plugin id {} {how}", manifest.id)),
         );
     }
+    if let Err(e) = shared.settings.fits(&manifest.id, &manifest.settings) {
+        return refuse(
+            &store,
+            &checked.unpacked,
+            InstallError::Settings(e.to_string()),
+        );
+    }
     if let Err(e) = store.place(&mut checked.unpacked) {
         return refuse(&store, &checked.unpacked, e.into());
     }
@@ -174,9 +209,6 @@ pub async fn install(
     shared
         .settings
         .set_schema(&manifest.id, Some(&manifest.settings));
-    if let Err(e) = shared.settings.check_config(&manifest.id) {
-        tracing::warn!(plugin = %manifest.id, error = %e, "the config's settings do not fit the package's schema");
-    }
     roster::add(shared, spec).map_err(|e| InstallError::Host(e.to_string()))?;
     tracing::info!(plugin = %manifest.id, version = %manifest.version, signed_by = ?checked.signed_by, "package installed");
     let state = settled(shared, &manifest.id).await;
@@ -194,15 +226,15 @@ pub async fn install(
 /// version's need `approved` to be exactly what the new one asks.
 pub async fn upgrade(
     shared: &Arc<Shared>,
-    bundle: &Path,
-    allow_unsigned: bool,
+    bundle: Bundle<'_>,
     approved: Option<&Permissions>,
 ) -> Result<Outcome, InstallError> {
-    let mut checked = check(shared, bundle, allow_unsigned).await?;
+    let _one_at_a_time = shared.packages.lock().await;
+    let mut checked = check(shared, bundle).await?;
     let store = store(shared);
     let manifest = checked.unpacked.manifest.clone();
     let old = match store.read(&manifest.id) {
-        Ok(Some((record, _))) if shared.registry.contains(&manifest.id) => record,
+        Ok(Some((record, _))) if is_package(shared, &manifest.id) => record,
         Ok(_) => {
             return refuse(
                 &store,
@@ -227,6 +259,13 @@ pub async fn upgrade(
                 old.version,
                 more.join(", ")
             )),
+        );
+    }
+    if let Err(e) = shared.settings.fits(&manifest.id, &manifest.settings) {
+        return refuse(
+            &store,
+            &checked.unpacked,
+            InstallError::Settings(e.to_string()),
         );
     }
     if let Err(e) = store.place(&mut checked.unpacked) {
@@ -284,8 +323,12 @@ pub async fn uninstall(
     id: &str,
     purge: bool,
 ) -> Result<String, InstallError> {
+    let _one_at_a_time = shared.packages.lock().await;
     let store = store(shared);
-    if store.read(id)?.is_none() {
+    if !crate::package::manifest::valid_id(id) {
+        return Err(InstallError::Conflict(format!("{id:?} is not a plugin id")));
+    }
+    if store.read(id)?.is_none() || !is_package(shared, id) {
         return Err(InstallError::Conflict(format!(
             "{id} is not an installed package (plugins of the config are removed from the config)"
         )));
@@ -306,9 +349,10 @@ pub async fn uninstall(
             .write(id, shared.quota(id), vec![Op::Clear])
             .await
             .map_err(|e| InstallError::Host(format!("its data could not be removed: {e}")))?;
-        shared
-            .settings
-            .purge(id)
+        let (settings, owned) = (shared.settings.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || settings.purge(&owned))
+            .await
+            .map_err(|e| InstallError::Host(e.to_string()))?
             .map_err(|e| InstallError::Host(e.to_string()))?;
         Ok(format!("{id}: uninstalled, its data and settings removed"))
     } else {
@@ -321,6 +365,7 @@ pub async fn uninstall(
 /// The installed packages as plugins to supervise, at the host's start.
 pub fn installed_specs(config: &crate::config::Config) -> Vec<crate::config::PluginSpec> {
     let store = PackageStore::new(&config.data_dir());
+    store.clear_scratch();
     let (found, broken) = store.list();
     for why in broken {
         tracing::error!(%why, "an installed package cannot be read: not started");
@@ -369,6 +414,17 @@ fn record(checked: &Checked, approved: Permissions) -> Record {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0),
     }
+}
+
+/// Whether plugin `id` on this host runs from an installed package (not a
+/// plugin of the config with the same id, which then runs instead).
+fn is_package(shared: &Shared, id: &str) -> bool {
+    shared
+        .registry
+        .read(id, |f| {
+            matches!(f.kind(), crate::plugin::registry::PluginKind::Managed(s) if s.package.is_some())
+        })
+        .unwrap_or(false)
 }
 
 fn state_of(shared: &Shared, id: &str) -> String {

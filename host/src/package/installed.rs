@@ -73,6 +73,19 @@ impl PackageStore {
         self.root.join(id)
     }
 
+    /// Removes what unpacks left behind when the host died mid-way (at
+    /// start, before anything unpacks).
+    pub fn clear_scratch(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".unpack-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Every installed package with its manifest, by id. One whose record
     /// or manifest cannot be read is left out with the reason.
     pub fn list(&self) -> (Vec<(Record, PackageManifest)>, Vec<String>) {
@@ -127,9 +140,15 @@ impl PackageStore {
     /// in force until [`Self::place`] and [`Self::commit`].
     pub fn unpack(&self, bytes: &[u8], sha256: &str) -> Result<Unpacked, PackageError> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let scratch = self
-            .root
-            .join(format!(".unpack-{}-{}", std::process::id(), &sha256[..12]));
+        // Unique per unpack: two requests for one bundle (a plan, then its
+        // install) never share a scratch directory.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = self.root.join(format!(
+            ".unpack-{}-{n}-{}",
+            std::process::id(),
+            &sha256[..12]
+        ));
         let _ = std::fs::remove_dir_all(&scratch);
         let manifest = match bundle::unpack(bytes, &scratch) {
             Ok(m) => m,

@@ -69,6 +69,10 @@ pub struct Facts {
     /// Counts sessions: each admitted session takes the next number, so
     /// news of an earlier session is recognised as stale.
     launch: u64,
+    /// The highest number an upgrade's new version took (see
+    /// [`Facts::next_launch`]): numbers are never given twice, even when
+    /// that version was discarded.
+    burned: u64,
     token: Option<String>,
     session: Option<Arc<Session>>,
     since: Option<Instant>,
@@ -124,6 +128,10 @@ impl Facts {
             PluginKind::External(spec) => (spec.store_max_keys, spec.store_max_bytes),
         }
     }
+    /// The number the next session will take.
+    fn next_launch(&self) -> u64 {
+        self.launch.max(self.burned) + 1
+    }
     /// The live session, if any.
     pub fn live_session(&self) -> Option<&Arc<Session>> {
         self.session.as_ref().filter(|s| !s.is_closed())
@@ -168,9 +176,14 @@ impl Registry {
         self.plugins.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a plugin in `state` (Stopped, or Starting when it starts by itself).
-    pub fn insert(&self, id: &str, kind: PluginKind, state: PluginState) {
-        self.lock().insert(
+    /// Adds a plugin in `state` (Stopped, or Starting when it starts by
+    /// itself); false (and nothing changed) if the id is taken.
+    pub fn insert(&self, id: &str, kind: PluginKind, state: PluginState) -> bool {
+        let mut plugins = self.lock();
+        if plugins.contains_key(id) {
+            return false;
+        }
+        plugins.insert(
             id.to_owned(),
             Facts {
                 kind,
@@ -183,12 +196,14 @@ impl Registry {
                 methods: Vec::new(),
                 interfaces: Vec::new(),
                 launch: 0,
+                burned: 0,
                 token: None,
                 session: None,
                 since: None,
                 candidate: None,
             },
         );
+        true
     }
 
     /// Takes a plugin out (uninstalled, or gone from the watched
@@ -292,7 +307,7 @@ impl Registry {
             return Err(Refusal::Duplicate);
         }
         Ok(Admission {
-            launch: e.launch + 1,
+            launch: e.next_launch(),
             candidate: false,
         })
     }
@@ -415,7 +430,7 @@ fn apply(e: &mut Facts, change: Transition) -> Option<Option<Arc<Session>>> {
             methods,
             interfaces,
         } => {
-            let current = launch == e.launch + 1
+            let current = launch == e.next_launch()
                 && e.token.is_some()
                 && e.state != PluginState::Stopped
                 && live.is_none();

@@ -76,6 +76,7 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
         inbox,
         policy,
         seen: 0,
+        discarded: 0,
     };
     let mut next = if autostart {
         Next::Launch { after_crash: false }
@@ -129,6 +130,9 @@ struct Supervisor<R> {
     /// The newest session (launch number) whose end has been dealt with:
     /// news of it or of an older one is stale.
     seen: u64,
+    /// The launch number of the last upgrade's new version that was
+    /// discarded: its session's news is not about this plugin's launches.
+    discarded: u64,
 }
 
 impl<R: Runner> Supervisor<R> {
@@ -249,6 +253,8 @@ impl<R: Runner> Supervisor<R> {
                     return Next::Crashed(how);
                 }
                 news = self.inbox.news.recv() => match news {
+                    Some(SessionNews::Opened { launch }) | Some(SessionNews::Ended { launch, .. })
+                        if launch == self.discarded => {}
                     Some(SessionNews::Opened { launch }) if launch > self.seen => connected = Some(launch),
                     // Its own session, or one that came and went while the
                     // supervisor was busy elsewhere (its Opened is not news).

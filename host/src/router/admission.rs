@@ -275,7 +275,7 @@ fn register_candidate(
         subscriptions,
         receive_own: hello.receive_own,
     };
-    if !shared.registry.candidate_ready(&id, ready) {
+    if !shared.registry.candidate_ready(&id, &hello.token, ready) {
         session.close(Loss::Stopping);
         return Err(reject(
             RejectCode::DuplicateId,

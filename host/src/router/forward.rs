@@ -159,7 +159,7 @@ fn direct(
         }
     };
     match callee.forward(callee_id, method, args, deadline, Box::new(done)) {
-        Err(e) if e.code == ErrorCode::NotRunning && callee.is_handed_over() => {
+        Err(e) if callee.refused_unsent(&e) => {
             if caller.forwarded_done(&id, served) {
                 return Direct::HandedOver;
             }

@@ -101,13 +101,7 @@ impl Session {
                 return Err(loss.to_call_error(&self.plugin_id));
             }
             if calls.handed_over {
-                return Err(WireError::new(
-                    ErrorCode::NotRunning,
-                    format!(
-                        "plugin {} was handed over to its new version",
-                        self.plugin_id
-                    ),
-                ));
+                return Err(self.handover_refusal());
             }
             calls.table.insert(id, waiter, expires)
         };
@@ -213,6 +207,26 @@ impl Session {
             }
             None => false,
         }
+    }
+
+    /// The refusal of a call by a session handed over to the plugin's new
+    /// version: nothing was sent, so the call may be made again there.
+    fn handover_refusal(&self) -> WireError {
+        WireError::new(
+            ErrorCode::NotRunning,
+            format!(
+                "plugin {} was handed over to its new version",
+                self.plugin_id
+            ),
+        )
+    }
+
+    /// Whether `e` is this session's refusal of a call it never sent,
+    /// having been handed over (see [`Session::hand_over`]): only then is
+    /// making the call again safe (an answer lost any other way may follow
+    /// a call that ran).
+    pub fn refused_unsent(&self, e: &WireError) -> bool {
+        self.is_handed_over() && *e == self.handover_refusal()
     }
 
     fn expired(&self, method: &str, deadline: Duration) -> WireError {

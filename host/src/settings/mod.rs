@@ -80,6 +80,10 @@ struct Layers {
 /// Every plugin's settings.
 pub struct Settings {
     layers: Mutex<Layers>,
+    /// Held while the run-time layer is written, so the file is never
+    /// written by two changes at once, in the wrong order; readers take
+    /// only `layers`, for a moment, never across the disk's sync.
+    writing: Mutex<()>,
     file: Option<PathBuf>,
 }
 
@@ -102,6 +106,7 @@ impl Settings {
         }
         Ok(Settings {
             layers: Mutex::new(layers),
+            writing: Mutex::new(()),
             file,
         })
     }
@@ -125,6 +130,23 @@ impl Settings {
         if let Some(values) = layers.config.get(id) {
             for (key, value) in values {
                 check(&layers, id, key, value, "the host config")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the config's and the run-time values for `id` would fit
+    /// `schema` (a package about to be installed or upgraded to).
+    pub fn fits(&self, id: &str, schema: &BTreeMap<String, Setting>) -> Result<(), SettingsError> {
+        let layers = self.lock();
+        let mut trial = Layers::default();
+        trial.schema.insert(id.to_owned(), schema.clone());
+        for (layer, what) in [
+            (&layers.config, "the host config"),
+            (&layers.runtime, "iglu settings set"),
+        ] {
+            for (key, value) in layer.get(id).into_iter().flatten() {
+                check(&trial, id, key, value, what)?;
             }
         }
         Ok(())
@@ -171,42 +193,54 @@ impl Settings {
 
     /// Sets `key` of plugin `id` at run time, once checked and kept on disk.
     pub fn set(&self, id: &str, key: &str, value: Json) -> Result<(), SettingsError> {
-        let mut layers = self.lock();
-        check(&layers, id, key, &value, "the value")?;
-        let mut runtime = layers.runtime.clone();
-        runtime
-            .entry(id.to_owned())
-            .or_default()
-            .insert(key.to_owned(), value);
-        self.keep(&runtime)?;
-        layers.runtime = runtime;
-        Ok(())
+        self.change(|layers, runtime| {
+            check(layers, id, key, &value, "the value")?;
+            runtime
+                .entry(id.to_owned())
+                .or_default()
+                .insert(key.to_owned(), value);
+            Ok(true)
+        })
+        .map(|_| ())
     }
 
     /// Drops the run-time value of `key` (the config's or the default is
     /// in force again); false if there was none.
     pub fn unset(&self, id: &str, key: &str) -> Result<bool, SettingsError> {
-        let mut layers = self.lock();
-        let mut runtime = layers.runtime.clone();
-        let removed = runtime.get_mut(id).and_then(|m| m.remove(key)).is_some();
-        if !removed {
-            return Ok(false);
-        }
-        runtime.retain(|_, m| !m.is_empty());
-        self.keep(&runtime)?;
-        layers.runtime = runtime;
-        Ok(true)
+        self.change(|_, runtime| {
+            let removed = runtime.get_mut(id).and_then(|m| m.remove(key)).is_some();
+            runtime.retain(|_, m| !m.is_empty());
+            Ok(removed)
+        })
     }
 
     /// Forgets the run-time values of `id` (it was uninstalled with `--purge`).
     pub fn purge(&self, id: &str) -> Result<(), SettingsError> {
-        let mut layers = self.lock();
-        let mut runtime = layers.runtime.clone();
-        if runtime.remove(id).is_some() {
-            self.keep(&runtime)?;
-            layers.runtime = runtime;
-        }
-        Ok(())
+        self.change(|_, runtime| Ok(runtime.remove(id).is_some()))
+            .map(|_| ())
+    }
+
+    /// Changes the run-time layer with `edit` (which says whether it
+    /// changed anything): on a copy, written to disk, then put in force.
+    fn change(
+        &self,
+        edit: impl FnOnce(
+            &Layers,
+            &mut BTreeMap<String, Map<String, Json>>,
+        ) -> Result<bool, SettingsError>,
+    ) -> Result<bool, SettingsError> {
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runtime = {
+            let layers = self.lock();
+            let mut runtime = layers.runtime.clone();
+            if !edit(&layers, &mut runtime)? {
+                return Ok(false);
+            }
+            runtime
+        };
+        self.keep(&runtime)?;
+        std::mem::swap(&mut self.lock().runtime, &mut runtime);
+        Ok(true)
     }
 
     fn keep(&self, runtime: &BTreeMap<String, Map<String, Json>>) -> Result<(), SettingsError> {

@@ -68,7 +68,7 @@ pub struct SwitchedOver {
 pub(super) fn expecting(e: &Facts) -> Result<Admission, Refusal> {
     match &e.candidate {
         Some(c) if c.ready.is_none() => Ok(Admission {
-            launch: e.launch + 1,
+            launch: e.next_launch(),
             candidate: true,
         }),
         _ => Err(Refusal::Duplicate),
@@ -138,16 +138,23 @@ impl Registry {
         .flatten()
     }
 
-    /// The new version handshook; false if the upgrade ended meanwhile.
-    pub fn candidate_ready(&self, id: &str, ready: Ready) -> bool {
+    /// The new version whose HELLO carried `token` handshook; false if
+    /// that upgrade ended meanwhile (another may have begun, with another
+    /// token). Its launch number is never given again.
+    pub fn candidate_ready(&self, id: &str, token: &str, ready: Ready) -> bool {
         let mut plugins = self.lock();
-        let Some(c) = plugins.get_mut(id).and_then(|e| e.candidate.as_mut()) else {
+        let Some(e) = plugins.get_mut(id) else {
             return false;
         };
-        if c.ready.is_some() {
+        let launch = ready.launch;
+        let Some(c) = e.candidate.as_mut() else {
+            return false;
+        };
+        if c.ready.is_some() || !iglu_bus::handshake::tokens_match(&c.token, token) {
             return false;
         }
         c.ready = Some(ready);
+        e.burned = e.burned.max(launch);
         true
     }
 

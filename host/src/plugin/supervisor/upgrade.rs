@@ -96,6 +96,10 @@ impl<R: Runner> Supervisor<R> {
             Ok(over) => over,
             Err(abort) => {
                 next.kill().await;
+                // Its session's news (if it had one) is not about a launch.
+                if let Some(launch) = self.s.registry.candidate_launch(&id) {
+                    self.discarded = launch;
+                }
                 let refused = self.s.registry.end_candidate(&id);
                 return self.rolled_back(abort, refused, old_gone, done);
             }
@@ -143,6 +147,9 @@ impl<R: Runner> Supervisor<R> {
                 }
                 how = self.runner.exited(), if old_gone.is_none() => {
                     tracing::warn!(plugin = %id, exit = %how, "upgrade: the old version ended while the new one started");
+                    // As `watch` does: its session ends now, and that end is dealt with.
+                    self.s.registry.close_session(&id, Loss::Exited(how.clone()));
+                    self.seen = self.s.registry.launch(&id);
                     *old_gone = Some(how);
                 }
                 news = self.inbox.news.recv() => match news {
