@@ -274,7 +274,10 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
     let manifest = std::fs::read_to_string(lacking.join("iglu-plugin.toml")).unwrap();
     std::fs::write(
         lacking.join("iglu-plugin.toml"),
-        manifest.replace("executable = \"bin/run\"", "executable = \"bin/run\"\nprovides = [\"iglu.nothing@1\"]"),
+        manifest.replace(
+            "executable = \"bin/run\"",
+            "executable = \"bin/run\"\nprovides = [\"iglu.nothing@1\"]",
+        ),
     )
     .unwrap();
     let lacking = bundle(&host, &lacking, Some(&key));
@@ -329,7 +332,10 @@ fn an_upgrade_under_load_fails_no_call_and_a_crashing_one_rolls_back() {
         );
         // Refused at its handshake: the old one goes on, and says why.
         let text = fails(&host.cli(&["upgrade", s(&lacking)]));
-        assert!(text.contains("refused") && text.contains("iglu.nothing@1"), "{text}");
+        assert!(
+            text.contains("refused") && text.contains("iglu.nothing@1"),
+            "{text}"
+        );
         // More permissions: approval again (no terminal here, so --yes).
         let text = fails(&host.cli(&["upgrade", s(&v3)]));
         assert!(text.contains("call *") && text.contains("--yes"), "{text}");
