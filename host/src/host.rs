@@ -127,6 +127,12 @@ impl Host {
                 plugin_socket.clone(),
             )));
         }
+        services.push(tokio::spawn(crate::limits::watchdog::run(
+            shared.registry.clone(),
+            shared.config.limits,
+            shared.config.timing().interval,
+            shared.shutdown.clone(),
+        )));
         if shared.config.simulator.enabled {
             services.push(shared.clock.spawn(simulator::run(shared.clone())));
         }

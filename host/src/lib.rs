@@ -78,6 +78,7 @@ pub mod events;
 pub mod host;
 pub mod install;
 pub mod json_msgpack;
+pub mod limits;
 pub mod package;
 pub mod permissions;
 pub mod plugin;

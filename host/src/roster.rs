@@ -43,7 +43,13 @@ pub fn child_runner(shared: &Shared, spec: PluginSpec) -> ChildRunner {
 
 /// Registers a plugin the host starts; its supervisor waits for [`launch`].
 /// Refused if the id is taken.
-pub fn register_managed(shared: &Shared, spec: PluginSpec) -> Result<Pending, HostError> {
+pub fn register_managed(shared: &Shared, mut spec: PluginSpec) -> Result<Pending, HostError> {
+    // The limits in force, resolved once: its own over `[limits]`.
+    let limits = crate::limits::Limits::of(spec.limits.as_ref(), &shared.config.limits);
+    spec.limits = Some(crate::limits::PluginLimits {
+        memory_mib: Some(limits.memory_mib),
+        max_open_files: Some(limits.max_open_files),
+    });
     let state = if spec.autostart {
         PluginState::Starting
     } else {

@@ -85,6 +85,9 @@ pub struct Config {
     pub externals: Vec<ExternalSpec>,
     /// Installing packages: trusted keys, unsigned bundles.
     pub packages: PackagesConfig,
+    /// What each plugin's processes may use, by default (and at most, for
+    /// a package): memory, open files.
+    pub limits: crate::limits::LimitsConfig,
     /// Plugins' settings, by plugin id: `[settings.lights] rooms = "..."`
     /// (over the defaults of a package's schema; `iglu settings set` goes
     /// over these).

@@ -199,6 +199,9 @@ pub struct PluginSpec {
     /// packages; may be set for any plugin).
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Its own limits (memory, open files) over `[limits]`.
+    #[serde(default)]
+    pub limits: Option<crate::limits::PluginLimits>,
     /// The package it was installed from, if any (its manifest: settings
     /// schema, version); not written in a config file.
     #[serde(skip)]
@@ -221,6 +224,7 @@ impl PluginSpec {
             store_max_bytes: None,
             permissions: None,
             sha256: None,
+            limits: None,
             package: None,
         }
     }

@@ -164,6 +164,10 @@ pub fn spec(
     spec.store_max_keys = cap(approved.store_max_keys, config.store.max_keys);
     spec.store_max_bytes = cap(approved.store_max_bytes, config.store.max_bytes);
     spec.sha256 = Some(record.executable_sha256.clone());
+    spec.limits = Some(crate::limits::Limits::capped(
+        &manifest.limits,
+        &config.limits,
+    ));
     spec.package = Some(Arc::new(manifest.clone()));
     spec
 }

@@ -62,6 +62,9 @@ pub struct PackageManifest {
     /// Its settings, by name, with their types and defaults.
     #[serde(default)]
     pub settings: BTreeMap<String, Setting>,
+    /// What its processes may use (capped by the host's `[limits]`).
+    #[serde(default)]
+    pub limits: crate::limits::PluginLimits,
 }
 
 /// What a plugin asks to be allowed.

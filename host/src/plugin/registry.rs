@@ -78,6 +78,11 @@ pub struct Facts {
     since: Option<Instant>,
     /// Its next version, started beside it during an upgrade.
     candidate: Option<Candidate>,
+    /// Its processes' memory and CPU, as the watchdog last read them.
+    usage: Option<crate::limits::Usage>,
+    /// Why the host killed its current process (its memory limit), with
+    /// that process's id: the crash it causes is reported with it.
+    kill_reason: Option<(u32, String)>,
 }
 
 impl Facts {
@@ -131,6 +136,10 @@ impl Facts {
     /// The number the next session will take.
     fn next_launch(&self) -> u64 {
         self.launch.max(self.burned) + 1
+    }
+    /// Its processes' memory and CPU, while it runs.
+    pub fn usage(&self) -> Option<&crate::limits::Usage> {
+        self.usage.as_ref().filter(|_| self.pid.is_some())
     }
     /// The live session, if any.
     pub fn live_session(&self) -> Option<&Arc<Session>> {
@@ -201,6 +210,8 @@ impl Registry {
                 session: None,
                 since: None,
                 candidate: None,
+                usage: None,
+                kill_reason: None,
             },
         );
         true
@@ -269,6 +280,30 @@ impl Registry {
     pub fn count_denial(&self, id: &str) {
         if let Some(e) = self.lock().get_mut(id) {
             e.denied += 1;
+        }
+    }
+
+    /// Records what the watchdog read of its processes.
+    pub fn set_usage(&self, id: &str, usage: crate::limits::Usage) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.usage = Some(usage);
+        }
+    }
+
+    /// Records why the host is killing process `pid` of plugin `id`.
+    pub fn set_kill_reason(&self, id: &str, pid: u32, reason: String) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.kill_reason = Some((pid, reason));
+        }
+    }
+
+    /// Why the host killed the plugin's current process, if it did.
+    pub fn take_kill_reason(&self, id: &str) -> Option<String> {
+        let mut plugins = self.lock();
+        let e = plugins.get_mut(id)?;
+        match e.kill_reason.take() {
+            Some((pid, why)) if e.pid.is_none_or(|p| p == pid) => Some(why),
+            _ => None,
         }
     }
 
@@ -421,6 +456,8 @@ fn apply(e: &mut Facts, change: Transition) -> Option<Option<Arc<Session>>> {
             e.state = PluginState::Starting;
             e.session = None;
             e.pid = None;
+            e.kill_reason = None;
+            e.usage = None;
             Some(None)
         }
         Transition::Running {

@@ -51,6 +51,16 @@ pub struct PluginStatus {
     /// Its store: what it holds and its quota.
     #[serde(default)]
     pub store: StoreUsage,
+    /// Its processes' resident memory and CPU, as last read (every
+    /// heartbeat interval), while it runs; `null` for a plugin elsewhere.
+    #[serde(default)]
+    pub usage: Option<crate::limits::Usage>,
+    /// The limits in force for a managed plugin, and how they are held.
+    #[serde(default)]
+    pub limits: Option<crate::limits::Limits>,
+    /// How the limits are held on this host (`null` for a plugin elsewhere).
+    #[serde(default)]
+    pub isolation: Option<String>,
 }
 
 /// What a plugin's store holds, next to its quota.
@@ -117,6 +127,18 @@ impl PluginStatus {
             subscriptions: Vec::new(),
             events: QueueStats::default(),
             store: StoreUsage::default(),
+            usage: e.usage().copied(),
+            limits: match e.kind() {
+                PluginKind::Managed(spec) => Some(crate::limits::Limits::of(
+                    spec.limits.as_ref(),
+                    &crate::limits::LimitsConfig::default(),
+                )),
+                PluginKind::External(_) => None,
+            },
+            isolation: match e.kind() {
+                PluginKind::Managed(_) => Some(crate::limits::MECHANISM.to_owned()),
+                PluginKind::External(_) => None,
+            },
         }
     }
 }
@@ -211,6 +233,8 @@ pub fn table(plugins: &[PluginStatus]) -> String {
         "PID".to_owned(),
         "RESTARTS".to_owned(),
         "HEARTBEAT".to_owned(),
+        "RSS".to_owned(),
+        "CPU".to_owned(),
         "LAST EXIT".to_owned(),
     ]];
     for p in plugins {
@@ -223,6 +247,12 @@ pub fn table(plugins: &[PluginStatus]) -> String {
             p.restarts.to_string(),
             p.last_heartbeat_ms_ago
                 .map(|x| format!("{x} ms ago"))
+                .unwrap_or_else(|| "-".into()),
+            p.usage
+                .map(|u| format!("{:.1} MiB", u.rss_kib as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+            p.usage
+                .map(|u| format!("{:.0}%", u.cpu_percent))
                 .unwrap_or_else(|| "-".into()),
             p.last_exit.clone().unwrap_or_else(|| "-".into()),
         ]);

@@ -289,6 +289,12 @@ impl<R: Runner> Supervisor<R> {
 
     /// Records the crash and applies the restart policy.
     async fn crashed(&mut self, reason: String) -> Next {
+        // Killed by the host for a limit: that is the reason, not the signal.
+        let reason = self
+            .s
+            .registry
+            .take_kill_reason(&self.s.id)
+            .unwrap_or(reason);
         self.down(PluginState::Crashed, Some(reason));
         if !self.runner.restarts() {
             // Nothing to run: it stays Crashed until it connects again.

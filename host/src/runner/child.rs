@@ -231,6 +231,13 @@ pub fn spawn(spec: &PluginSpec, env: &[(&str, String)]) -> std::io::Result<Plugi
         .kill_on_drop(true)
         .process_group(0);
     die_with_host(&mut command);
+    crate::limits::rlimits::apply(
+        &mut command,
+        crate::limits::Limits::of(
+            spec.limits.as_ref(),
+            &crate::limits::LimitsConfig::default(),
+        ),
+    );
     let mut child = command.spawn()?;
     let id: Arc<str> = Arc::from(spec.id.as_str());
     if let Some(out) = child.stdout.take() {

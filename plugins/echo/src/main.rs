@@ -60,6 +60,25 @@ struct Payload {
     data: Vec<u8>,
 }
 
+/// `leak`: allocate this many MiB per second, touching every page, and
+/// never free them (a plugin with a leak, for the memory limit's tests).
+#[derive(Deserialize)]
+struct Leak {
+    mib_per_s: u64,
+}
+
+/// `open_files`: open up to this many files and keep them open.
+#[derive(Deserialize)]
+struct OpenFiles {
+    n: usize,
+}
+
+#[derive(Serialize)]
+struct Opened {
+    opened: usize,
+    error: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct Burn {
     ms: u64,
@@ -347,6 +366,35 @@ fn main() -> ExitCode {
             Ok::<_, HandlerError>(Payload {
                 data: vec![0x5a; args.bytes],
             })
+        })
+        .method("leak", |_ctx: Context, args: Leak| async move {
+            let rate = args.mib_per_s.clamp(1, 4096);
+            std::thread::spawn(move || {
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // 1 MiB, every page written so it is resident.
+                    kept.push(vec![0x5a; 1 << 20]);
+                    std::thread::sleep(Duration::from_micros(1_000_000 / rate));
+                }
+            });
+            Ok::<_, HandlerError>(rate)
+        })
+        .method("open_files", |_ctx: Context, args: OpenFiles| async move {
+            let mut files = Vec::new();
+            let mut error = None;
+            for _ in 0..args.n.min(1 << 20) {
+                match std::fs::File::open("/dev/null") {
+                    Ok(f) => files.push(f),
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let opened = files.len();
+            // Kept open on purpose, as a leaking plugin would.
+            std::mem::forget(files);
+            Ok::<_, HandlerError>(Opened { opened, error })
         })
         .method("burn", |_ctx: Context, args: Burn| async move {
             // Spin real threads so the handler runtime's cores are all busy.

@@ -1,0 +1,117 @@
+//! What one plugin's processes may use: memory, open files, and how the
+//! host holds them to it, whether the plugin cooperates or not.
+//!
+//! - **Memory.** The host reads the resident memory of the plugin's whole
+//!   process group from `/proc` every heartbeat interval ([`watchdog`]); past
+//!   its limit the group is SIGKILLed and the plugin is Crashed with
+//!   `last_exit` "memory limit N MiB exceeded", and the restart policy
+//!   applies. `RLIMIT_DATA` at twice the limit, set before the plugin runs
+//!   any code of its own ([`rlimits`]), stops an allocation far past it
+//!   between two looks.
+//! - **Open files.** `RLIMIT_NOFILE`, set the same way.
+//!
+//! A default applies with no configuration at all: 1 GiB of memory (a
+//! smart-home plugin needs tens of MiB; 1 GiB leaves any real one room and
+//! still stops a leak long before a hub of 2-8 GiB runs out, and so long
+//! before the kernel's OOM killer would pick a victim, maybe the host), and
+//! 1,024 open files (the usual soft limit). `[limits]` changes the
+//! defaults; a plugin's own `limits` (the config's, or its package's,
+//! capped by `[limits]`) override them.
+
+pub mod procfs;
+pub mod rlimits;
+pub mod watchdog;
+
+use serde::{Deserialize, Serialize};
+
+/// Default memory limit of a plugin, in MiB (see the module's doc).
+pub const DEFAULT_MEMORY_MIB: u64 = 1024;
+/// Default open-file limit of a plugin.
+pub const DEFAULT_OPEN_FILES: u64 = 1024;
+
+/// The host's defaults (`[limits]`), which are also the caps of what a
+/// package may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Resident memory of a plugin's processes together, in MiB (default 1024).
+    pub memory_mib: u64,
+    /// Open files of each of its processes (default 1024).
+    pub max_open_files: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            max_open_files: DEFAULT_OPEN_FILES,
+        }
+    }
+}
+
+/// One plugin's own limits (`[[plugin]] limits = { ... }`, or a package's
+/// `[limits]`); what is not given is the host's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Resident memory, in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Open files.
+    #[serde(default)]
+    pub max_open_files: Option<u64>,
+}
+
+/// The limits in force for one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Resident memory, in MiB.
+    pub memory_mib: u64,
+    /// Open files.
+    pub max_open_files: u64,
+}
+
+impl Limits {
+    /// A plugin's own limits over the host's defaults.
+    pub fn of(own: Option<&PluginLimits>, host: &LimitsConfig) -> Limits {
+        Limits {
+            memory_mib: own.and_then(|l| l.memory_mib).unwrap_or(host.memory_mib),
+            max_open_files: own
+                .and_then(|l| l.max_open_files)
+                .unwrap_or(host.max_open_files),
+        }
+    }
+
+    /// What a package asks for, capped by the host's defaults.
+    pub fn capped(asked: &PluginLimits, host: &LimitsConfig) -> PluginLimits {
+        PluginLimits {
+            memory_mib: Some(
+                asked
+                    .memory_mib
+                    .map_or(host.memory_mib, |m| m.min(host.memory_mib)),
+            ),
+            max_open_files: Some(
+                asked
+                    .max_open_files
+                    .map_or(host.max_open_files, |m| m.min(host.max_open_files)),
+            ),
+        }
+    }
+}
+
+/// How the limits are held on this host, for `iglu status`.
+pub const MECHANISM: &str =
+    "memory: /proc watchdog each heartbeat + RLIMIT_DATA backstop; open files: RLIMIT_NOFILE";
+
+/// One plugin's use of the machine, as the watchdog last read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Resident memory of its processes together, in KiB.
+    pub rss_kib: u64,
+    /// CPU time of its processes over the last interval, in percent of one CPU.
+    pub cpu_percent: f64,
+    /// CPU time its processes have used in all, in seconds.
+    pub cpu_seconds: f64,
+    /// Processes in its group.
+    pub processes: u32,
+}

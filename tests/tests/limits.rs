@@ -1,0 +1,76 @@
+//! Limits the host holds plugins to, whether they cooperate or not: a
+//! plugin that leaks memory is killed at its limit and restarted, with
+//! `last_exit` saying so, while another plugin keeps serving; a plugin that
+//! opens files without bound gets "too many open files" at its limit; and
+//! `iglu status` shows every plugin's memory, CPU and limits, with the
+//! mechanism in force.
+
+#![allow(clippy::unwrap_used)]
+
+use iglu_tests::{plugin, still_serving, TestHost};
+use serde_json::json;
+
+#[test]
+fn a_leaking_plugin_is_stopped_at_its_memory_limit_and_restarted() {
+    let leaker = format!(
+        "{}limits = {{ memory_mib = 64 }}\n",
+        plugin("leaker", "iglu-plugin-echo", &[])
+    );
+    let host = TestHost::start(
+        "[limits]\nmemory_mib = 512\n",
+        &[leaker, plugin("echo", "iglu-plugin-echo", &[])],
+    );
+    host.wait_state("leaker", "running");
+    host.wait_state("echo", "running");
+    // The defaults (from `[limits]`) and what the watchdog reads.
+    let echo = host.wait_plugin("echo", "its memory read", |p| {
+        p["usage"]["rss_kib"].as_u64().is_some_and(|k| k > 0)
+    });
+    assert_eq!(echo["limits"]["memory_mib"], json!(512), "{echo}");
+    assert!(
+        echo["isolation"].as_str().unwrap().contains("watchdog"),
+        "{echo}"
+    );
+    host.call("leaker", "leak", json!({"mib_per_s": 100}))
+        .unwrap();
+    let p = host.wait_plugin("leaker", "killed at its limit", |p| {
+        p["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("memory limit 64 MiB exceeded"))
+    });
+    assert!(
+        p["restarts"].as_u64().unwrap() >= 1 || p["state"] != json!("running"),
+        "{p}"
+    );
+    still_serving(&host, "after the leaker was killed");
+    // The restart policy applies: it comes back.
+    host.wait_plugin("leaker", "running again", |p| {
+        p["state"] == json!("running") && p["restarts"].as_u64().unwrap_or(0) >= 1
+    });
+    assert_eq!(host.plugin("echo")["restarts"], json!(0));
+    let table = String::from_utf8(host.cli(&["status"]).stdout).unwrap();
+    assert!(table.contains("RSS") && table.contains("MiB"), "{table}");
+}
+
+#[test]
+fn a_plugin_that_opens_files_without_bound_gets_an_error_at_its_limit() {
+    let hoarder = format!(
+        "{}limits = {{ max_open_files = 64 }}\n",
+        plugin("hoarder", "iglu-plugin-echo", &[])
+    );
+    let host = TestHost::start("", &[hoarder]);
+    host.wait_state("hoarder", "running");
+    let r = host
+        .call("hoarder", "open_files", json!({"n": 100000}))
+        .unwrap();
+    assert!(r["opened"].as_u64().unwrap() < 64, "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("Too many open files"),
+        "{r}"
+    );
+    assert_eq!(
+        host.plugin("hoarder")["limits"]["max_open_files"],
+        json!(64)
+    );
+    assert_eq!(host.plugin("hoarder")["limits"]["memory_mib"], json!(1024));
+}
