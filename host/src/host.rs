@@ -85,6 +85,8 @@ impl Host {
                 )));
             }
         }
+        let cgroups = Arc::new(crate::limits::cgroup::Cgroups::detect());
+        tracing::info!(mechanism = %cgroups.mechanism(), limits = %crate::limits::MECHANISM, "plugin limits");
         let clock = Clock::start().map_err(HostError::Clock)?;
         let shared = Shared::new(
             config,
@@ -93,6 +95,7 @@ impl Host {
             clock.handle().clone(),
             store,
             settings,
+            cgroups,
         );
         // Every plugin is in the registry before anything can ask about it:
         // a status request, or an external plugin's HELLO, that came in
@@ -130,6 +133,7 @@ impl Host {
         services.push(tokio::spawn(crate::limits::watchdog::run(
             shared.registry.clone(),
             shared.config.limits,
+            shared.cgroups.active(),
             shared.config.timing().interval,
             shared.shutdown.clone(),
         )));
@@ -193,6 +197,7 @@ impl Host {
                 abort.abort();
             }
         }
+        self.client.shared.cgroups.remove();
         // Last: what the plugins wrote while stopping is committed too.
         self.client.shared.store.close().await;
         self.clock.stop().await;

@@ -38,6 +38,7 @@ pub fn child_runner(shared: &Shared, spec: PluginSpec) -> ChildRunner {
         shared.endpoint.clone(),
         Duration::from_millis(shared.config.handshake_timeout_ms),
         shared.settings.clone(),
+        shared.cgroups.clone(),
     )
 }
 
@@ -46,10 +47,7 @@ pub fn child_runner(shared: &Shared, spec: PluginSpec) -> ChildRunner {
 pub fn register_managed(shared: &Shared, mut spec: PluginSpec) -> Result<Pending, HostError> {
     // The limits in force, resolved once: its own over `[limits]`.
     let limits = crate::limits::Limits::of(spec.limits.as_ref(), &shared.config.limits);
-    spec.limits = Some(crate::limits::PluginLimits {
-        memory_mib: Some(limits.memory_mib),
-        max_open_files: Some(limits.max_open_files),
-    });
+    spec.limits = Some(limits.own());
     let state = if spec.autostart {
         PluginState::Starting
     } else {
@@ -113,6 +111,7 @@ pub async fn remove(shared: &Shared, id: &str) -> Result<(), HostError> {
     }
     shared.events.subscriptions.remove_plugin(id);
     shared.registry.remove(id);
+    shared.cgroups.forget(id);
     tracing::info!(plugin = %id, "plugin removed");
     Ok(())
 }

@@ -30,6 +30,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Plugins' settings: schema defaults, the config's, run-time changes.
     pub settings: Arc<Settings>,
+    /// This host's pids cgroups, where it could make them.
+    pub cgroups: Arc<crate::limits::cgroup::Cgroups>,
     /// Held by each install, upgrade and uninstall: one at a time, so two
     /// never race on one package's files or id.
     pub packages: tokio::sync::Mutex<()>,
@@ -56,6 +58,7 @@ impl Shared {
         clock: tokio::runtime::Handle,
         store: Arc<Store>,
         settings: Arc<Settings>,
+        cgroups: Arc<crate::limits::cgroup::Cgroups>,
     ) -> Arc<Shared> {
         let events = EventHub::new(config.event_queue, config.event_queue_bytes);
         events.retained.restore(store.take_restored());
@@ -66,6 +69,7 @@ impl Shared {
             store,
             settings,
             packages: tokio::sync::Mutex::new(()),
+            cgroups,
             events,
             config,
             endpoint,
@@ -100,6 +104,13 @@ impl Shared {
                 max_keys: quota.max_keys,
                 max_bytes: quota.max_bytes,
             };
+            if p.isolation.is_some() {
+                p.isolation = Some(format!(
+                    "{}; {}",
+                    crate::limits::MECHANISM,
+                    self.cgroups.mechanism()
+                ));
+            }
         }
         all
     }

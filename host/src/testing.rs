@@ -48,6 +48,7 @@ impl Rig {
             std::sync::Arc::new(
                 crate::settings::Settings::load(&Default::default(), None).unwrap(),
             ),
+            std::sync::Arc::new(crate::limits::cgroup::Cgroups::none("unit tests")),
         );
         let mut inboxes = HashMap::new();
         for id in plugins {

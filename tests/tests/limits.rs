@@ -74,3 +74,50 @@ fn a_plugin_that_opens_files_without_bound_gets_an_error_at_its_limit() {
     );
     assert_eq!(host.plugin("hoarder")["limits"]["memory_mib"], json!(1024));
 }
+
+#[test]
+fn a_fork_bomb_is_contained_and_leaves_nothing_behind() {
+    let bomb = format!(
+        "{}limits = {{ max_processes = 48 }}\n",
+        plugin("bomb", "iglu-plugin-echo", &[])
+    );
+    let host = TestHost::start("", &[bomb, plugin("echo", "iglu-plugin-echo", &[])]);
+    host.wait_state("bomb", "running");
+    let pid = host.plugin("bomb")["pid"].as_u64().unwrap();
+    let isolation = host.plugin("bomb")["isolation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = host.call("bomb", "fork", json!({"n": 4096}));
+    if isolation.contains("pids cgroup") {
+        // The kernel refuses the fork past the limit (threads count too).
+        let r = r.unwrap();
+        assert!(r["opened"].as_u64().unwrap() < 48, "{r}");
+        assert!(r["error"].as_str().is_some(), "{r}");
+    } else {
+        // The watchdog kills the group past the limit.
+        let _ = r;
+        host.wait_plugin("bomb", "killed at its process limit", |p| {
+            p["last_exit"]
+                .as_str()
+                .is_some_and(|e| e.contains("process limit 48 exceeded"))
+        });
+    }
+    still_serving(&host, "next to the fork bomb");
+    // Stopped: nothing of its group is left.
+    assert!(host.cli(&["stop", "bomb"]).status.success());
+    host.eventually("the bomb's processes to be gone", || {
+        let left = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(2))
+                    .is_some_and(|pgrp| pgrp == pid.to_string())
+            })
+            .count();
+        (left == 0).then_some(())
+    });
+}

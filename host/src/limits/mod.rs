@@ -9,6 +9,8 @@
 //!   any code of its own ([`rlimits`]), stops an allocation far past it
 //!   between two looks.
 //! - **Open files.** `RLIMIT_NOFILE`, set the same way.
+//! - **Processes and threads.** A pids cgroup per plugin where the host
+//!   can make one ([`cgroup`]), else the watchdog counts them.
 //!
 //! A default applies with no configuration at all: 1 GiB of memory (a
 //! smart-home plugin needs tens of MiB; 1 GiB leaves any real one room and
@@ -18,6 +20,7 @@
 //! defaults; a plugin's own `limits` (the config's, or its package's,
 //! capped by `[limits]`) override them.
 
+pub mod cgroup;
 pub mod procfs;
 pub mod rlimits;
 pub mod watchdog;
@@ -28,6 +31,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
 /// Default open-file limit of a plugin.
 pub const DEFAULT_OPEN_FILES: u64 = 1024;
+/// Default limit of a plugin's processes and threads together (a plugin
+/// has a handful of threads; a fork bomb is stopped long before the
+/// machine's own limit).
+pub const DEFAULT_PROCESSES: u64 = 256;
 
 /// The host's defaults (`[limits]`), which are also the caps of what a
 /// package may ask for.
@@ -38,6 +45,8 @@ pub struct LimitsConfig {
     pub memory_mib: u64,
     /// Open files of each of its processes (default 1024).
     pub max_open_files: u64,
+    /// Its processes and threads together (default 256).
+    pub max_processes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -45,6 +54,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             memory_mib: DEFAULT_MEMORY_MIB,
             max_open_files: DEFAULT_OPEN_FILES,
+            max_processes: DEFAULT_PROCESSES,
         }
     }
 }
@@ -60,6 +70,9 @@ pub struct PluginLimits {
     /// Open files.
     #[serde(default)]
     pub max_open_files: Option<u64>,
+    /// Processes and threads together.
+    #[serde(default)]
+    pub max_processes: Option<u64>,
 }
 
 /// The limits in force for one plugin.
@@ -69,6 +82,8 @@ pub struct Limits {
     pub memory_mib: u64,
     /// Open files.
     pub max_open_files: u64,
+    /// Processes and threads together.
+    pub max_processes: u64,
 }
 
 impl Limits {
@@ -79,6 +94,18 @@ impl Limits {
             max_open_files: own
                 .and_then(|l| l.max_open_files)
                 .unwrap_or(host.max_open_files),
+            max_processes: own
+                .and_then(|l| l.max_processes)
+                .unwrap_or(host.max_processes),
+        }
+    }
+
+    /// The same, as a plugin's own limits (every one given).
+    pub fn own(self) -> PluginLimits {
+        PluginLimits {
+            memory_mib: Some(self.memory_mib),
+            max_open_files: Some(self.max_open_files),
+            max_processes: Some(self.max_processes),
         }
     }
 
@@ -95,11 +122,17 @@ impl Limits {
                     .max_open_files
                     .map_or(host.max_open_files, |m| m.min(host.max_open_files)),
             ),
+            max_processes: Some(
+                asked
+                    .max_processes
+                    .map_or(host.max_processes, |m| m.min(host.max_processes)),
+            ),
         }
     }
 }
 
-/// How the limits are held on this host, for `iglu status`.
+/// How memory and open-file limits are held, for `iglu status` (process
+/// limits: [`cgroup::Cgroups::mechanism`]).
 pub const MECHANISM: &str =
     "memory: /proc watchdog each heartbeat + RLIMIT_DATA backstop; open files: RLIMIT_NOFILE";
 

@@ -18,6 +18,7 @@ use crate::plugin::registry::{PluginKind, Registry};
 pub async fn run(
     registry: Arc<Registry>,
     host: super::LimitsConfig,
+    kernel_counts_processes: bool,
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -69,13 +70,22 @@ pub async fn run(
                     processes: u.processes,
                 },
             );
-            if rss_kib > limits.memory_mib * 1024 {
-                let reason = format!(
+            let over = if rss_kib > limits.memory_mib * 1024 {
+                Some(format!(
                     "memory limit {} MiB exceeded (resident {} MiB); killed by the host",
                     limits.memory_mib,
                     rss_kib / 1024
-                );
-                tracing::warn!(plugin = %id, pid, %reason, "over its memory limit: killing it");
+                ))
+            } else if !kernel_counts_processes && u64::from(u.processes) > limits.max_processes {
+                Some(format!(
+                    "process limit {} exceeded ({} processes); killed by the host",
+                    limits.max_processes, u.processes
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = over {
+                tracing::warn!(plugin = %id, pid, %reason, "over its limit: killing it");
                 registry.set_kill_reason(&id, pid, reason);
                 if let Ok(group) = i32::try_from(pid) {
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);

@@ -15,8 +15,11 @@ use tokio::process::{Child, Command};
 use super::output::forward_lines;
 use super::Runner;
 use crate::config::PluginSpec;
+use crate::limits::cgroup::Cgroups;
+use crate::limits::{Limits, LimitsConfig};
 use crate::session::Loss;
 use crate::settings::Settings;
+use std::os::fd::AsRawFd;
 
 /// After the socket reports a plugin gone, how long to wait for its process
 /// to exit by itself, so `last_exit` can name the real cause (the signal)
@@ -29,6 +32,7 @@ pub struct ChildRunner {
     endpoint: String,
     handshake_timeout: Duration,
     settings: Arc<Settings>,
+    cgroups: Arc<Cgroups>,
     process: Option<PluginProcess>,
 }
 
@@ -40,12 +44,14 @@ impl ChildRunner {
         endpoint: String,
         handshake_timeout: Duration,
         settings: Arc<Settings>,
+        cgroups: Arc<Cgroups>,
     ) -> ChildRunner {
         ChildRunner {
             spec,
             endpoint,
             handshake_timeout,
             settings,
+            cgroups,
             process: None,
         }
     }
@@ -62,6 +68,7 @@ impl ChildRunner {
             self.endpoint.clone(),
             self.handshake_timeout,
             self.settings.clone(),
+            self.cgroups.clone(),
         )
     }
 }
@@ -109,7 +116,9 @@ impl Runner for ChildRunner {
                 self.handshake_timeout.as_millis().to_string(),
             ),
         ];
-        match spawn(&self.spec, &env) {
+        let limits = Limits::of(self.spec.limits.as_ref(), &LimitsConfig::default());
+        let cgroup = self.cgroups.prepare(&self.spec.id, limits.max_processes);
+        match spawn(&self.spec, &env, cgroup.as_ref()) {
             Ok(process) => {
                 let pid = process.pid();
                 self.process = Some(process);
@@ -219,7 +228,11 @@ pub struct PluginProcess {
 /// SIGKILLed: the parent-death signal is set between fork and exec (see
 /// `die_with_host`), so a plugin in any language that never heard of
 /// `IGLU_HOST_PID` cannot outlive the host. The SDK still sets it too.
-pub fn spawn(spec: &PluginSpec, env: &[(&str, String)]) -> std::io::Result<PluginProcess> {
+pub fn spawn(
+    spec: &PluginSpec,
+    env: &[(&str, String)],
+    cgroup: Option<&std::fs::File>,
+) -> std::io::Result<PluginProcess> {
     let mut command = Command::new(&spec.command);
     command
         .args(&spec.args)
@@ -233,11 +246,11 @@ pub fn spawn(spec: &PluginSpec, env: &[(&str, String)]) -> std::io::Result<Plugi
     die_with_host(&mut command);
     crate::limits::rlimits::apply(
         &mut command,
-        crate::limits::Limits::of(
-            spec.limits.as_ref(),
-            &crate::limits::LimitsConfig::default(),
-        ),
+        Limits::of(spec.limits.as_ref(), &LimitsConfig::default()),
     );
+    if let Some(procs) = cgroup {
+        join_cgroup(&mut command, procs.as_raw_fd());
+    }
     let mut child = command.spawn()?;
     let id: Arc<str> = Arc::from(spec.id.as_str());
     if let Some(out) = child.stdout.take() {
@@ -271,6 +284,11 @@ impl PluginProcess {
             Err(_) => ExitStatus::from_raw(Signal::SIGKILL as i32),
         };
         self.exited = Some(status);
+        // What it started and left behind in its group goes with it: no
+        // process of a plugin outlives it, whatever it did.
+        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         status
     }
 
@@ -335,6 +353,17 @@ pub fn die_with_host(command: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// Makes the child join the cgroup whose `cgroup.procs` is open as `fd`,
+/// before it runs any code of its own (see `limits::cgroup`).
+#[allow(unsafe_code)]
+fn join_cgroup(command: &mut Command, fd: std::os::fd::RawFd) {
+    // SAFETY: runs between fork and exec; `join` makes only write(2) and
+    // getpid(2) calls, with a buffer on the stack.
+    unsafe {
+        command.pre_exec(move || crate::limits::cgroup::join(fd));
     }
 }
 

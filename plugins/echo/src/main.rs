@@ -379,6 +379,28 @@ fn main() -> ExitCode {
             });
             Ok::<_, HandlerError>(rate)
         })
+        .method("fork", |_ctx: Context, args: OpenFiles| async move {
+            // Starts up to `n` processes that stay (a fork bomb, bounded so
+            // that a host that fails to contain it does not take the machine).
+            let mut spawned = 0;
+            let mut error = None;
+            for _ in 0..args.n.min(4096) {
+                match std::process::Command::new("sleep").arg("120").spawn() {
+                    Ok(child) => {
+                        spawned += 1;
+                        std::mem::forget(child);
+                    }
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            Ok::<_, HandlerError>(Opened {
+                opened: spawned,
+                error,
+            })
+        })
         .method("open_files", |_ctx: Context, args: OpenFiles| async move {
             let mut files = Vec::new();
             let mut error = None;
