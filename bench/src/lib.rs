@@ -118,6 +118,10 @@ fn host_config(dir: &std::path::Path, plugins: usize) -> Result<Config, String> 
         "[[plugin]]\nid = \"life\"\ncommand = {:?}\nautostart = false\nenv = {{ RUST_LOG = \"warn\" }}\n",
         bench.display().to_string()
     ));
+    toml.push_str(&format!(
+        "[[plugin]]\nid = \"life-boxed\"\ncommand = {:?}\nautostart = false\nenv = {{ RUST_LOG = \"warn\" }}\nsandbox = {{ enabled = true }}\n",
+        bench.display().to_string()
+    ));
     // The neighbour that floods and never reads (see `neighbours`).
     toml.push_str(&format!(
         "[[external]]\nid = \"deaf\"\ntoken = {:?}\n",
@@ -267,7 +271,7 @@ async fn workloads_in(
         let st = b.host.status();
         if st
             .iter()
-            .filter(|s| s.id != "life" && s.id != "deaf")
+            .filter(|s| s.id != "life" && s.id != "life-boxed" && s.id != "deaf")
             .all(|s| s.state == iglu_host::PluginState::Running)
         {
             break;

@@ -30,10 +30,19 @@ async fn wait_state(
     rx: &mut tokio::sync::broadcast::Receiver<iglu_host::events::lifecycle::LifecycleEvent>,
     state: PluginState,
 ) -> Result<(), String> {
+    wait_state_of(b, rx, "life", state).await
+}
+
+async fn wait_state_of(
+    b: &Bench,
+    rx: &mut tokio::sync::broadcast::Receiver<iglu_host::events::lifecycle::LifecycleEvent>,
+    id: &str,
+    state: PluginState,
+) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match rx.recv().await {
-                Ok(e) if e.plugin == "life" && e.state == state => return Ok(()),
+                Ok(e) if e.plugin == id && e.state == state => return Ok(()),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => return Err(e.to_string()),
@@ -41,19 +50,23 @@ async fn wait_state(
         }
     })
     .await
-    .map_err(|_| format!("plugin life did not reach {state:?} within 30 s"))?
+    .map_err(|_| format!("plugin {id} did not reach {state:?} within 30 s"))?
     .map(|_| {
         let _ = b;
     })
 }
 
 async fn first_call(b: &Bench) -> Result<(), String> {
+    first_call_of(b, "life").await
+}
+
+async fn first_call_of(b: &Bench, id: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let args = payload_args(8);
     loop {
         match b
             .host
-            .call("life", "echo", args.clone(), Duration::from_secs(5))
+            .call(id, "echo", args.clone(), Duration::from_secs(5))
             .await
         {
             Ok(_) => return Ok(()),
@@ -107,6 +120,28 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
             .await
             .map_err(|e| e.to_string())?;
     }
+    // The sandbox's cost: `life` and `life-boxed` (the same plugin, in its
+    // Landlock sandbox) started in turns.
+    let (mut open, mut boxed) = (Vec::new(), Vec::new());
+    for i in 0..runs * 2 {
+        let id = if i % 2 == 0 { "life" } else { "life-boxed" };
+        let t = Instant::now();
+        b.host.start_plugin(id).await.map_err(|e| e.to_string())?;
+        wait_state_of(b, &mut rx, id, PluginState::Running).await?;
+        first_call_of(b, id).await?;
+        if i % 2 == 0 {
+            open.push(t.elapsed());
+        } else {
+            boxed.push(t.elapsed());
+        }
+        b.host.stop_plugin(id).await.map_err(|e| e.to_string())?;
+    }
+    let sandbox = b
+        .host
+        .plugin_status("life-boxed")
+        .and_then(|p| p.isolation)
+        .unwrap_or_default();
+    let sandbox = sandbox.rsplit("; ").next().unwrap_or_default().to_owned();
     let (mut plain, mut hooked) = spawn_cost(runs.max(20)).await?;
     let cfg = b.host.config();
     let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
@@ -137,6 +172,13 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
             &mut stop_crash,
             format!("heartbeats: {hb} ms of silence by config"),
         ),
+        row(
+            "spawn to first call, sandbox off",
+            &mut open,
+            "limits on (rlimits, pids cgroup where there is one); in turns with the row below"
+                .to_owned(),
+        ),
+        row("spawn to first call, sandbox on", &mut boxed, sandbox),
         row(
             "spawn and reap /bin/true, posix_spawn",
             &mut plain,

@@ -39,6 +39,7 @@ pub fn child_runner(shared: &Shared, spec: PluginSpec) -> ChildRunner {
         Duration::from_millis(shared.config.handshake_timeout_ms),
         shared.settings.clone(),
         shared.cgroups.clone(),
+        shared.sandboxing.clone(),
     )
 }
 

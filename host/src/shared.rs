@@ -32,6 +32,8 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     /// This host's pids cgroups, where it could make them.
     pub cgroups: Arc<crate::limits::cgroup::Cgroups>,
+    /// What a launch needs to sandbox a plugin.
+    pub sandboxing: Arc<crate::limits::sandbox::Sandboxing>,
     /// Held by each install, upgrade and uninstall: one at a time, so two
     /// never race on one package's files or id.
     pub packages: tokio::sync::Mutex<()>,
@@ -70,6 +72,11 @@ impl Shared {
             settings,
             packages: tokio::sync::Mutex::new(()),
             cgroups,
+            sandboxing: Arc::new(crate::limits::sandbox::Sandboxing {
+                default_on: config.sandbox.enabled,
+                abi: crate::limits::sandbox::abi(),
+                data_dir: config.data_dir(),
+            }),
             events,
             config,
             endpoint,
@@ -105,10 +112,18 @@ impl Shared {
                 max_bytes: quota.max_bytes,
             };
             if p.isolation.is_some() {
+                let sandbox = self
+                    .registry
+                    .read(&p.id, |f| match f.kind() {
+                        crate::plugin::registry::PluginKind::Managed(s) => s.sandbox.clone(),
+                        crate::plugin::registry::PluginKind::External(_) => None,
+                    })
+                    .flatten();
                 p.isolation = Some(format!(
-                    "{}; {}",
+                    "{}; {}; {}",
                     crate::limits::MECHANISM,
-                    self.cgroups.mechanism()
+                    self.cgroups.mechanism(),
+                    self.sandboxing.mechanism(sandbox.as_ref())
                 ));
             }
         }

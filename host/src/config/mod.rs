@@ -88,6 +88,8 @@ pub struct Config {
     /// What each plugin's processes may use, by default (and at most, for
     /// a package): memory, open files.
     pub limits: crate::limits::LimitsConfig,
+    /// The filesystem and network sandbox of managed plugins.
+    pub sandbox: crate::limits::sandbox::SandboxConfig,
     /// Plugins' settings, by plugin id: `[settings.lights] rooms = "..."`
     /// (over the defaults of a package's schema; `iglu settings set` goes
     /// over these).

@@ -202,6 +202,9 @@ pub struct PluginSpec {
     /// Its own limits (memory, open files) over `[limits]`.
     #[serde(default)]
     pub limits: Option<crate::limits::PluginLimits>,
+    /// Its sandbox: on or off over `[sandbox]`, more paths, network.
+    #[serde(default)]
+    pub sandbox: Option<crate::limits::sandbox::SandboxSpec>,
     /// The package it was installed from, if any (its manifest: settings
     /// schema, version); not written in a config file.
     #[serde(skip)]
@@ -225,6 +228,7 @@ impl PluginSpec {
             permissions: None,
             sha256: None,
             limits: None,
+            sandbox: None,
             package: None,
         }
     }

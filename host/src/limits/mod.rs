@@ -23,6 +23,7 @@
 pub mod cgroup;
 pub mod procfs;
 pub mod rlimits;
+pub mod sandbox;
 pub mod watchdog;
 
 use serde::{Deserialize, Serialize};

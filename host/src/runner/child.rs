@@ -16,6 +16,7 @@ use super::output::forward_lines;
 use super::Runner;
 use crate::config::PluginSpec;
 use crate::limits::cgroup::Cgroups;
+use crate::limits::sandbox::{Policy, Ruleset, Sandboxing};
 use crate::limits::{Limits, LimitsConfig};
 use crate::session::Loss;
 use crate::settings::Settings;
@@ -26,6 +27,9 @@ use std::os::fd::AsRawFd;
 /// rather than "killed by the host".
 const EXIT_AFTER_DISCONNECT: Duration = Duration::from_millis(500);
 
+/// Environment variables added to a launch's.
+type LaunchEnv = Vec<(&'static str, String)>;
+
 /// Runs a configured plugin as a child process, one process per launch.
 pub struct ChildRunner {
     spec: PluginSpec,
@@ -33,6 +37,7 @@ pub struct ChildRunner {
     handshake_timeout: Duration,
     settings: Arc<Settings>,
     cgroups: Arc<Cgroups>,
+    sandboxing: Arc<Sandboxing>,
     process: Option<PluginProcess>,
 }
 
@@ -45,6 +50,7 @@ impl ChildRunner {
         handshake_timeout: Duration,
         settings: Arc<Settings>,
         cgroups: Arc<Cgroups>,
+        sandboxing: Arc<Sandboxing>,
     ) -> ChildRunner {
         ChildRunner {
             spec,
@@ -52,6 +58,7 @@ impl ChildRunner {
             handshake_timeout,
             settings,
             cgroups,
+            sandboxing,
             process: None,
         }
     }
@@ -69,7 +76,43 @@ impl ChildRunner {
             self.handshake_timeout,
             self.settings.clone(),
             self.cgroups.clone(),
+            self.sandboxing.clone(),
         )
+    }
+
+    /// The sandbox of this launch, if it is sandboxed here: its ruleset,
+    /// and the environment that points it at its private directory.
+    fn sandbox(&self) -> Result<Option<(Ruleset, LaunchEnv)>, String> {
+        let own = self.spec.sandbox.as_ref();
+        if !self.sandboxing.wanted(own) {
+            return Ok(None);
+        }
+        let Some(abi) = self.sandboxing.abi else {
+            tracing::warn!(plugin = %self.spec.id, "sandbox wanted, but this kernel has no Landlock: the plugin runs NOT confined");
+            return Ok(None);
+        };
+        let private = self
+            .sandboxing
+            .private_dir(&self.spec.id)
+            .map_err(|e| format!("cannot make its private directory: {e}"))?;
+        let exe = crate::limits::sandbox::resolve(&self.spec.command);
+        let mut read: Vec<std::path::PathBuf> =
+            exe.parent().map(|d| d.to_owned()).into_iter().collect();
+        read.extend(own.map(|s| s.read.clone()).unwrap_or_default());
+        let mut write = vec![private.clone()];
+        write.extend(own.map(|s| s.write.clone()).unwrap_or_default());
+        let policy = Policy {
+            read,
+            write,
+            network: own.is_some_and(|s| s.network),
+        };
+        let ruleset =
+            Ruleset::build(&policy, abi).map_err(|e| format!("cannot build its sandbox: {e}"))?;
+        let dir = private.display().to_string();
+        Ok(Some((
+            ruleset,
+            vec![("IGLU_DATA_DIR", dir.clone()), ("TMPDIR", dir)],
+        )))
     }
 }
 
@@ -118,7 +161,16 @@ impl Runner for ChildRunner {
         ];
         let limits = Limits::of(self.spec.limits.as_ref(), &LimitsConfig::default());
         let cgroup = self.cgroups.prepare(&self.spec.id, limits.max_processes);
-        match spawn(&self.spec, &env, cgroup.as_ref()) {
+        let sandbox = self.sandbox()?;
+        let mut env = env.to_vec();
+        if let Some((_, extra)) = &sandbox {
+            env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        let confine = Confinement {
+            cgroup: cgroup.as_ref(),
+            ruleset: sandbox.as_ref().map(|(r, _)| r),
+        };
+        match spawn(&self.spec, &env, confine) {
             Ok(process) => {
                 let pid = process.pid();
                 self.process = Some(process);
@@ -217,7 +269,17 @@ pub struct PluginProcess {
     exited: Option<ExitStatus>,
 }
 
-/// Starts `spec` with the launch environment `env` (endpoint, cookie, token).
+/// Where a new plugin process is confined: its pids cgroup and its sandbox.
+#[derive(Default, Clone, Copy)]
+pub struct Confinement<'a> {
+    /// Its cgroup's `cgroup.procs`, open for the child to join.
+    pub cgroup: Option<&'a std::fs::File>,
+    /// Its Landlock ruleset.
+    pub ruleset: Option<&'a Ruleset>,
+}
+
+/// Starts `spec` with the launch environment `env` (endpoint, cookie, token),
+/// confined as `confine` says.
 ///
 /// The child gets its own process group (a Ctrl-C in the host's terminal is
 /// for the host, which then stops plugins in order; signals to the plugin
@@ -231,7 +293,7 @@ pub struct PluginProcess {
 pub fn spawn(
     spec: &PluginSpec,
     env: &[(&str, String)],
-    cgroup: Option<&std::fs::File>,
+    confine: Confinement<'_>,
 ) -> std::io::Result<PluginProcess> {
     let mut command = Command::new(&spec.command);
     command
@@ -248,8 +310,18 @@ pub fn spawn(
         &mut command,
         Limits::of(spec.limits.as_ref(), &LimitsConfig::default()),
     );
-    if let Some(procs) = cgroup {
+    if let Some(procs) = confine.cgroup {
         join_cgroup(&mut command, procs.as_raw_fd());
+    }
+    if let Some(ruleset) = confine.ruleset {
+        let fd = ruleset.raw();
+        // SAFETY: runs between fork and exec: `restrict_self` makes only
+        // prctl(2) and landlock_restrict_self(2) calls. Last, so the
+        // hooks before it (parent-death signal, limits, cgroup) are free.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || crate::limits::sandbox::restrict_self(fd));
+        }
     }
     let mut child = command.spawn()?;
     let id: Arc<str> = Arc::from(spec.id.as_str());

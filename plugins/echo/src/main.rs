@@ -67,6 +67,33 @@ struct Leak {
     mib_per_s: u64,
 }
 
+/// `read_file`, `write_file`, `connect`: what a sandbox must allow or refuse.
+#[derive(Deserialize)]
+struct Target {
+    path: Option<String>,
+    addr: Option<String>,
+}
+
+/// What it did: `ok` with what it read, or `error` with the system's words.
+#[derive(Serialize)]
+struct Tried {
+    ok: Option<String>,
+    error: Option<String>,
+}
+
+fn tried<T: std::fmt::Debug>(r: std::io::Result<T>) -> Tried {
+    match r {
+        Ok(v) => Tried {
+            ok: Some(format!("{v:?}").chars().take(200).collect()),
+            error: None,
+        },
+        Err(e) => Tried {
+            ok: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
 /// `open_files`: open up to this many files and keep them open.
 #[derive(Deserialize)]
 struct OpenFiles {
@@ -400,6 +427,26 @@ fn main() -> ExitCode {
                 opened: spawned,
                 error,
             })
+        })
+        .method("read_file", |_ctx: Context, args: Target| async move {
+            let path = args.path.unwrap_or_default();
+            Ok::<_, HandlerError>(tried(std::fs::read_to_string(path)))
+        })
+        .method("write_file", |_ctx: Context, args: Target| async move {
+            let path = args.path.unwrap_or_default();
+            Ok::<_, HandlerError>(tried(std::fs::write(path, b"written")))
+        })
+        .method("connect", |_ctx: Context, args: Target| async move {
+            let addr = args.addr.unwrap_or_default();
+            Ok::<_, HandlerError>(tried(
+                std::net::TcpStream::connect_timeout(
+                    &addr
+                        .parse()
+                        .map_err(|e| HandlerError::msg(format!("{e}")))?,
+                    Duration::from_secs(5),
+                )
+                .map(|_| "connected"),
+            ))
         })
         .method("open_files", |_ctx: Context, args: OpenFiles| async move {
             let mut files = Vec::new();
