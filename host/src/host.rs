@@ -85,7 +85,9 @@ impl Host {
                 )));
             }
         }
-        let cgroups = Arc::new(crate::limits::cgroup::Cgroups::detect());
+        let cgroups = Arc::new(crate::limits::cgroup::Cgroups::detect(
+            config.limits.pids_cgroup_v1,
+        ));
         tracing::info!(mechanism = %cgroups.mechanism(), limits = %crate::limits::MECHANISM, "plugin limits");
         let clock = Clock::start().map_err(HostError::Clock)?;
         let shared = Shared::new(

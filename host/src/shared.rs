@@ -76,6 +76,7 @@ impl Shared {
                 default_on: config.sandbox.enabled,
                 abi: crate::limits::sandbox::abi(),
                 data_dir: config.data_dir(),
+                nice: config.limits.nice,
             }),
             events,
             config,

@@ -1,8 +1,8 @@
 //! Process limits held by the kernel: each managed plugin in a pids cgroup
 //! of its own, where the host may make one.
 //!
-//! Where it can (root, or a delegated v1 `pids` hierarchy writable by the
-//! host's user), the host makes `<pids>/iglu-<host pid>/<plugin>/` with
+//! Where it may (`[limits] pids_cgroup_v1 = true`, and root or a delegated
+//! v1 `pids` hierarchy writable by the host's user), the host makes `<pids>/iglu-<host pid>/<plugin>/` with
 //! `pids.max`, and the plugin's process joins it between fork and exec,
 //! before it runs any code of its own (it writes its pid into
 //! `cgroup.procs`, opened by the host beforehand): a fork bomb then gets
@@ -32,8 +32,13 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    /// Makes this host's pids cgroup, or says why it cannot.
-    pub fn detect() -> Cgroups {
+    /// Makes this host's pids cgroup if `wanted`, or says why not.
+    pub fn detect(wanted: bool) -> Cgroups {
+        if !wanted {
+            return Cgroups::none(
+                "no cgroup v2 subtree with the pids controller; a v1 pids cgroup costs each start about 10 ms here ([limits] pids_cgroup_v1 = true uses it)",
+            );
+        }
         Cgroups::under(Path::new(V1_PIDS))
     }
 

@@ -9,8 +9,12 @@
 //!   any code of its own ([`rlimits`]), stops an allocation far past it
 //!   between two looks.
 //! - **Open files.** `RLIMIT_NOFILE`, set the same way.
-//! - **Processes and threads.** A pids cgroup per plugin where the host
-//!   can make one ([`cgroup`]), else the watchdog counts them.
+//! - **CPU.** Plugins run at a niceness below the host's (`[limits]
+//!   nice`, default 5), so a plugin spinning every core does not starve the
+//!   host's heartbeats; each plugin's CPU use is read each heartbeat.
+//! - **Processes and threads.** The watchdog counts the group's processes
+//!   and kills it past the limit; with `[limits] pids_cgroup_v1`, a pids
+//!   cgroup per plugin where the host can make one ([`cgroup`]).
 //!
 //! A default applies with no configuration at all: 1 GiB of memory (a
 //! smart-home plugin needs tens of MiB; 1 GiB leaves any real one room and
@@ -32,6 +36,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
 /// Default open-file limit of a plugin.
 pub const DEFAULT_OPEN_FILES: u64 = 1024;
+/// Default niceness of plugins: below the host, not starved.
+pub const DEFAULT_NICE: i32 = 5;
 /// Default limit of a plugin's processes and threads together (a plugin
 /// has a handful of threads; a fork bomb is stopped long before the
 /// machine's own limit).
@@ -48,6 +54,16 @@ pub struct LimitsConfig {
     pub max_open_files: u64,
     /// Its processes and threads together (default 256).
     pub max_processes: u64,
+    /// Hold `max_processes` with a cgroup v1 pids hierarchy where the host
+    /// may write one (default false): the kernel then refuses the fork past
+    /// the limit, but joining a v1 cgroup costs each start about 10 ms on
+    /// this machine's kernel (an RCU grace period), so by default the
+    /// watchdog counts processes instead.
+    pub pids_cgroup_v1: bool,
+    /// The niceness plugins run at (default 5, 0-19): a plugin that spins
+    /// every core gets less CPU than the host, so the host's heartbeats and
+    /// calls to other plugins go on (a CPU share without cgroups).
+    pub nice: i32,
 }
 
 impl Default for LimitsConfig {
@@ -56,6 +72,8 @@ impl Default for LimitsConfig {
             memory_mib: DEFAULT_MEMORY_MIB,
             max_open_files: DEFAULT_OPEN_FILES,
             max_processes: DEFAULT_PROCESSES,
+            pids_cgroup_v1: false,
+            nice: DEFAULT_NICE,
         }
     }
 }
@@ -135,7 +153,7 @@ impl Limits {
 /// How memory and open-file limits are held, for `iglu status` (process
 /// limits: [`cgroup::Cgroups::mechanism`]).
 pub const MECHANISM: &str =
-    "memory: /proc watchdog each heartbeat + RLIMIT_DATA backstop; open files: RLIMIT_NOFILE";
+    "memory: /proc watchdog each heartbeat + RLIMIT_DATA backstop; open files: RLIMIT_NOFILE; CPU: niceness below the host, usage read each heartbeat";
 
 /// One plugin's use of the machine, as the watchdog last read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use super::Limits;
 /// catches an allocation far past it between two of its looks), in the
 /// child before exec.
 #[allow(unsafe_code)]
-pub fn apply(command: &mut Command, limits: Limits) {
+pub fn apply(command: &mut Command, limits: Limits, nice: i32) {
+    let nice = nice.clamp(0, 19);
     // Never above the host's own hard limits: only a privileged process
     // may raise those, and the plugin would then not start at all.
     let hard = |r| getrlimit(r).map_or(u64::MAX, |(_, hard)| hard);
@@ -28,6 +29,10 @@ pub fn apply(command: &mut Command, limits: Limits) {
         command.pre_exec(move || {
             setrlimit(Resource::RLIMIT_NOFILE, files, files).map_err(std::io::Error::from)?;
             setrlimit(Resource::RLIMIT_DATA, data, data).map_err(std::io::Error::from)?;
+            // setpriority(2) on this process: a plain system call.
+            if nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, nice) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }

@@ -246,7 +246,8 @@ pub struct SandboxConfig {
     pub enabled: bool,
 }
 
-/// What a launch needs to sandbox a plugin on this host.
+/// What a launch needs to confine a plugin on this host: its sandbox and
+/// its niceness.
 #[derive(Debug, Clone)]
 pub struct Sandboxing {
     /// `[sandbox] enabled`.
@@ -255,6 +256,8 @@ pub struct Sandboxing {
     pub abi: Option<u32>,
     /// Where private data directories go (`<data_dir>/plugins/<id>`).
     pub data_dir: PathBuf,
+    /// The niceness plugins run at (`[limits] nice`).
+    pub nice: i32,
 }
 
 impl Sandboxing {

@@ -70,16 +70,19 @@ pub async fn run(
                     processes: u.processes,
                 },
             );
-            let over = if rss_kib > limits.memory_mib * 1024 {
+            // Processes first: a fork bomb's many small processes may pass
+            // the memory limit too, and the process limit is the cause.
+            let over = if !kernel_counts_processes && u64::from(u.processes) > limits.max_processes
+            {
+                Some(format!(
+                    "process limit {} exceeded ({} processes); killed by the host",
+                    limits.max_processes, u.processes
+                ))
+            } else if rss_kib > limits.memory_mib * 1024 {
                 Some(format!(
                     "memory limit {} MiB exceeded (resident {} MiB); killed by the host",
                     limits.memory_mib,
                     rss_kib / 1024
-                ))
-            } else if !kernel_counts_processes && u64::from(u.processes) > limits.max_processes {
-                Some(format!(
-                    "process limit {} exceeded ({} processes); killed by the host",
-                    limits.max_processes, u.processes
                 ))
             } else {
                 None

@@ -169,6 +169,7 @@ impl Runner for ChildRunner {
         let confine = Confinement {
             cgroup: cgroup.as_ref(),
             ruleset: sandbox.as_ref().map(|(r, _)| r),
+            nice: self.sandboxing.nice,
         };
         match spawn(&self.spec, &env, confine) {
             Ok(process) => {
@@ -276,6 +277,8 @@ pub struct Confinement<'a> {
     pub cgroup: Option<&'a std::fs::File>,
     /// Its Landlock ruleset.
     pub ruleset: Option<&'a Ruleset>,
+    /// The niceness it runs at.
+    pub nice: i32,
 }
 
 /// Starts `spec` with the launch environment `env` (endpoint, cookie, token),
@@ -309,6 +312,7 @@ pub fn spawn(
     crate::limits::rlimits::apply(
         &mut command,
         Limits::of(spec.limits.as_ref(), &LimitsConfig::default()),
+        confine.nice,
     );
     if let Some(procs) = confine.cgroup {
         join_cgroup(&mut command, procs.as_raw_fd());
