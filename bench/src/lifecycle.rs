@@ -142,6 +142,35 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
         .and_then(|p| p.isolation)
         .unwrap_or_default();
     let sandbox = sandbox.rsplit("; ").next().unwrap_or_default().to_owned();
+    // The watchdog's cost: one pass over /proc, as it makes every
+    // heartbeat interval for all plugins at once.
+    let groups: Vec<i32> = b
+        .host
+        .status()
+        .iter()
+        .filter_map(|p| p.pid.and_then(|pid| i32::try_from(pid).ok()))
+        .collect();
+    let procs = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|c| c.is_ascii_digit())
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let mut pass = Vec::new();
+    for _ in 0..runs.max(20) {
+        let g = groups.clone();
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || iglu_host::limits::procfs::groups(&g))
+            .await
+            .map_err(|e| e.to_string())?;
+        pass.push(t.elapsed());
+    }
     let (mut plain, mut hooked) = spawn_cost(runs.max(20)).await?;
     let cfg = b.host.config();
     let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
@@ -175,10 +204,17 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
         row(
             "spawn to first call, sandbox off",
             &mut open,
-            "limits on (rlimits, pids cgroup where there is one); in turns with the row below"
-                .to_owned(),
+            "limits on (rlimits, niceness, the watchdog); in turns with the row below".to_owned(),
         ),
         row("spawn to first call, sandbox on", &mut boxed, sandbox),
+        row(
+            "watchdog: one pass over /proc",
+            &mut pass,
+            format!(
+                "{} plugins' groups among {procs} processes, once per heartbeat interval",
+                groups.len()
+            ),
+        ),
         row(
             "spawn and reap /bin/true, posix_spawn",
             &mut plain,
