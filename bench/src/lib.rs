@@ -115,7 +115,7 @@ fn host_config(dir: &std::path::Path, plugins: usize) -> Result<Config, String> 
         ));
     }
     toml.push_str(&format!(
-        "[[plugin]]\nid = \"life\"\ncommand = {:?}\nautostart = false\nenv = {{ RUST_LOG = \"warn\" }}\n",
+        "[[plugin]]\nid = \"life\"\ncommand = {:?}\nautostart = false\nenv = {{ RUST_LOG = \"warn\" }}\nsandbox = {{ enabled = false }}\n",
         bench.display().to_string()
     ));
     toml.push_str(&format!(

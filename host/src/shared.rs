@@ -77,6 +77,7 @@ impl Shared {
                 abi: crate::limits::sandbox::abi(),
                 data_dir: config.data_dir(),
                 nice: config.limits.nice,
+                read: config.sandbox.read.clone(),
             }),
             events,
             config,

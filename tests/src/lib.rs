@@ -77,6 +77,24 @@ pub fn plugin_with_env(id: &str, binary: &str, args: &[&str], env: &[(&str, &str
     )
 }
 
+/// A `[[plugin]]` block (from [`plugin`] or [`plugin_with_env`]) whose
+/// sandbox also lets it write beneath `dir` (a test's report file).
+pub fn writing_to(block: String, dir: &Path) -> String {
+    format!(
+        "{block}sandbox = {{ write = [{:?}] }}\n",
+        dir.display().to_string()
+    )
+}
+
+/// A `[sandbox]` table letting every plugin read the workspace's binaries
+/// (for wrapper scripts that run them from a package or `plugin_dir`).
+pub fn sandbox_reading_binaries() -> String {
+    format!(
+        "[sandbox]\nread = [{:?}]\n",
+        bin_dir().display().to_string()
+    )
+}
+
 /// A running `iglu run` and its private directory.
 pub struct TestHost {
     /// The test's directory (config, runtime dir, log).

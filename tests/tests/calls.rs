@@ -260,11 +260,14 @@ fn garbage_from_a_plugin_gets_errors_and_nobody_else_is_hurt() {
         "max_message_bytes = 65536",
         &[
             plugin("echo", "iglu-plugin-echo", &[]),
-            plugin_with_env(
-                "rude",
-                "iglu-plugin-misbehave",
-                &["garbage"],
-                &[("IGLU_TEST_REPORT", &r)],
+            iglu_tests::writing_to(
+                plugin_with_env(
+                    "rude",
+                    "iglu-plugin-misbehave",
+                    &["garbage"],
+                    &[("IGLU_TEST_REPORT", &r)],
+                ),
+                report.parent().unwrap(),
             ),
         ],
     );

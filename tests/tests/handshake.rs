@@ -74,11 +74,14 @@ fn malformed_manifest_is_rejected_for_a_managed_plugin() {
     let r = report.display().to_string();
     let host = TestHost::start(
         "",
-        &[plugin_with_env(
-            "bad",
-            "iglu-plugin-misbehave",
-            &["bad-manifest"],
-            &[("IGLU_TEST_REPORT", &r)],
+        &[iglu_tests::writing_to(
+            plugin_with_env(
+                "bad",
+                "iglu-plugin-misbehave",
+                &["bad-manifest"],
+                &[("IGLU_TEST_REPORT", &r)],
+            ),
+            &dir,
         )],
     );
     let line = host.eventually("the misbehaving plugin's report", || {
@@ -152,11 +155,14 @@ fn a_message_before_hello_is_refused_with_a_reason() {
     let r = report.display().to_string();
     let host = TestHost::start(
         "",
-        &[plugin_with_env(
-            "early",
-            "iglu-plugin-misbehave",
-            &["call-before-hello"],
-            &[("IGLU_TEST_REPORT", &r)],
+        &[iglu_tests::writing_to(
+            plugin_with_env(
+                "early",
+                "iglu-plugin-misbehave",
+                &["call-before-hello"],
+                &[("IGLU_TEST_REPORT", &r)],
+            ),
+            &dir,
         )],
     );
     // A CALL, then a HELLO: the host answers the CALL with a REJECT that

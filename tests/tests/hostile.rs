@@ -60,14 +60,17 @@ fn managed_flood_then_sigkill(mode: &str, cut_for: &str) {
         "worker_threads = 1",
         &[
             plugin("echo", "iglu-plugin-echo", &[]),
-            plugin_with_env(
-                "flooder",
-                "iglu-plugin-misbehave",
-                &[mode],
-                &[
-                    ("IGLU_TEST_REPORT", report.to_str().unwrap()),
-                    ("IGLU_FLOOD_ONCE", once.to_str().unwrap()),
-                ],
+            iglu_tests::writing_to(
+                plugin_with_env(
+                    "flooder",
+                    "iglu-plugin-misbehave",
+                    &[mode],
+                    &[
+                        ("IGLU_TEST_REPORT", report.to_str().unwrap()),
+                        ("IGLU_FLOOD_ONCE", once.to_str().unwrap()),
+                    ],
+                ),
+                &dir,
             ),
         ],
     );

@@ -107,8 +107,11 @@ fn start(root: &Path, extra: &str) -> (TestHost, PathBuf) {
         .output()
         .unwrap();
     ok(&out);
+    // The packages' scripts run the workspace's echo: its directory is
+    // one more the sandbox lets them read.
     let settings = format!(
-        "[packages]\ntrusted_keys = [{:?}]\n[settings.greeter]\ntimes = 2\n{extra}",
+        "{}[packages]\ntrusted_keys = [{:?}]\n[settings.greeter]\ntimes = 2\n{extra}",
+        iglu_tests::sandbox_reading_binaries(),
         s(&key.with_extension("pub"))
     );
     let host = TestHost::start_in(&root.join("host"), &settings, &[]);

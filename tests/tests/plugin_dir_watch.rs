@@ -41,8 +41,9 @@ fn plugins_come_and_go_with_their_files() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::create_dir_all(root.join("host")).unwrap();
     let settings = format!(
-        "plugin_dir = {:?}\n[settings.slow]\nmode = \"quiet\"\n",
-        dir.display().to_string()
+        "plugin_dir = {:?}\n{}[settings.slow]\nmode = \"quiet\"\n",
+        dir.display().to_string(),
+        iglu_tests::sandbox_reading_binaries()
     );
     let host = TestHost::start_in(
         &root.join("host"),

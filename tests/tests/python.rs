@@ -1,4 +1,6 @@
-//! A plugin in another language (Python, pyzmq + msgpack) under a real host:
+//! A plugin in another language (Python, pyzmq + msgpack) under a real host
+//! (unsandboxed: its interpreter lives wherever the machine keeps it, pyenv
+//! here; the sandbox itself is tested in `sandbox.rs`):
 //! the protocol document is enough to write one.
 #![allow(clippy::unwrap_used)]
 
@@ -33,7 +35,7 @@ fn python_plugin_serves_calls_events_and_survives_a_crash() {
         return;
     }
     let spec = format!(
-        "[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\n",
+        "[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\nsandbox = {{ enabled = false }}\n",
         script().display().to_string()
     );
     let host = TestHost::start("[restart]\nbackoff_initial_ms = 50", &[spec]);
@@ -127,7 +129,7 @@ async fn a_rust_typed_client_calls_the_python_plugins_interface() {
     }
     let dir = iglu_tests::fresh_dir("python-typed");
     let text = format!(
-        "runtime_dir = {:?}\ndata_dir = \"data\"\n[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\nprovides = [\"iglu.comfort@^1\"]\n",
+        "runtime_dir = {:?}\ndata_dir = \"data\"\n[[plugin]]\nid = \"comfort\"\ncommand = \"python3\"\nargs = [{:?}]\nsandbox = {{ enabled = false }}\nprovides = [\"iglu.comfort@^1\"]\n",
         dir.join("rt").display().to_string(),
         script().display().to_string()
     );

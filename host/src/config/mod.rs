@@ -198,6 +198,11 @@ impl Config {
         for p in &mut self.plugins {
             absolute(&mut p.command);
         }
+        for dir in &mut self.sandbox.read {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
         for key in &mut self.packages.trusted_keys {
             if key.is_relative() {
                 *key = base.join(&*key);

@@ -238,12 +238,24 @@ pub struct SandboxSpec {
 }
 
 /// The host's sandbox settings (`[sandbox]`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     /// Sandbox every managed plugin that does not say otherwise (default
-    /// false for now: see the README's isolation model).
+    /// true).
     pub enabled: bool,
+    /// More paths every sandboxed plugin may read and execute beneath (an
+    /// interpreter's or a shared runtime's directory).
+    pub read: Vec<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            read: Vec::new(),
+        }
+    }
 }
 
 /// What a launch needs to confine a plugin on this host: its sandbox and
@@ -258,6 +270,8 @@ pub struct Sandboxing {
     pub data_dir: PathBuf,
     /// The niceness plugins run at (`[limits] nice`).
     pub nice: i32,
+    /// `[sandbox] read`: more paths every sandboxed plugin may read.
+    pub read: Vec<PathBuf>,
 }
 
 impl Sandboxing {

@@ -98,6 +98,7 @@ impl ChildRunner {
         let exe = crate::limits::sandbox::resolve(&self.spec.command);
         let mut read: Vec<std::path::PathBuf> =
             exe.parent().map(|d| d.to_owned()).into_iter().collect();
+        read.extend(self.sandboxing.read.iter().cloned());
         read.extend(own.map(|s| s.read.clone()).unwrap_or_default());
         let mut write = vec![private.clone()];
         write.extend(own.map(|s| s.write.clone()).unwrap_or_default());
