@@ -52,6 +52,7 @@ impl Host {
                 source,
             })?;
         let listener = control::server::bind(&control_socket)?;
+        let cookie = control::cookie::create(&dir)?;
         let tcp = match &config.tcp {
             Some(tcp) => Some(tokio::net::TcpListener::bind(&tcp.bind).await.map_err(
                 |source| HostError::TcpBind {
@@ -121,7 +122,7 @@ impl Host {
                 move || sessions.sessions(),
                 shared.shutdown.clone(),
             )),
-            tokio::spawn(control::server::serve(shared.clone(), listener)),
+            tokio::spawn(control::server::serve(shared.clone(), listener, cookie)),
         ];
         if let (Some(listener), Some(tcp)) = (tcp, shared.config.tcp.clone()) {
             tracing::info!(bind = %tcp.bind, "listening for external plugins over TCP");
@@ -135,7 +136,6 @@ impl Host {
         services.push(tokio::spawn(crate::limits::watchdog::run(
             shared.registry.clone(),
             shared.config.limits,
-            shared.cgroups.active(),
             shared.config.timing().interval,
             shared.shutdown.clone(),
         )));
@@ -155,7 +155,11 @@ impl Host {
         Ok(Host {
             client: HostClient { shared },
             services,
-            sockets: vec![plugin_socket, control_socket],
+            sockets: vec![
+                plugin_socket,
+                control_socket,
+                dir.join(control::cookie::FILE),
+            ],
             clock,
         })
     }

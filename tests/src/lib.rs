@@ -177,6 +177,13 @@ impl TestHost {
         self.rt.join("control.sock")
     }
 
+    /// The host's control cookie (in its runtime directory), if it is there yet.
+    pub fn cookie(&self) -> Option<String> {
+        std::fs::read_to_string(self.rt.join("control.cookie"))
+            .ok()
+            .map(|c| c.trim().to_owned())
+    }
+
     /// The plugins' ZeroMQ endpoint.
     pub fn endpoint(&self) -> String {
         format!("ipc://{}", self.rt.join("plugins.sock").display())
@@ -197,6 +204,11 @@ impl TestHost {
         let mut stream = UnixStream::connect(self.control_socket())?;
         stream.set_read_timeout(Some(within))?;
         stream.set_write_timeout(Some(within))?;
+        // Every request carries the host's cookie, as the CLI's do.
+        let mut request = request.clone();
+        if let (Some(map), Some(cookie)) = (request.as_object_mut(), self.cookie()) {
+            map.insert("cookie".into(), json!(cookie));
+        }
         stream.write_all(format!("{request}\n").as_bytes())?;
         let mut line = String::new();
         BufReader::new(stream).read_line(&mut line)?;

@@ -31,7 +31,9 @@ fn a_leaking_plugin_is_stopped_at_its_memory_limit_and_restarted() {
         echo["isolation"].as_str().unwrap().contains("watchdog"),
         "{echo}"
     );
-    host.call("leaker", "leak", json!({"mib_per_s": 100}))
+    // Slow enough that the watchdog (every heartbeat, 1 s) sees it pass
+    // 64 MiB before the RLIMIT_DATA backstop (4x) could stop it.
+    host.call("leaker", "leak", json!({"mib_per_s": 40}))
         .unwrap();
     let p = host.wait_plugin("leaker", "killed at its limit", |p| {
         p["last_exit"]

@@ -327,6 +327,23 @@ impl Config {
                 "send_queue_messages must be at least 2 x (4096 + event_queue) = {messages}"
             )));
         }
+        let l = &self.limits;
+        if l.memory_mib < 16 || l.max_open_files < 16 || l.max_processes < 4 {
+            return bad("[limits]: memory_mib and max_open_files must be at least 16, max_processes at least 4");
+        }
+        for p in &self.plugins {
+            if let Some(own) = &p.limits {
+                if own.memory_mib.is_some_and(|m| m < 16)
+                    || own.max_open_files.is_some_and(|m| m < 16)
+                    || own.max_processes.is_some_and(|m| m < 4)
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "plugin {}: memory_mib and max_open_files must be at least 16, max_processes at least 4",
+                        p.id
+                    )));
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         let ids = self
             .plugins

@@ -45,8 +45,12 @@ pub async fn request(
     };
     let exchange = async {
         let (read, mut write) = stream.into_split();
-        let mut line =
+        let line =
             serde_json::to_vec(request).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let mut line = match super::cookie::read_for(socket) {
+            Some(cookie) => super::cookie::add_to(&line, &cookie),
+            None => line,
+        };
         line.push(b'\n');
         write.write_all(&line).await?;
         let mut answer = String::new();

@@ -6,6 +6,7 @@
 //! scripts are its users.
 
 pub mod client;
+pub mod cookie;
 pub mod kv;
 pub mod packages;
 pub mod server;

@@ -71,6 +71,8 @@ struct Budgets {
     /// Largest single request.
     request_max: usize,
     reading: Readers,
+    /// What every request must carry (see `cookie`).
+    cookie: String,
 }
 
 /// Connections still reading their request, oldest first.
@@ -101,8 +103,8 @@ impl Readers {
     }
 }
 
-/// Serves until the host shuts down.
-pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
+/// Serves until the host shuts down; every request must carry `cookie`.
+pub async fn serve(shared: Arc<Shared>, listener: UnixListener, cookie: String) {
     // Requests carry call arguments as JSON, which is larger than their
     // MessagePack; four times the frame cap bounds one request.
     let request_max = shared.config.max_message_bytes.saturating_mul(4) + 4096;
@@ -114,6 +116,7 @@ pub async fn serve(shared: Arc<Shared>, listener: UnixListener) {
         bytes_total,
         request_max,
         reading: Readers::default(),
+        cookie,
     });
     let uid = nix::unistd::getuid().as_raw();
     let mut tasks = tokio::task::JoinSet::new();
@@ -165,7 +168,19 @@ async fn serve_one(shared: &Arc<Shared>, budgets: &Budgets, stream: UnixStream) 
         Err(Unread::Answer(response)) => return reply(write, response).await,
         Err(Unread::Silent) => return,
     };
-    let parsed = parse(&line);
+    let parsed = parse(&line).and_then(|request| {
+        if super::cookie::carried(&line, &budgets.cookie) {
+            Ok(request)
+        } else {
+            Err(Response::err(
+                "unauthorized",
+                format!(
+                    "the request does not carry this host's cookie (the file {} beside the socket)",
+                    super::cookie::FILE
+                ),
+            ))
+        }
+    });
     // The request's text is not needed once parsed (its arguments are in it).
     drop(line);
     let response = match parsed {

@@ -5,7 +5,7 @@
 //!   process group from `/proc` every heartbeat interval ([`watchdog`]); past
 //!   its limit the group is SIGKILLed and the plugin is Crashed with
 //!   `last_exit` "memory limit N MiB exceeded", and the restart policy
-//!   applies. `RLIMIT_DATA` at twice the limit, set before the plugin runs
+//!   applies. `RLIMIT_DATA` at four times the limit, set before the plugin runs
 //!   any code of its own ([`rlimits`]), stops an allocation far past it
 //!   between two looks.
 //! - **Open files.** `RLIMIT_NOFILE`, set the same way.

@@ -17,10 +17,13 @@ pub struct GroupUsage {
     pub cpu_ticks: u64,
     /// Processes.
     pub processes: u32,
+    /// Threads of all its processes (what a pids cgroup counts).
+    pub tasks: u32,
 }
 
-/// One process's group, resident pages and CPU ticks, from its `stat` line.
-fn parse_stat(line: &str) -> Option<(i32, u64, u64)> {
+/// One process's group, resident pages, CPU ticks and threads, from its
+/// `stat` line.
+fn parse_stat(line: &str) -> Option<(i32, u64, u64, u32)> {
     // The command name (field 2) is in parentheses and may hold spaces or
     // parentheses itself: the fields after it start past the last ')'.
     let rest = &line[line.rfind(')')? + 2..];
@@ -29,8 +32,14 @@ fn parse_stat(line: &str) -> Option<(i32, u64, u64)> {
     let pgrp = fields.get(2)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
+    let threads: u32 = fields.get(17)?.parse().ok()?;
     let rss: i64 = fields.get(21)?.parse().ok()?;
-    Some((pgrp, u64::try_from(rss).unwrap_or(0), utime + stime))
+    Some((
+        pgrp,
+        u64::try_from(rss).unwrap_or(0),
+        utime + stime,
+        threads,
+    ))
 }
 
 /// The usage of every process group among `groups`, in one pass over `/proc`.
@@ -51,7 +60,7 @@ pub fn groups(groups: &[i32]) -> HashMap<i32, GroupUsage> {
         let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let Some((pgrp, rss, ticks)) = parse_stat(&line) else {
+        let Some((pgrp, rss, ticks, threads)) = parse_stat(&line) else {
             continue;
         };
         if groups.contains(&pgrp) {
@@ -59,6 +68,7 @@ pub fn groups(groups: &[i32]) -> HashMap<i32, GroupUsage> {
             u.rss_pages += rss;
             u.cpu_ticks += ticks;
             u.processes += 1;
+            u.tasks += threads;
         }
     }
     out
@@ -86,7 +96,7 @@ mod tests {
     #[test]
     fn a_stat_line_with_a_strange_name_is_read() {
         let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 100 10000000 250 18446744073709551615 0 0";
-        assert_eq!(parse_stat(line), Some((1234, 250, 10)));
+        assert_eq!(parse_stat(line), Some((1234, 250, 10, 1)));
         let me = std::process::id() as i32;
         let pgrp = nix::unistd::getpgrp().as_raw();
         let all = groups(&[pgrp]);

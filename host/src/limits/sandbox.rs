@@ -39,11 +39,29 @@ const IOCTL_DEV: u64 = 1 << 15;
 const NET_BIND_TCP: u64 = 1 << 0;
 const NET_CONNECT_TCP: u64 = 1 << 1;
 
+/// Scopes of ABI 6: abstract Unix sockets and signals outside the sandbox.
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+const SCOPE_SIGNAL: u64 = 1 << 1;
+
 #[repr(C)]
 struct RulesetAttr {
     handled_access_fs: u64,
     handled_access_net: u64,
+    scoped: u64,
 }
+
+/// What a sandboxed plugin does not inherit of the host's environment:
+/// the ways to reach services outside the sandbox that would run code
+/// for it unconfined (a session bus, an SSH or GPG agent), and where the
+/// host's config and controls are.
+pub const SCRUBBED_ENV: [&str; 6] = [
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DBUS_SYSTEM_BUS_ADDRESS",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+    "IGLU_CONFIG",
+    "IGLU_RUNTIME_DIR",
+];
 
 #[repr(C, packed)]
 struct PathBeneathAttr {
@@ -110,15 +128,23 @@ impl Ruleset {
         } else {
             0
         };
+        // From ABI 6: no signal to a process outside the sandbox (the
+        // host), no abstract Unix socket outside it.
+        let scoped = if abi >= 6 {
+            SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET
+        } else {
+            0
+        };
         let attr = RulesetAttr {
             handled_access_fs: fs,
             handled_access_net: net,
+            scoped,
         };
-        // ABI 1-3 know no network field: give them the first one only.
-        let size = if abi >= 4 {
-            std::mem::size_of::<RulesetAttr>()
-        } else {
-            std::mem::size_of::<u64>()
+        // Older ABIs know fewer fields: give each what it knows.
+        let size = match abi {
+            1..=3 => std::mem::size_of::<u64>(),
+            4 | 5 => 2 * std::mem::size_of::<u64>(),
+            _ => std::mem::size_of::<RulesetAttr>(),
         };
         // SAFETY: `attr` is a live struct of at least `size` bytes.
         let fd = unsafe {
@@ -286,10 +312,10 @@ impl Sandboxing {
             (false, _) => "sandbox: off".to_owned(),
             (true, Some(abi)) => format!(
                 "sandbox: landlock ABI {abi}{}",
-                if own.is_some_and(|s| s.network) {
-                    " (network allowed)"
-                } else {
-                    ", no TCP"
+                match (own.is_some_and(|s| s.network), abi >= 4) {
+                    (true, _) => " (network allowed)",
+                    (false, true) => ", no TCP",
+                    (false, false) => " (this ABI cannot restrict TCP)",
                 }
             ),
             (true, None) => {

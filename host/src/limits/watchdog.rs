@@ -18,7 +18,6 @@ use crate::plugin::registry::{PluginKind, Registry};
 pub async fn run(
     registry: Arc<Registry>,
     host: super::LimitsConfig,
-    kernel_counts_processes: bool,
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -72,11 +71,12 @@ pub async fn run(
             );
             // Processes first: a fork bomb's many small processes may pass
             // the memory limit too, and the process limit is the cause.
-            let over = if !kernel_counts_processes && u64::from(u.processes) > limits.max_processes
-            {
+            // Threads count, as a pids cgroup counts them (where one holds
+            // the plugin, the kernel keeps it under this already).
+            let over = if u64::from(u.tasks) > limits.max_processes {
                 Some(format!(
-                    "process limit {} exceeded ({} processes); killed by the host",
-                    limits.max_processes, u.processes
+                    "process limit {} exceeded ({} processes and threads); killed by the host",
+                    limits.max_processes, u.tasks
                 ))
             } else if rss_kib > limits.memory_mib * 1024 {
                 Some(format!(

@@ -302,7 +302,7 @@ impl Registry {
         let mut plugins = self.lock();
         let e = plugins.get_mut(id)?;
         match e.kill_reason.take() {
-            Some((pid, why)) if e.pid.is_none_or(|p| p == pid) => Some(why),
+            Some((pid, why)) if e.pid == Some(pid) => Some(why),
             _ => None,
         }
     }

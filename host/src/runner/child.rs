@@ -167,10 +167,16 @@ impl Runner for ChildRunner {
         if let Some((_, extra)) = &sandbox {
             env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         }
+        let scrub: &[&str] = if sandbox.is_some() {
+            &crate::limits::sandbox::SCRUBBED_ENV
+        } else {
+            &[]
+        };
         let confine = Confinement {
             cgroup: cgroup.as_ref(),
             ruleset: sandbox.as_ref().map(|(r, _)| r),
             nice: self.sandboxing.nice,
+            scrub,
         };
         match spawn(&self.spec, &env, confine) {
             Ok(process) => {
@@ -280,6 +286,8 @@ pub struct Confinement<'a> {
     pub ruleset: Option<&'a Ruleset>,
     /// The niceness it runs at.
     pub nice: i32,
+    /// Variables of the host's environment it does not inherit.
+    pub scrub: &'a [&'a str],
 }
 
 /// Starts `spec` with the launch environment `env` (endpoint, cookie, token),
@@ -300,6 +308,9 @@ pub fn spawn(
     confine: Confinement<'_>,
 ) -> std::io::Result<PluginProcess> {
     let mut command = Command::new(&spec.command);
+    for var in confine.scrub {
+        command.env_remove(var);
+    }
     command
         .args(&spec.args)
         .envs(&spec.env)
@@ -356,16 +367,19 @@ impl PluginProcess {
             return status;
         }
         let status = match self.child.wait().await {
-            Ok(status) => status,
+            Ok(status) => {
+                // What it started and left behind in its group goes with
+                // it: no process of a plugin outlives it, whatever it did.
+                // Right after the reap, with nothing in between.
+                if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                status
+            }
             // Waiting fails only if the child was already reaped; call it killed.
             Err(_) => ExitStatus::from_raw(Signal::SIGKILL as i32),
         };
         self.exited = Some(status);
-        // What it started and left behind in its group goes with it: no
-        // process of a plugin outlives it, whatever it did.
-        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
         status
     }
 
