@@ -191,15 +191,8 @@ pub async fn install(
             InstallError::Conflict(format!("plugin id {} {how}", manifest.id)),
         );
     }
-    if let Err(e) = shared.settings.fits(&manifest.id, &manifest.settings) {
-        return refuse(
-            &store,
-            &checked.unpacked,
-            InstallError::Settings(e.to_string()),
-        );
-    }
-    if let Err(e) = store.place(&mut checked.unpacked) {
-        return refuse(&store, &checked.unpacked, e.into());
+    if let Err(e) = stage(shared, &store, &mut checked) {
+        return refuse(&store, &checked.unpacked, e);
     }
     let record = record(&checked, approved.clone());
     if let Err(e) = commit(&store, &record).await {
@@ -261,15 +254,8 @@ pub async fn upgrade(
             )),
         );
     }
-    if let Err(e) = shared.settings.fits(&manifest.id, &manifest.settings) {
-        return refuse(
-            &store,
-            &checked.unpacked,
-            InstallError::Settings(e.to_string()),
-        );
-    }
-    if let Err(e) = store.place(&mut checked.unpacked) {
-        return refuse(&store, &checked.unpacked, e.into());
+    if let Err(e) = stage(shared, &store, &mut checked) {
+        return refuse(&store, &checked.unpacked, e);
     }
     let record = record(&checked, manifest.permissions.clone());
     let mut spec = plan::spec(&shared.config, &record, &manifest, &checked.unpacked.path);
@@ -377,6 +363,18 @@ pub fn installed_specs(config: &crate::config::Config) -> Vec<crate::config::Plu
             plan::spec(config, &record, &manifest, &dir)
         })
         .collect()
+}
+
+/// Puts a checked bundle beside the version in force, once its settings
+/// schema fits what the config and `iglu settings set` hold for it.
+fn stage(shared: &Shared, store: &PackageStore, checked: &mut Checked) -> Result<(), InstallError> {
+    let m = &checked.unpacked.manifest;
+    shared
+        .settings
+        .fits(&m.id, &m.settings)
+        .map_err(|e| InstallError::Settings(e.to_string()))?;
+    store.place(&mut checked.unpacked)?;
+    Ok(())
 }
 
 /// Refuses with `e`, removing what was unpacked for nothing (off the

@@ -20,6 +20,7 @@ use super::state::PluginState;
 use super::transition::Transition;
 
 mod candidate;
+mod usage;
 use crate::config::{ExternalSpec, PluginSpec};
 use crate::events::lifecycle::LifecycleEvent;
 use crate::events::EventHub;
@@ -280,30 +281,6 @@ impl Registry {
     pub fn count_denial(&self, id: &str) {
         if let Some(e) = self.lock().get_mut(id) {
             e.denied += 1;
-        }
-    }
-
-    /// Records what the watchdog read of its processes.
-    pub fn set_usage(&self, id: &str, usage: crate::limits::Usage) {
-        if let Some(e) = self.lock().get_mut(id) {
-            e.usage = Some(usage);
-        }
-    }
-
-    /// Records why the host is killing process `pid` of plugin `id`.
-    pub fn set_kill_reason(&self, id: &str, pid: u32, reason: String) {
-        if let Some(e) = self.lock().get_mut(id) {
-            e.kill_reason = Some((pid, reason));
-        }
-    }
-
-    /// Why the host killed the plugin's current process, if it did.
-    pub fn take_kill_reason(&self, id: &str) -> Option<String> {
-        let mut plugins = self.lock();
-        let e = plugins.get_mut(id)?;
-        match e.kill_reason.take() {
-            Some((pid, why)) if e.pid == Some(pid) => Some(why),
-            _ => None,
         }
     }
 
