@@ -33,14 +33,7 @@ pub struct Pending {
 
 /// The runner of a managed plugin on this host.
 pub fn child_runner(shared: &Shared, spec: PluginSpec) -> ChildRunner {
-    ChildRunner::new(
-        spec,
-        shared.endpoint.clone(),
-        Duration::from_millis(shared.config.handshake_timeout_ms),
-        shared.settings.clone(),
-        shared.cgroups.clone(),
-        shared.sandboxing.clone(),
-    )
+    ChildRunner::new(spec, shared.launching.clone())
 }
 
 /// Registers a plugin the host starts; its supervisor waits for [`launch`].

@@ -34,6 +34,8 @@ pub struct Shared {
     pub cgroups: Arc<crate::limits::cgroup::Cgroups>,
     /// What a launch needs to sandbox a plugin.
     pub sandboxing: Arc<crate::limits::sandbox::Sandboxing>,
+    /// What every managed plugin's launch is given (see `runner::child`).
+    pub launching: Arc<crate::runner::child::Launching>,
     /// Held by each install, upgrade and uninstall: one at a time, so two
     /// never race on one package's files or id.
     pub packages: tokio::sync::Mutex<()>,
@@ -63,6 +65,20 @@ impl Shared {
         cgroups: Arc<crate::limits::cgroup::Cgroups>,
     ) -> Arc<Shared> {
         let events = EventHub::new(config.event_queue, config.event_queue_bytes);
+        let sandboxing = Arc::new(crate::limits::sandbox::Sandboxing {
+            default_on: config.sandbox.enabled,
+            abi: crate::limits::sandbox::abi(),
+            data_dir: config.data_dir(),
+            nice: config.limits.nice,
+            read: config.sandbox.read.clone(),
+        });
+        let launching = Arc::new(crate::runner::child::Launching {
+            endpoint: endpoint.clone(),
+            handshake_timeout: std::time::Duration::from_millis(config.handshake_timeout_ms),
+            settings: settings.clone(),
+            cgroups: cgroups.clone(),
+            sandboxing: sandboxing.clone(),
+        });
         events.retained.restore(store.take_restored());
         events.retained.persist_to(store.clone());
         Arc::new(Shared {
@@ -72,13 +88,8 @@ impl Shared {
             settings,
             packages: tokio::sync::Mutex::new(()),
             cgroups,
-            sandboxing: Arc::new(crate::limits::sandbox::Sandboxing {
-                default_on: config.sandbox.enabled,
-                abi: crate::limits::sandbox::abi(),
-                data_dir: config.data_dir(),
-                nice: config.limits.nice,
-                read: config.sandbox.read.clone(),
-            }),
+            sandboxing,
+            launching,
             events,
             config,
             endpoint,

@@ -30,35 +30,35 @@ const EXIT_AFTER_DISCONNECT: Duration = Duration::from_millis(500);
 /// Environment variables added to a launch's.
 type LaunchEnv = Vec<(&'static str, String)>;
 
+/// What every launch of a managed plugin on this host is given: where to
+/// connect, how long it has to handshake, its settings, and how it is
+/// confined. One per host, shared by every runner.
+pub struct Launching {
+    /// The endpoint launches connect to.
+    pub endpoint: String,
+    /// How long a launch has to say HELLO.
+    pub handshake_timeout: Duration,
+    /// Plugins' settings (`IGLU_SETTINGS`).
+    pub settings: Arc<Settings>,
+    /// Pids cgroups, where the host has them.
+    pub cgroups: Arc<Cgroups>,
+    /// The sandbox and niceness.
+    pub sandboxing: Arc<Sandboxing>,
+}
+
 /// Runs a configured plugin as a child process, one process per launch.
 pub struct ChildRunner {
     spec: PluginSpec,
-    endpoint: String,
-    handshake_timeout: Duration,
-    settings: Arc<Settings>,
-    cgroups: Arc<Cgroups>,
-    sandboxing: Arc<Sandboxing>,
+    host: Arc<Launching>,
     process: Option<PluginProcess>,
 }
 
 impl ChildRunner {
-    /// A runner for `spec`, whose launches connect to `endpoint` and have
-    /// `handshake_timeout` to say HELLO, and get their settings from `settings`.
-    pub fn new(
-        spec: PluginSpec,
-        endpoint: String,
-        handshake_timeout: Duration,
-        settings: Arc<Settings>,
-        cgroups: Arc<Cgroups>,
-        sandboxing: Arc<Sandboxing>,
-    ) -> ChildRunner {
+    /// A runner for `spec`, launched as `host` says.
+    pub fn new(spec: PluginSpec, host: Arc<Launching>) -> ChildRunner {
         ChildRunner {
             spec,
-            endpoint,
-            handshake_timeout,
-            settings,
-            cgroups,
-            sandboxing,
+            host,
             process: None,
         }
     }
@@ -70,35 +70,29 @@ impl ChildRunner {
 
     /// A runner like this one for another version of the plugin.
     pub fn with_spec(&self, spec: PluginSpec) -> ChildRunner {
-        ChildRunner::new(
-            spec,
-            self.endpoint.clone(),
-            self.handshake_timeout,
-            self.settings.clone(),
-            self.cgroups.clone(),
-            self.sandboxing.clone(),
-        )
+        ChildRunner::new(spec, self.host.clone())
     }
 
     /// The sandbox of this launch, if it is sandboxed here: its ruleset,
     /// and the environment that points it at its private directory.
     fn sandbox(&self) -> Result<Option<(Ruleset, LaunchEnv)>, String> {
         let own = self.spec.sandbox.as_ref();
-        if !self.sandboxing.wanted(own) {
+        if !self.host.sandboxing.wanted(own) {
             return Ok(None);
         }
-        let Some(abi) = self.sandboxing.abi else {
+        let Some(abi) = self.host.sandboxing.abi else {
             tracing::warn!(plugin = %self.spec.id, "sandbox wanted, but this kernel has no Landlock: the plugin runs NOT confined");
             return Ok(None);
         };
         let private = self
+            .host
             .sandboxing
             .private_dir(&self.spec.id)
             .map_err(|e| format!("cannot make its private directory: {e}"))?;
         let exe = crate::limits::sandbox::resolve(&self.spec.command);
         let mut read: Vec<std::path::PathBuf> =
             exe.parent().map(|d| d.to_owned()).into_iter().collect();
-        read.extend(self.sandboxing.read.iter().cloned());
+        read.extend(self.host.sandboxing.read.iter().cloned());
         read.extend(own.map(|s| s.read.clone()).unwrap_or_default());
         let mut write = vec![private.clone()];
         write.extend(own.map(|s| s.write.clone()).unwrap_or_default());
@@ -146,22 +140,25 @@ impl Runner for ChildRunner {
         self.process = None;
         check_integrity(&self.spec).await?;
         let settings =
-            serde_json::Value::Object(self.settings.effective(&self.spec.id)).to_string();
+            serde_json::Value::Object(self.host.settings.effective(&self.spec.id)).to_string();
         let env = [
             (crate::settings::ENV, settings),
             (COOKIE_KEY, COOKIE_VALUE.to_owned()),
-            (launch::ENDPOINT, self.endpoint.clone()),
+            (launch::ENDPOINT, self.host.endpoint.clone()),
             (launch::TOKEN, token.to_owned()),
             (launch::PLUGIN_ID, self.spec.id.clone()),
             (launch::MODE, "managed".to_owned()),
             (launch::HOST_PID, std::process::id().to_string()),
             (
                 launch::HANDSHAKE_TIMEOUT_MS,
-                self.handshake_timeout.as_millis().to_string(),
+                self.host.handshake_timeout.as_millis().to_string(),
             ),
         ];
         let limits = Limits::of(self.spec.limits.as_ref(), &LimitsConfig::default());
-        let cgroup = self.cgroups.prepare(&self.spec.id, limits.max_processes);
+        let cgroup = self
+            .host
+            .cgroups
+            .prepare(&self.spec.id, limits.max_processes);
         let sandbox = self.sandbox()?;
         let mut env = env.to_vec();
         if let Some((_, extra)) = &sandbox {
@@ -175,7 +172,7 @@ impl Runner for ChildRunner {
         let confine = Confinement {
             cgroup: cgroup.as_ref(),
             ruleset: sandbox.as_ref().map(|(r, _)| r),
-            nice: self.sandboxing.nice,
+            nice: self.host.sandboxing.nice,
             scrub,
         };
         match spawn(&self.spec, &env, confine) {
@@ -192,7 +189,7 @@ impl Runner for ChildRunner {
     }
 
     fn handshake_deadline(&self) -> Option<Duration> {
-        Some(self.handshake_timeout)
+        Some(self.host.handshake_timeout)
     }
 
     async fn exited(&mut self) -> String {
