@@ -1,6 +1,7 @@
 //! The lifecycle workload: spawn to first call, SIGKILL to crashed and back,
 //! SIGSTOP to crashed, and what the parent-death hook costs a spawn.
 
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -171,7 +172,22 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
             .map_err(|e| e.to_string())?;
         pass.push(t.elapsed());
     }
-    let (mut plain, mut hooked) = spawn_cost(runs.max(20)).await?;
+    let [mut plain, mut hooked, mut born, mut moved] = spawn_cost(runs.max(20)).await?;
+    let no_v2 = |v: &Vec<Duration>, note: &str| {
+        if v.is_empty() {
+            "no cgroup v2 the bench may write here".to_owned()
+        } else {
+            note.to_owned()
+        }
+    };
+    let born_note = no_v2(
+        &born,
+        "how plugins start where the host has a cgroup v2 (CLONE_INTO_CGROUP)",
+    );
+    let moved_note = no_v2(
+        &moved,
+        "moving into the same cgroup between clone and exec instead: what CLONE_INTO_CGROUP saves",
+    );
     let cfg = b.host.config();
     let hb = cfg.heartbeat.interval_ms * u64::from(cfg.heartbeat.liveness);
     let row = |what: &str, v: &mut Vec<Duration>, note: String| {
@@ -218,12 +234,22 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
         row(
             "spawn and reap /bin/true, posix_spawn",
             &mut plain,
-            "baseline for the row below, taken in turns with it".to_owned(),
+            "baseline for the rows below, taken in turns with them".to_owned(),
         ),
         row(
-            "spawn and reap /bin/true, parent-death hook",
+            "spawn and reap /bin/true, as plugins are",
             &mut hooked,
-            "how every plugin is spawned: fork, prctl, exec".to_owned(),
+            "clone3, process group, parent-death signal, exec".to_owned(),
+        ),
+        row(
+            "spawn and reap /bin/true, born in a cgroup v2",
+            &mut born,
+            born_note,
+        ),
+        row(
+            "spawn and reap /bin/true, moved into a cgroup v2",
+            &mut moved,
+            moved_note,
         ),
     ])
 }
@@ -231,25 +257,56 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
 /// What setting the parent-death signal between fork and exec costs a
 /// start, measured in turns with a plain spawn of the same program from
 /// this process (a fork copies the page tables of the process that forks).
-async fn spawn_cost(runs: usize) -> Result<(Vec<Duration>, Vec<Duration>), String> {
-    let (mut plain, mut hooked) = (Vec::new(), Vec::new());
-    for i in 0..runs * 2 {
-        let hook = i % 2 == 1;
-        let mut command = tokio::process::Command::new("/bin/true");
-        command.kill_on_drop(true);
-        if hook {
-            iglu_host::runner::child::die_with_host(&mut command);
+async fn spawn_cost(runs: usize) -> Result<[Vec<Duration>; 4], String> {
+    use iglu_host::runner::process::{spawn, Launch};
+    let mut rows: [Vec<Duration>; 4] = Default::default();
+    // A cgroup v2 of the bench's own, as the host makes one per plugin.
+    let tree = iglu_host::limits::cgroup::v2::Tree::make().ok();
+    let limits = iglu_host::limits::Limits::of(None, &iglu_host::limits::LimitsConfig::default());
+    let cgroup = tree
+        .as_ref()
+        .and_then(|t| t.prepare("bench-spawn", &limits).ok());
+    let env: Vec<_> = std::env::vars_os().collect();
+    let program = std::path::Path::new("/bin/true");
+    for i in 0..runs * 4 {
+        let kind = i % 4;
+        if kind >= 2 && cgroup.is_none() {
+            continue;
         }
         let t = Instant::now();
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("spawning /bin/true: {e}"))?;
-        child.wait().await.map_err(|e| e.to_string())?;
-        if hook {
-            hooked.push(t.elapsed());
+        if kind == 0 {
+            let mut child = tokio::process::Command::new(program)
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("spawning /bin/true: {e}"))?;
+            child.wait().await.map_err(|e| e.to_string())?;
         } else {
-            plain.push(t.elapsed());
+            let c = cgroup.as_ref();
+            let launch = Launch {
+                program,
+                args: &[],
+                env: env.clone(),
+                cgroup: c.filter(|_| kind == 2).map(|c| c.dir_fd.as_raw_fd()),
+                cgroup_procs: None,
+                join: c
+                    .filter(|_| kind == 3)
+                    .map(|c| c.procs.as_raw_fd())
+                    .into_iter()
+                    .collect(),
+                rlimits: None,
+                nice: None,
+                ruleset: None,
+            };
+            let (mut process, _out, _err) =
+                spawn(&launch).map_err(|e| format!("spawning /bin/true: {e}"))?;
+            process.wait().await;
         }
+        rows[kind].push(t.elapsed());
     }
-    Ok((plain, hooked))
+    drop(cgroup);
+    if let Some(t) = &tree {
+        // The host's own tree, when the bench runs one: only its cgroup.
+        t.forget("bench-spawn");
+    }
+    Ok(rows)
 }

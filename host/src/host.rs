@@ -87,6 +87,7 @@ impl Host {
             }
         }
         let cgroups = Arc::new(crate::limits::cgroup::Cgroups::detect(
+            config.limits.cgroup_v2,
             config.limits.pids_cgroup_v1,
         ));
         tracing::info!(mechanism = %cgroups.mechanism(), limits = %crate::limits::MECHANISM, "plugin limits");
@@ -135,6 +136,7 @@ impl Host {
         }
         services.push(tokio::spawn(crate::limits::watchdog::run(
             shared.registry.clone(),
+            shared.cgroups.clone(),
             shared.config.limits,
             shared.config.timing().interval,
             shared.shutdown.clone(),

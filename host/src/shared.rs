@@ -134,8 +134,8 @@ impl Shared {
                     .flatten();
                 p.isolation = Some(format!(
                     "{}; {}; {}",
-                    crate::limits::MECHANISM,
                     self.cgroups.mechanism(),
+                    crate::limits::MECHANISM,
                     self.sandboxing.mechanism(sandbox.as_ref())
                 ));
             }

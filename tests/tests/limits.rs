@@ -102,7 +102,7 @@ fn fork_bomb(settings: &str) {
         .unwrap()
         .to_owned();
     let r = host.call("bomb", "fork", json!({"n": 4096}));
-    let cgroup = isolation.contains("pids cgroup (v1)");
+    let cgroup = isolation.contains("processes: the kernel");
     if !settings.is_empty() && !cgroup {
         // No writable pids hierarchy (not root): the watchdog holds it.
         eprintln!("no pids cgroup here ({isolation}): checking the watchdog instead");
@@ -182,4 +182,39 @@ fn a_plugin_spinning_every_core_starves_no_one() {
         assert_eq!(p["restarts"], json!(0), "no false crash: {p}");
         assert_eq!(p["state"], json!("running"), "{p}");
     }
+}
+
+/// A process that leaves the plugin's process group (as a daemon does) is
+/// held by the plugin's cgroup v2: counted as the plugin's, and killed with
+/// it. Needs a cgroup v2 the host can write (root, or a delegated subtree).
+#[test]
+fn a_process_that_leaves_its_plugins_group_dies_with_the_plugin() {
+    let host = TestHost::start("", &[plugin("escaper", "iglu-plugin-echo", &[])]);
+    host.wait_state("escaper", "running");
+    let isolation = host.plugin("escaper")["isolation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        isolation.starts_with("cgroup v2 /"),
+        "this test needs a cgroup v2 subtree the host may write (run it as root, or in a systemd unit with Delegate=yes): {isolation}"
+    );
+    let escaped = host.call("escaper", "escape", json!(null)).unwrap();
+    let escaped = escaped.as_u64().unwrap();
+    let alive = |pid: u64| std::path::Path::new(&format!("/proc/{pid}/stat")).exists();
+    assert!(alive(escaped));
+    // Counted as the plugin's: its process and the one that left.
+    host.wait_plugin("escaper", "the escaped process counted", |p| {
+        p["usage"]["processes"].as_u64().is_some_and(|n| n >= 2)
+    });
+    assert!(host.cli(&["stop", "escaper"]).status.success());
+    host.eventually("the escaped process to be killed", || {
+        // Reparented when the plugin died: gone, or a zombie, is dead.
+        let stat = std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        (stat.is_empty() || state == Some("Z")).then_some(())
+    });
 }

@@ -328,17 +328,22 @@ impl Config {
             )));
         }
         let l = &self.limits;
-        if l.memory_mib < 16 || l.max_open_files < 16 || l.max_processes < 4 {
-            return bad("[limits]: memory_mib and max_open_files must be at least 16, max_processes at least 4");
+        if l.memory_mib < 16
+            || l.max_open_files < 16
+            || l.max_processes < 4
+            || l.cpu_percent.is_some_and(|c| c < 1)
+        {
+            return bad("[limits]: memory_mib and max_open_files must be at least 16, max_processes at least 4, cpu_percent at least 1");
         }
         for p in &self.plugins {
             if let Some(own) = &p.limits {
                 if own.memory_mib.is_some_and(|m| m < 16)
                     || own.max_open_files.is_some_and(|m| m < 16)
                     || own.max_processes.is_some_and(|m| m < 4)
+                    || own.cpu_percent.is_some_and(|c| c < 1)
                 {
                     return Err(ConfigError::Invalid(format!(
-                        "plugin {}: memory_mib and max_open_files must be at least 16, max_processes at least 4",
+                        "plugin {}: memory_mib and max_open_files must be at least 16, max_processes at least 4, cpu_percent at least 1",
                         p.id
                     )));
                 }

@@ -1,20 +1,28 @@
-//! What one plugin's processes may use: memory, open files, and how the
-//! host holds them to it, whether the plugin cooperates or not.
+//! What one plugin's processes may use: memory, CPU, processes, open
+//! files, and how the host holds them to it, whether the plugin cooperates
+//! or not.
 //!
-//! - **Memory.** The host reads the resident memory of the plugin's whole
-//!   process group from `/proc` every heartbeat interval ([`watchdog`]); past
-//!   its limit the group is SIGKILLed and the plugin is Crashed with
-//!   `last_exit` "memory limit N MiB exceeded", and the restart policy
-//!   applies. `RLIMIT_DATA` at four times the limit, set before the plugin runs
-//!   any code of its own ([`rlimits`]), stops an allocation far past it
-//!   between two looks.
-//! - **Open files.** `RLIMIT_NOFILE`, set the same way.
+//! - **cgroup v2** ([`cgroup`]), by default wherever the host can make
+//!   one: each plugin in its own, joined before it runs any code of its
+//!   own. With the controllers there, the kernel holds memory
+//!   (`memory.max`, `memory.oom.group`), processes (`pids.max`) and a CPU
+//!   quota (`cpu.max`); with or without them, every process the plugin
+//!   starts is killed with it and counted.
+//! - **Memory**, everywhere: the watchdog ([`watchdog`]) reads the resident
+//!   memory of the plugin's processes every heartbeat interval; past its
+//!   limit they are SIGKILLed, the plugin is Crashed with `last_exit`
+//!   "memory limit N MiB exceeded", and the restart policy applies.
+//!   `RLIMIT_DATA` at four times the limit ([`rlimits`]) stops an
+//!   allocation far past it between two looks.
+//! - **Open files.** `RLIMIT_NOFILE`, set before exec.
 //! - **CPU.** Plugins run at a niceness below the host's (`[limits]
 //!   nice`, default 5), so a plugin spinning every core does not starve the
 //!   host's heartbeats; each plugin's CPU use is read each heartbeat.
-//! - **Processes and threads.** The watchdog counts the group's processes
-//!   and kills it past the limit; with `[limits] pids_cgroup_v1`, a pids
-//!   cgroup per plugin where the host can make one ([`cgroup`]).
+//! - **Processes and threads.** The kernel where a pids controller holds
+//!   the plugin (v2, or the opt-in v1 pids cgroup); the watchdog otherwise.
+//!   `RLIMIT_NPROC` is not used: it counts every process of the user, not
+//!   of the plugin (a plugin would fail to fork because the host's user
+//!   runs a browser), and root ignores it.
 //!
 //! A default applies with no configuration at all: 1 GiB of memory (a
 //! smart-home plugin needs tens of MiB; 1 GiB leaves any real one room and
@@ -54,6 +62,11 @@ pub struct LimitsConfig {
     pub max_open_files: u64,
     /// Its processes and threads together (default 256).
     pub max_processes: u64,
+    /// Put each plugin in a cgroup v2 of its own where the host can make one
+    /// (default true): the kernel then holds its memory, process and CPU
+    /// limits where the host's cgroup offers those controllers, and the
+    /// host kills every process the plugin started, wherever it went.
+    pub cgroup_v2: bool,
     /// Hold `max_processes` with a cgroup v1 pids hierarchy where the host
     /// may write one (default false): the kernel then refuses the fork past
     /// the limit, but joining a v1 cgroup costs each start about 10 ms on
@@ -64,6 +77,10 @@ pub struct LimitsConfig {
     /// every core gets less CPU than the host, so the host's heartbeats and
     /// calls to other plugins go on (a CPU share without cgroups).
     pub nice: i32,
+    /// CPU time a plugin may use, in percent of one CPU (200 = two cores;
+    /// default none): held by cgroup v2 `cpu.max` where the cpu controller
+    /// is there, not held elsewhere (niceness still applies).
+    pub cpu_percent: Option<u64>,
 }
 
 impl Default for LimitsConfig {
@@ -72,8 +89,10 @@ impl Default for LimitsConfig {
             memory_mib: DEFAULT_MEMORY_MIB,
             max_open_files: DEFAULT_OPEN_FILES,
             max_processes: DEFAULT_PROCESSES,
+            cgroup_v2: true,
             pids_cgroup_v1: false,
             nice: DEFAULT_NICE,
+            cpu_percent: None,
         }
     }
 }
@@ -92,6 +111,9 @@ pub struct PluginLimits {
     /// Processes and threads together.
     #[serde(default)]
     pub max_processes: Option<u64>,
+    /// CPU time, in percent of one CPU.
+    #[serde(default)]
+    pub cpu_percent: Option<u64>,
 }
 
 /// The limits in force for one plugin.
@@ -103,6 +125,8 @@ pub struct Limits {
     pub max_open_files: u64,
     /// Processes and threads together.
     pub max_processes: u64,
+    /// CPU time, in percent of one CPU (none: no quota).
+    pub cpu_percent: Option<u64>,
 }
 
 impl Limits {
@@ -116,6 +140,7 @@ impl Limits {
             max_processes: own
                 .and_then(|l| l.max_processes)
                 .unwrap_or(host.max_processes),
+            cpu_percent: own.and_then(|l| l.cpu_percent).or(host.cpu_percent),
         }
     }
 
@@ -125,6 +150,7 @@ impl Limits {
             memory_mib: Some(self.memory_mib),
             max_open_files: Some(self.max_open_files),
             max_processes: Some(self.max_processes),
+            cpu_percent: self.cpu_percent,
         }
     }
 
@@ -146,14 +172,17 @@ impl Limits {
                     .max_processes
                     .map_or(host.max_processes, |m| m.min(host.max_processes)),
             ),
+            cpu_percent: match (asked.cpu_percent, host.cpu_percent) {
+                (Some(a), Some(h)) => Some(a.min(h)),
+                (a, h) => a.or(h),
+            },
         }
     }
 }
 
-/// How memory and open-file limits are held, for `iglu status` (process
-/// limits: [`cgroup::Cgroups::mechanism`]).
-pub const MECHANISM: &str =
-    "memory: /proc watchdog each heartbeat + RLIMIT_DATA backstop; open files: RLIMIT_NOFILE; CPU: niceness below the host, usage read each heartbeat";
+/// How the open-file limit is held, for `iglu status` (the others:
+/// [`cgroup::Cgroups::mechanism`]).
+pub const MECHANISM: &str = "open files: RLIMIT_NOFILE";
 
 /// One plugin's use of the machine, as the watchdog last read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

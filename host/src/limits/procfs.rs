@@ -74,6 +74,25 @@ pub fn groups(groups: &[i32]) -> HashMap<i32, GroupUsage> {
     out
 }
 
+/// The usage of the processes `pids` together (a cgroup's).
+pub fn processes(pids: &[i32]) -> GroupUsage {
+    let mut u = GroupUsage::default();
+    for pid in pids {
+        // A process may end between the listing and the read: skipped.
+        let Some((_, rss, ticks, threads)) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|line| parse_stat(&line))
+        else {
+            continue;
+        };
+        u.rss_pages += rss;
+        u.cpu_ticks += ticks;
+        u.processes += 1;
+        u.tasks += threads;
+    }
+    u
+}
+
 /// Bytes in a page, and clock ticks in a second.
 pub fn page_and_tick() -> (u64, u64) {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)

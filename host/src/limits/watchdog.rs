@@ -1,8 +1,10 @@
-//! The memory watchdog: every heartbeat interval, one pass over `/proc`
-//! gives each running managed plugin's resident memory and CPU time (its
-//! whole process group); a plugin past its memory limit is SIGKILLed, with
-//! the reason kept for its `last_exit`. What it reads is shown by `iglu
-//! status` (`rss_kib`, `cpu_percent`).
+//! The watchdog: every heartbeat interval, it reads each running managed
+//! plugin's resident memory, CPU time and processes, and SIGKILLs a plugin
+//! past its memory or process limit, with the reason kept for its
+//! `last_exit`. A plugin's processes are those in its cgroup v2 where it
+//! has one (wherever they went in the process tree), else those in its
+//! process group (one pass over `/proc` for every plugin at once). What it
+//! reads is shown by `iglu status` (`rss_kib`, `cpu_percent`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,12 +13,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use super::cgroup::{v2, Cgroups};
 use super::{procfs, Limits, Usage};
 use crate::plugin::registry::{PluginKind, Registry};
 
 /// Looks every `interval` until `stop` is cancelled.
 pub async fn run(
     registry: Arc<Registry>,
+    cgroups: Arc<Cgroups>,
     host: super::LimitsConfig,
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
@@ -39,16 +43,19 @@ pub async fn run(
             .into_iter()
             .flatten()
             .collect();
-        let groups: Vec<i32> = watched
+        let looked: Vec<(String, i32, Option<std::path::PathBuf>)> = watched
             .iter()
-            .filter_map(|(_, pid, _)| i32::try_from(*pid).ok())
+            .filter_map(|(id, pid, _)| {
+                let group = i32::try_from(*pid).ok()?;
+                Some((id.clone(), group, cgroups.v2_dir(*pid)))
+            })
             .collect();
-        let read = tokio::task::spawn_blocking(move || procfs::groups(&groups))
+        let read = tokio::task::spawn_blocking(move || look(&looked, tick))
             .await
             .unwrap_or_default();
         let now = Instant::now();
         for (id, pid, limits) in watched {
-            let Some(u) = i32::try_from(pid).ok().and_then(|g| read.get(&g)) else {
+            let Some(u) = read.get(&id) else {
                 continue;
             };
             let cpu_percent = match last.get(&id) {
@@ -93,8 +100,48 @@ pub async fn run(
                 if let Ok(group) = i32::try_from(pid) {
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
                 }
+                if let Some(dir) = cgroups.v2_dir(pid) {
+                    v2::kill(&dir);
+                }
             }
         }
         last.retain(|id, _| registry.contains(id));
     }
+}
+
+/// Each plugin's usage: from its cgroup v2 where it has one with a process
+/// in it (CPU time from `cpu.stat`, counting its reaped children too; tasks
+/// from `pids.current` where the pids controller counts them), else from
+/// its process group, in one pass over `/proc` for all of those.
+fn look(
+    plugins: &[(String, i32, Option<std::path::PathBuf>)],
+    tick: u64,
+) -> HashMap<String, procfs::GroupUsage> {
+    let mut out = HashMap::new();
+    let mut by_group = Vec::new();
+    for (id, group, dir) in plugins {
+        let members = dir.as_deref().map(v2::members).unwrap_or_default();
+        let Some(dir) = dir.as_deref().filter(|_| !members.is_empty()) else {
+            by_group.push((id, *group));
+            continue;
+        };
+        let mut u = procfs::processes(&members);
+        if let Some(usec) = v2::cpu_usec(dir) {
+            u.cpu_ticks = usec.saturating_mul(tick) / 1_000_000;
+        }
+        if let Some(tasks) = v2::tasks(dir) {
+            u.tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
+        }
+        out.insert(id.clone(), u);
+    }
+    if !by_group.is_empty() {
+        let groups: Vec<i32> = by_group.iter().map(|(_, g)| *g).collect();
+        let read = procfs::groups(&groups);
+        for (id, group) in by_group {
+            if let Some(u) = read.get(&group) {
+                out.insert(id.clone(), *u);
+            }
+        }
+    }
+    out
 }

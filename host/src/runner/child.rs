@@ -1,21 +1,23 @@
 //! A plugin as a child process of the host: spawned with its launch
 //! environment, watched for exit, stopped with SIGTERM then SIGKILL.
 
+use std::ffi::{OsStr, OsString};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iglu_bus::handshake::{COOKIE_KEY, COOKIE_VALUE};
 use iglu_bus::launch;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::net::unix::pipe::Receiver;
 
 use super::output::forward_lines;
+use super::process::{Launch, Process};
 use super::Runner;
 use crate::config::PluginSpec;
-use crate::limits::cgroup::Cgroups;
+use crate::limits::cgroup::{Cgroups, PluginCgroups};
 use crate::limits::sandbox::{Policy, Ruleset, Sandboxing};
 use crate::limits::{Limits, LimitsConfig};
 use crate::session::Loss;
@@ -40,7 +42,7 @@ pub struct Launching {
     pub handshake_timeout: Duration,
     /// Plugins' settings (`IGLU_SETTINGS`).
     pub settings: Arc<Settings>,
-    /// Pids cgroups, where the host has them.
+    /// Cgroups, where the host has them.
     pub cgroups: Arc<Cgroups>,
     /// The sandbox and niceness.
     pub sandboxing: Arc<Sandboxing>,
@@ -155,10 +157,7 @@ impl Runner for ChildRunner {
             ),
         ];
         let limits = Limits::of(self.spec.limits.as_ref(), &LimitsConfig::default());
-        let cgroup = self
-            .host
-            .cgroups
-            .prepare(&self.spec.id, limits.max_processes);
+        let cgroups = self.host.cgroups.prepare(&self.spec.id, &limits);
         let sandbox = self.sandbox()?;
         let mut env = env.to_vec();
         if let Some((_, extra)) = &sandbox {
@@ -170,13 +169,14 @@ impl Runner for ChildRunner {
             &[]
         };
         let confine = Confinement {
-            cgroup: cgroup.as_ref(),
+            cgroups: &cgroups,
             ruleset: sandbox.as_ref().map(|(r, _)| r),
             nice: self.host.sandboxing.nice,
             scrub,
         };
         match spawn(&self.spec, &env, confine) {
-            Ok(process) => {
+            Ok(mut process) => {
+                process.cgroup = cgroups.v2;
                 let pid = process.pid();
                 self.process = Some(process);
                 Ok(pid)
@@ -194,7 +194,10 @@ impl Runner for ChildRunner {
 
     async fn exited(&mut self) -> String {
         match self.process.as_mut() {
-            Some(p) => describe_exit(p.wait().await),
+            Some(p) => {
+                let status = p.wait().await;
+                p.describe(status)
+            }
             None => std::future::pending().await,
         }
     }
@@ -212,8 +215,8 @@ impl Runner for ChildRunner {
             _ => EXIT_AFTER_DISCONNECT,
         };
         match tokio::time::timeout(wait, process.wait()).await {
-            Ok(status) if loss == Loss::Disconnected => describe_exit(status),
-            Ok(status) => format!("{loss}; {}", describe_exit(status)),
+            Ok(status) if loss == Loss::Disconnected => process.describe(status),
+            Ok(status) => format!("{loss}; {}", process.describe(status)),
             Err(_) => {
                 process.kill().await;
                 format!("{loss}; killed by the host")
@@ -249,7 +252,7 @@ impl Runner for ChildRunner {
     fn exited_cleanly(&self) -> bool {
         self.process
             .as_ref()
-            .and_then(|p| p.exited)
+            .and_then(|p| p.process.exited())
             .is_some_and(|status| status.success())
     }
 
@@ -266,19 +269,19 @@ impl Runner for ChildRunner {
     }
 }
 
-/// A running plugin process.
+/// A running plugin process, and its cgroup.
 pub struct PluginProcess {
-    child: Child,
-    pid: Option<u32>,
-    /// Set once the process has been reaped, so `wait` is idempotent.
-    exited: Option<ExitStatus>,
+    process: Process,
+    /// Its v2 cgroup, if it has one: what it left behind is killed through
+    /// it, and it tells an OOM kill.
+    cgroup: Option<crate::limits::cgroup::v2::PluginCgroup>,
 }
 
-/// Where a new plugin process is confined: its pids cgroup and its sandbox.
-#[derive(Default, Clone, Copy)]
+/// Where a new plugin process is confined: its cgroups and its sandbox.
+#[derive(Clone, Copy)]
 pub struct Confinement<'a> {
-    /// Its cgroup's `cgroup.procs`, open for the child to join.
-    pub cgroup: Option<&'a std::fs::File>,
+    /// Its cgroups.
+    pub cgroups: &'a PluginCgroups,
     /// Its Landlock ruleset.
     pub ruleset: Option<&'a Ruleset>,
     /// The niceness it runs at.
@@ -288,102 +291,109 @@ pub struct Confinement<'a> {
 }
 
 /// Starts `spec` with the launch environment `env` (endpoint, cookie, token),
-/// confined as `confine` says.
+/// confined as `confine` says (see `runner::process` for how).
 ///
 /// The child gets its own process group (a Ctrl-C in the host's terminal is
 /// for the host, which then stops plugins in order; signals to the plugin
-/// go to the whole group, so what it forked goes with it). Its stdout and
-/// stderr are forwarded line by line to the host's log.
-///
-/// The host itself makes the child die with it, even if the host is
-/// SIGKILLed: the parent-death signal is set between fork and exec (see
-/// `die_with_host`), so a plugin in any language that never heard of
-/// `IGLU_HOST_PID` cannot outlive the host. The SDK still sets it too.
+/// go to the whole group, so what it forked goes with it), and dies with
+/// the host even if the host is SIGKILLed (its parent-death signal), so a
+/// plugin in any language that never heard of `IGLU_HOST_PID` cannot
+/// outlive the host. Its stdout and stderr are forwarded line by line to
+/// the host's log.
 pub fn spawn(
     spec: &PluginSpec,
     env: &[(&str, String)],
     confine: Confinement<'_>,
 ) -> std::io::Result<PluginProcess> {
-    let mut command = Command::new(&spec.command);
-    for var in confine.scrub {
-        command.env_remove(var);
+    // The host's environment, less what is scrubbed, then the plugin's
+    // own, then the launch's: a later one wins.
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !confine.scrub.iter().any(|s| k == OsStr::new(s)))
+        .collect();
+    let own = spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    for (k, v) in own.chain(env.iter().map(|(k, v)| (*k, v.as_str()))) {
+        vars.retain(|(have, _)| have != OsStr::new(k));
+        vars.push((k.into(), v.into()));
     }
-    command
-        .args(&spec.args)
-        .envs(&spec.env)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    die_with_host(&mut command);
-    crate::limits::rlimits::apply(
-        &mut command,
+    let (rlimits, nice) = crate::limits::rlimits::values(
         Limits::of(spec.limits.as_ref(), &LimitsConfig::default()),
         confine.nice,
     );
-    if let Some(procs) = confine.cgroup {
-        join_cgroup(&mut command, procs.as_raw_fd());
-    }
-    if let Some(ruleset) = confine.ruleset {
-        let fd = ruleset.raw();
-        // SAFETY: runs between fork and exec: `restrict_self` makes only
-        // prctl(2) and landlock_restrict_self(2) calls. Last, so the
-        // hooks before it (parent-death signal, limits, cgroup) are free.
-        #[allow(unsafe_code)]
-        unsafe {
-            command.pre_exec(move || crate::limits::sandbox::restrict_self(fd));
-        }
-    }
-    let mut child = command.spawn()?;
+    let v2 = confine.cgroups.v2.as_ref();
+    let launch = Launch {
+        program: &spec.command,
+        args: &spec.args,
+        env: vars,
+        cgroup: v2.map(|c| c.dir_fd.as_raw_fd()),
+        cgroup_procs: v2.map(|c| c.procs.as_raw_fd()),
+        join: confine
+            .cgroups
+            .v1_pids
+            .iter()
+            .map(|f| f.as_raw_fd())
+            .collect(),
+        rlimits: Some(rlimits),
+        nice: Some(nice),
+        ruleset: confine.ruleset.map(|r| r.raw()),
+    };
+    let (process, stdout, stderr) = crate::runner::process::spawn(&launch)?;
     let id: Arc<str> = Arc::from(spec.id.as_str());
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(id.clone(), "stdout", out));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(id, "stderr", err));
-    }
-    let pid = child.id();
+    tokio::spawn(forward_lines(
+        id.clone(),
+        "stdout",
+        Receiver::from_owned_fd(stdout)?,
+    ));
+    tokio::spawn(forward_lines(
+        id,
+        "stderr",
+        Receiver::from_owned_fd(stderr)?,
+    ));
     Ok(PluginProcess {
-        child,
-        pid,
-        exited: None,
+        process,
+        cgroup: None,
     })
 }
 
 impl PluginProcess {
-    /// The OS process id, while it runs.
+    /// The OS process id, until it is reaped.
     pub fn pid(&self) -> Option<u32> {
-        self.pid
+        Some(self.process.pid()).filter(|_| self.process.exited().is_none())
     }
 
     /// Waits for the process to exit. Cancel-safe and idempotent.
     pub async fn wait(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
+        if let Some(status) = self.process.exited() {
             return status;
         }
-        let status = match self.child.wait().await {
-            Ok(status) => {
-                // What it started and left behind in its group goes with
-                // it: no process of a plugin outlives it, whatever it did.
-                // Right after the reap, with nothing in between.
-                if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-                status
-            }
-            // Waiting fails only if the child was already reaped; call it killed.
-            Err(_) => ExitStatus::from_raw(Signal::SIGKILL as i32),
-        };
-        self.exited = Some(status);
+        let status = self.process.wait().await;
+        // What it started and left behind in its group goes with it: no
+        // process of a plugin outlives it, whatever it did. Right after
+        // the reap, with nothing in between.
+        if let Ok(pid) = i32::try_from(self.process.pid()) {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // And what left the group (setsid, a double fork): its cgroup
+        // holds it still.
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill();
+            cgroup.release();
+        }
         status
+    }
+
+    /// How it ended, in words: the kernel's OOM kill in its cgroup is
+    /// named as its memory limit.
+    pub fn describe(&self, status: ExitStatus) -> String {
+        match self.cgroup.as_ref().and_then(|c| c.oom_reason()) {
+            Some(reason) => format!("{reason}; {}", describe_exit(status)),
+            None => describe_exit(status),
+        }
     }
 
     /// Stops the process: SIGTERM, up to `grace` to exit, then SIGKILL.
     /// Idempotent; returns the exit status.
     pub async fn terminate(&mut self, grace: Duration) -> ExitStatus {
-        if let Some(status) = self.exited {
+        if let Some(status) = self.process.exited() {
             return status;
         }
         self.signal(Signal::SIGTERM);
@@ -395,7 +405,7 @@ impl PluginProcess {
 
     /// SIGKILL now (it works on a stopped process too) and reap.
     pub async fn kill(&mut self) -> ExitStatus {
-        if let Some(status) = self.exited {
+        if let Some(status) = self.process.exited() {
             return status;
         }
         self.signal(Signal::SIGKILL);
@@ -403,55 +413,14 @@ impl PluginProcess {
     }
 
     fn signal(&self, signal: Signal) {
-        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-            // The plugin leads its own group: the group gets the signal, so
-            // children it started go too. ESRCH means it is already gone.
+        // The plugin leads its own group: the group gets the signal, so
+        // children it started go too. Until it is reaped its pid is its
+        // own, and so is its group's id.
+        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
             if nix::sys::signal::killpg(Pid::from_raw(pid), signal).is_err() {
-                let _ = kill(Pid::from_raw(pid), signal);
+                self.process.signal(signal as i32);
             }
         }
-    }
-}
-
-/// Sets SIGKILL as the child's parent-death signal before it runs any code
-/// of its own, then checks that the host is still its parent (had the host
-/// died in between, no signal would come: the child exits instead).
-///
-/// A `pre_exec` hook makes std fork() the host instead of posix_spawn() the
-/// child; `iglu bench --workloads lifecycle` puts the cost at about 0.5 ms
-/// per start (see docs/PERFORMANCE.md), paid for a guarantee no
-/// plugin can opt out of. Linux sends the signal when the *thread* that
-/// forked dies: plugins are spawned from the host runtime's worker threads,
-/// which live as long as the host's runtime. An embedding program that
-/// starts plugins from a thread that ends earlier (`block_in_place`, a
-/// runtime of its own that it drops) has them killed with that thread.
-#[allow(unsafe_code)]
-pub fn die_with_host(command: &mut Command) {
-    let host = nix::unistd::getpid();
-    // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe calls are allowed: prctl(2) and getppid(2) are
-    // plain system calls, and nothing here allocates or takes a lock.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)?;
-            if nix::unistd::getppid() != host {
-                return Err(std::io::Error::other(
-                    "the host exited while the plugin started",
-                ));
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Makes the child join the cgroup whose `cgroup.procs` is open as `fd`,
-/// before it runs any code of its own (see `limits::cgroup`).
-#[allow(unsafe_code)]
-fn join_cgroup(command: &mut Command, fd: std::os::fd::RawFd) {
-    // SAFETY: runs between fork and exec; `join` makes only write(2) and
-    // getpid(2) calls, with a buffer on the stack.
-    unsafe {
-        command.pre_exec(move || crate::limits::cgroup::join(fd));
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod attached;
 pub mod child;
 pub mod output;
+pub mod process;
 
 use std::future::Future;
 use std::time::Duration;

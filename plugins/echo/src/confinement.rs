@@ -1,5 +1,6 @@
 //! Methods that misbehave on demand, for the host's limits and sandbox
-//! tests: leak memory, fork, hoard files, read, write, connect. The host
+//! tests: leak memory, fork, leave its process group, hoard files, read,
+//! write, connect. The host
 //! must hold the plugin to its limits whatever it does.
 
 use std::time::Duration;
@@ -89,6 +90,19 @@ pub fn methods(plugin: Plugin) -> Plugin {
                 opened: spawned,
                 error,
             })
+        })
+        .method("escape", |_ctx: Context, _: ()| async move {
+            // A process that leaves the plugin's process group, as a daemon
+            // would: a signal to the group no longer reaches it.
+            use std::os::unix::process::CommandExt;
+            let child = std::process::Command::new("sleep")
+                .arg("120")
+                .process_group(0)
+                .spawn()
+                .map_err(|e| HandlerError::msg(format!("cannot start it: {e}")))?;
+            let pid = child.id();
+            std::mem::forget(child);
+            Ok::<_, HandlerError>(pid)
         })
         .method("read_file", |_ctx: Context, args: Target| async move {
             let path = args.path.unwrap_or_default();
