@@ -254,9 +254,11 @@ pub async fn lifecycle(b: &Bench, runs: usize) -> Result<Vec<LifecycleRow>, Stri
     ])
 }
 
-/// What setting the parent-death signal between fork and exec costs a
-/// start, measured in turns with a plain spawn of the same program from
-/// this process (a fork copies the page tables of the process that forks).
+/// What starting a process as plugins are started costs (clone3, then a
+/// process group and the parent-death signal before exec; a clone copies
+/// the page tables of the process that clones), born in a cgroup v2 or
+/// moved into it, measured in turns with a plain posix_spawn of the same
+/// program from this process.
 async fn spawn_cost(runs: usize) -> Result<[Vec<Duration>; 4], String> {
     use iglu_host::runner::process::{spawn, Launch};
     let mut rows: [Vec<Duration>; 4] = Default::default();

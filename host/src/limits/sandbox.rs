@@ -1,12 +1,12 @@
 //! The filesystem and network sandbox: Landlock, applied by the host to
-//! the plugin's process between fork and exec, before it runs any code of
+//! the plugin's process between clone and exec, before it runs any code of
 //! its own, so a plugin in any language is confined, and so is everything
 //! it starts.
 //!
 //! The ruleset is built in the host (its paths opened, its rules added),
 //! and the child only calls `prctl(PR_SET_NO_NEW_PRIVS)` and
 //! `landlock_restrict_self(2)` on it: two system calls, nothing that
-//! allocates or locks, as the time between fork and exec requires. The
+//! allocates or locks, as the time between clone and exec requires. The
 //! policy: read and execute the plugin's own directory (its package, or
 //! its executable's directory) and the system's (`/usr`, `/lib`, `/lib64`,
 //! `/bin`, `/sbin`, `/etc`, `/proc`, `/sys`); read and write its private
@@ -229,7 +229,7 @@ impl Ruleset {
     }
 }
 
-/// In the child, between fork and exec: no new privileges, then the
+/// In the child, between clone and exec: no new privileges, then the
 /// ruleset. Two system calls, no allocation.
 #[allow(unsafe_code)]
 pub fn restrict_self(ruleset: RawFd) -> std::io::Result<()> {

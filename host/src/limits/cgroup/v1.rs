@@ -2,7 +2,7 @@
 //! v1 hierarchy (opt-in: `[limits] pids_cgroup_v1 = true`).
 //!
 //! The host makes `<pids>/iglu-<host pid>/<plugin>/` with `pids.max`, and
-//! the plugin's process joins it between fork and exec, before it runs any
+//! the plugin's process joins it between clone and exec, before it runs any
 //! code of its own: a fork bomb then gets EAGAIN at the limit, which counts
 //! threads too, and the machine never sees it.
 
