@@ -47,7 +47,7 @@ pub async fn run(
             .iter()
             .filter_map(|(id, pid, _)| {
                 let group = i32::try_from(*pid).ok()?;
-                Some((id.clone(), group, cgroups.v2_dir(*pid)))
+                Some((id.clone(), group, cgroups.v2_dir(id, *pid)))
             })
             .collect();
         let read = tokio::task::spawn_blocking(move || look(&looked, tick))
@@ -100,7 +100,7 @@ pub async fn run(
                 if let Ok(group) = i32::try_from(pid) {
                     let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
                 }
-                if let Some(dir) = cgroups.v2_dir(pid) {
+                if let Some(dir) = cgroups.v2_dir(&id, pid) {
                     v2::kill(&dir);
                 }
             }

@@ -32,7 +32,7 @@ use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use nix::libc;
@@ -75,8 +75,8 @@ pub struct Launch<'a> {
     pub cgroup_procs: Option<RawFd>,
     /// Other `cgroup.procs` it joins (v1 hierarchies).
     pub join: Vec<RawFd>,
-    /// `RLIMIT_NOFILE` and `RLIMIT_DATA`, if set.
-    pub rlimits: Option<(u64, u64)>,
+    /// Its rlimits, if set.
+    pub rlimits: Option<crate::limits::rlimits::Rlimits>,
     /// Its niceness, if set.
     pub nice: Option<i32>,
     /// Its Landlock ruleset, if sandboxed.
@@ -134,7 +134,7 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 /// with the read ends of its stdout and stderr.
 #[allow(unsafe_code)]
 pub fn spawn(launch: &Launch<'_>) -> std::io::Result<(Process, OwnedFd, OwnedFd)> {
-    let program = crate::limits::sandbox::resolve(launch.program);
+    let program = find_program(launch.program, &launch.env)?;
     let mut argv = vec![cstring(launch.program.as_os_str())?];
     for a in launch.args {
         argv.push(cstring(OsStr::new(a))?);
@@ -206,9 +206,13 @@ pub fn spawn(launch: &Launch<'_>) -> std::io::Result<(Process, OwnedFd, OwnedFd)
         unsafe { in_child(launch, &prepared, &argv, &envp, fallback_join) }
     }
     let pid = pid as libc::pid_t;
+    let mut pidfd_error = None;
     if fallback_join {
         // SAFETY: pidfd_open(2) on our own child, integer arguments.
         pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+        if pidfd < 0 {
+            pidfd_error = Some(std::io::Error::last_os_error());
+        }
     }
     let Prepared {
         out, err, report, ..
@@ -216,12 +220,8 @@ pub fn spawn(launch: &Launch<'_>) -> std::io::Result<(Process, OwnedFd, OwnedFd)
     drop((out.1, err.1, report.1));
     let failed = read_report(&report.0);
     if pidfd < 0 {
-        let e = std::io::Error::last_os_error();
-        // SAFETY: kill(2) and waitpid(2) on our own child.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
+        let e = pidfd_error.unwrap_or_else(|| std::io::Error::other("no pidfd"));
+        kill_and_reap(pid);
         return Err(std::io::Error::new(
             e.kind(),
             format!("no pidfd for the new process (Linux 5.3 or later is needed): {e}"),
@@ -238,14 +238,55 @@ pub fn spawn(launch: &Launch<'_>) -> std::io::Result<(Process, OwnedFd, OwnedFd)
     }
     // SAFETY: the `OwnedFd` is moved into the `AsyncFd` and stays open,
     // the same descriptor, for as long as it lives.
-    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-        .map_err(|e| std::io::Error::other(format!("cannot watch the new process: {e}")))?;
+    let pidfd =
+        match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => {
+                // It is running: not left untracked.
+                kill_and_reap(pid);
+                return Err(std::io::Error::other(format!(
+                    "cannot watch the new process: {e}"
+                )));
+            }
+        };
     let process = Process {
         pid: pid as u32,
         pidfd,
         exited: None,
     };
     Ok((process, out.0, err.0))
+}
+
+/// Kills and reaps our own child `pid`, started but not to be kept.
+#[allow(unsafe_code)]
+fn kill_and_reap(pid: libc::pid_t) {
+    // SAFETY: kill(2) and waitpid(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+/// The executable to exec, as `execvp` would find it: a name with a `/`
+/// as it is, a bare name in the launch's own `PATH` (not the host's), the
+/// first that is an executable file; none is ENOENT.
+fn find_program(program: &Path, env: &[(OsString, OsString)]) -> std::io::Result<PathBuf> {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return Ok(program.to_owned());
+    }
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or_else(
+        || OsString::from("/usr/local/bin:/usr/bin:/bin"),
+        |(_, v)| v.clone(),
+    );
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file() && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} is not an executable in PATH", program.display()),
+            )
+        })
 }
 
 /// What the child reported before exec: nothing (it is executing), or
@@ -331,7 +372,7 @@ unsafe fn in_child(
             fail(4);
         }
     }
-    if let Some((files, data)) = launch.rlimits {
+    if let Some(r) = launch.rlimits {
         let set = |resource, value: u64| {
             let limit = libc::rlimit {
                 rlim_cur: value,
@@ -339,7 +380,10 @@ unsafe fn in_child(
             };
             libc::setrlimit(resource, &limit) == 0
         };
-        if !set(libc::RLIMIT_NOFILE, files) || !set(libc::RLIMIT_DATA, data) {
+        if !set(libc::RLIMIT_NOFILE, r.files)
+            || !set(libc::RLIMIT_DATA, r.data)
+            || r.nproc.is_some_and(|n| !set(libc::RLIMIT_NPROC, n))
+        {
             fail(5);
         }
     }

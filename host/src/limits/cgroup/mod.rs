@@ -110,8 +110,8 @@ impl Cgroups {
 
     /// The v2 cgroup directory of a plugin whose main process is `pid`,
     /// if it has one.
-    pub fn v2_dir(&self, pid: u32) -> Option<PathBuf> {
-        self.v2.as_ref().ok().and_then(|t| t.dir_of_pid(pid))
+    pub fn v2_dir(&self, id: &str, pid: u32) -> Option<PathBuf> {
+        self.v2.as_ref().ok().and_then(|t| t.dir_of_pid(id, pid))
     }
 
     /// How each limit is held, in words, for `iglu status` and the log.

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use super::Controllers;
 use crate::limits::Limits;
 
+/// How [`write`] marks EBUSY.
+const BUSY: &str = " (busy)";
+
 /// The period of `cpu.max`, in microseconds (the kernel's default).
 const CPU_PERIOD_US: u64 = 100_000;
 
@@ -79,7 +82,7 @@ impl Tree {
                 missing.push(format!("{name} not offered to {}", base.display()));
                 continue;
             }
-            match enable(&base, name, base == mount) {
+            match enable(&base, name) {
                 Ok(()) => set(&mut controllers, name),
                 Err(e) => missing.push(format!("{name}: {e}")),
             }
@@ -109,13 +112,15 @@ impl Tree {
         })
     }
 
-    /// The cgroup directory of process `pid`, if it is in this tree (a
-    /// plugin's main process: its launch's cgroup).
-    pub fn dir_of_pid(&self, pid: u32) -> Option<PathBuf> {
+    /// The cgroup directory of plugin `id`'s main process `pid`: its
+    /// launch's, `<id>.<n>`. Nothing for a pid in any other cgroup (a pid
+    /// reused after the plugin was reaped is not taken for the plugin's).
+    pub fn dir_of_pid(&self, id: &str, pid: u32) -> Option<PathBuf> {
         let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
         let rest = path.strip_prefix(&self.path)?.strip_prefix('/')?;
-        (!rest.is_empty() && !rest.contains('/')).then(|| self.dir.join(rest))
+        let n = rest.strip_prefix(id)?.strip_prefix('.')?;
+        (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| self.dir.join(rest))
     }
 
     /// Removes plugin `id`'s empty cgroups, left by its earlier launches
@@ -172,10 +177,9 @@ impl Tree {
         let dir = self.dir.join(format!("{id}.{n}"));
         std::fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         if self.controllers.memory {
-            write(
-                &dir.join("memory.max"),
-                &(limits.memory_mib << 20).to_string(),
-            )?;
+            let bytes = limits.memory_mib.checked_mul(1 << 20);
+            let max = bytes.map_or_else(|| "max".to_owned(), |b| b.to_string());
+            write(&dir.join("memory.max"), &max)?;
             write(&dir.join("memory.oom.group"), "1")?;
             // The limit is the limit: not a slow death in swap. Absent
             // where the kernel has no swap accounting.
@@ -186,7 +190,10 @@ impl Tree {
         }
         if self.controllers.cpu {
             let max = match limits.cpu_percent {
-                Some(p) => format!("{} {CPU_PERIOD_US}", p.max(1) * CPU_PERIOD_US / 100),
+                Some(p) => match p.max(1).checked_mul(CPU_PERIOD_US) {
+                    Some(q) => format!("{} {CPU_PERIOD_US}", q / 100),
+                    None => format!("max {CPU_PERIOD_US}"),
+                },
                 None => format!("max {CPU_PERIOD_US}"),
             };
             write(&dir.join("cpu.max"), &max)?;
@@ -213,6 +220,15 @@ impl Tree {
     /// Removes every cgroup of this host (at shutdown, its plugins gone).
     pub fn remove(&self) {
         super::v1::remove_tree(&self.dir);
+    }
+}
+
+impl Drop for PluginCgroup {
+    /// A launch's cgroup goes with its process, however that ended (a
+    /// process dropped unreaped is killed through it too).
+    fn drop(&mut self) {
+        self.kill();
+        self.release();
     }
 }
 
@@ -319,13 +335,9 @@ fn unescape(field: &str) -> String {
 /// The directory of cgroup `path` on a cgroup2 mount at `mount` whose root
 /// is `root` (not `/` inside a cgroup namespace's bind mount).
 fn under_mount(mount: &Path, root: &str, path: &str) -> Option<PathBuf> {
-    let rel = if root == "/" {
-        path
-    } else {
-        path.strip_prefix(root)?
-    };
-    let rel = rel.trim_start_matches('/');
-    Some(if rel.is_empty() {
+    // By components: root `/a/b` is not a prefix of `/a/bc`.
+    let rel = Path::new(path).strip_prefix(root).ok()?;
+    Some(if rel.as_os_str().is_empty() {
         mount.to_owned()
     } else {
         mount.join(rel)
@@ -333,16 +345,17 @@ fn under_mount(mount: &Path, root: &str, path: &str) -> Option<PathBuf> {
 }
 
 /// Passes controller `name` down from `base`. A cgroup with processes of
-/// its own may not (EBUSY), unless it is the root: a host alone in `base`
-/// first moves itself into a leaf of its own.
-fn enable(base: &Path, name: &str, is_root: bool) -> Result<(), String> {
+/// its own may not (EBUSY; the machine's root cgroup may, but inside a
+/// cgroup namespace `/` is not that): a host alone in `base` first moves
+/// itself into a leaf of its own.
+fn enable(base: &Path, name: &str) -> Result<(), String> {
     let control = base.join("cgroup.subtree_control");
     if read(&control).is_some_and(|s| s.split_whitespace().any(|c| c == name)) {
         return Ok(());
     }
     match write(&control, &format!("+{name}")) {
         Ok(()) => return Ok(()),
-        Err(e) if is_root || !e.contains("busy") => return Err(e),
+        Err(e) if !e.ends_with(BUSY) => return Err(e),
         Err(_) => {}
     }
     let me = std::process::id() as i32;
@@ -399,7 +412,7 @@ fn write(path: &Path, value: &str) -> Result<(), String> {
         .and_then(|mut f| f.write_all(value.as_bytes()))
         .map_err(|e| {
             let busy = if e.raw_os_error() == Some(nix::libc::EBUSY) {
-                " (busy)"
+                BUSY
             } else {
                 ""
             };
