@@ -20,9 +20,8 @@
 //!   host's heartbeats; each plugin's CPU use is read each heartbeat.
 //! - **Processes and threads.** The kernel where a pids controller holds
 //!   the plugin (v2, or the opt-in v1 pids cgroup); the watchdog otherwise.
-//!   `RLIMIT_NPROC` is not used: it counts every process of the user, not
-//!   of the plugin (a plugin would fail to fork because the host's user
-//!   runs a browser), and root ignores it.
+//!   `RLIMIT_NPROC` counts every process of the user, not of the plugin,
+//!   so it is only a backstop ([`rlimits`]), and root ignores it.
 //!
 //! A default applies with no configuration at all: 1 GiB of memory (a
 //! smart-home plugin needs tens of MiB; 1 GiB leaves any real one room and
