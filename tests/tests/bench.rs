@@ -53,7 +53,14 @@ impl Watched {
     }
 
     fn look(&mut self) {
-        self.seen.extend(descendants(u64::from(self.child.id())));
+        for (pid, cmd) in descendants(u64::from(self.child.id())) {
+            // A process seen again as a zombie (or between clone and exec)
+            // has an empty command line: what it was stays.
+            let known = self.seen.entry(pid).or_default();
+            if !cmd.is_empty() {
+                *known = cmd;
+            }
+        }
     }
 
     /// Polls until `done` holds for what has been seen, or `within` passes.
