@@ -93,7 +93,23 @@ pub trait HostApi {
         #[serde(default)] wait_for_running: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")] interface: Option<InterfaceRef>,
     ) -> Result<ByteBuf, WireError>;
+    /// The plugin's own word on its health, shown by `iglu status`: a
+    /// short `state` (`connected`, `reconnecting`), a line of `detail` for
+    /// people and a small map of `facts` (counters, an address). Each
+    /// report replaces the last; the session's end forgets it. Always
+    /// allowed; at most [`MAX_STATUS_REPORT_BYTES`] of arguments.
+    #[wire = "status.report"]
+    fn status_report(
+        &self,
+        state: String,
+        #[serde(default)] detail: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")] facts: Option<rmpv::Value>,
+    ) -> Result<bool, WireError>;
 }
+
+/// The largest `status.report` (its encoded arguments): room for a state,
+/// a sentence and a few dozen counters, not a log.
+pub const MAX_STATUS_REPORT_BYTES: usize = 4096;
 
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

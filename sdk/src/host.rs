@@ -305,6 +305,23 @@ impl HostClient {
         Ok(())
     }
 
+    /// Reports this plugin's own health, which `iglu status` shows beside
+    /// the host's view of it: a short `state` word, a line for people, and
+    /// a few `facts` (a map of counters, say). Each report replaces the
+    /// last; at most 4 KiB.
+    pub async fn report_status<F: Serialize>(
+        &self,
+        state: &str,
+        detail: &str,
+        facts: &F,
+    ) -> Result<(), CallError> {
+        let facts = to_value(facts)?;
+        self.api()
+            .status_report(state.to_owned(), detail.to_owned(), Some(facts))
+            .await?;
+        Ok(())
+    }
+
     /// Removes subscriptions; returns how many were removed.
     pub async fn unsubscribe(&self, filters: &[&str]) -> Result<usize, CallError> {
         let removed = self.api().events_unsubscribe(owned(filters)).await?;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+pub mod mqtt;
 pub mod plugin_dir;
 mod sections;
 pub use sections::{
@@ -98,6 +99,8 @@ pub struct Config {
     /// executable is started, a removed one stopped, a replaced one
     /// restarted.
     pub watch_plugin_dir: Option<bool>,
+    /// The bridge to an MQTT broker (run as the plugin `mqtt-bridge`).
+    pub mqtt: Option<iglu_mqtt::MqttConfig>,
 }
 
 impl Config {
@@ -121,6 +124,10 @@ impl Config {
             config.resolve_relative_to(base);
         }
         config.fill_defaults();
+        if let Some(mqtt) = config.mqtt.as_mut() {
+            let bridge = mqtt::bridge_spec(mqtt)?;
+            config.plugins.push(bridge);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -197,6 +204,9 @@ impl Config {
         }
         for p in &mut self.plugins {
             absolute(&mut p.command);
+        }
+        if let Some(m) = self.mqtt.as_mut() {
+            mqtt::resolve_relative_to(m, base);
         }
         for dir in &mut self.sandbox.read {
             if dir.is_relative() {

@@ -21,7 +21,7 @@ pub struct Grants {
     #[serde(default)]
     pub subscribe: Vec<String>,
     /// Host API methods it may call: a name (`kv.get`), a group (`kv.*`)
-    /// or `*`. `host.info` is always allowed.
+    /// or `*`. `host.info` and `status.report` are always allowed.
     #[serde(default)]
     pub host_api: Vec<String>,
 }
@@ -30,6 +30,7 @@ impl Grants {
     /// Whether it may call host method `method`.
     pub fn allows_method(&self, method: &str) -> bool {
         method == "host.info"
+            || method == "status.report"
             || self.host_api.iter().any(|p| match p.strip_suffix('*') {
                 Some("") => true,
                 Some(group) => method.starts_with(group),

@@ -61,6 +61,9 @@ pub struct PluginStatus {
     /// How the limits are held on this host (`null` for a plugin elsewhere).
     #[serde(default)]
     pub isolation: Option<String>,
+    /// The plugin's own last `status.report` in this session, if any.
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 /// What a plugin's store holds, next to its quota.
@@ -139,6 +142,7 @@ impl PluginStatus {
                 PluginKind::Managed(_) => Some(crate::limits::MECHANISM.to_owned()),
                 PluginKind::External(_) => None,
             },
+            health: live.and_then(|s| s.health.get()),
         }
     }
 }
@@ -257,5 +261,17 @@ pub fn table(plugins: &[PluginStatus]) -> String {
             p.last_exit.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    aligned(&rows)
+    let mut out = aligned(&rows);
+    // What plugins say of themselves, under the table: a bridge's link to
+    // its broker does not fit in a column.
+    for p in plugins {
+        if let Some(h) = &p.health {
+            out.push_str(&format!("{}: {}", p.id, h.state));
+            if !h.detail.is_empty() {
+                out.push_str(&format!(" ({})", h.detail));
+            }
+            out.push('\n');
+        }
+    }
+    out
 }

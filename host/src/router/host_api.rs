@@ -33,6 +33,9 @@ pub struct HostApiScope<'a> {
 impl HostApiScope<'_> {
     /// Serves one call; the result is a MessagePack document.
     pub fn handle(&self, method: &str, args: &[u8]) -> Result<Bytes, WireError> {
+        if method == HostApiInterface::STATUS_REPORT {
+            crate::plugin::health::check_size(args)?;
+        }
         HostApiInterface::serve(self, method, args).unwrap_or_else(|| {
             Err(WireError::new(
                 ErrorCode::MethodNotFound,
@@ -151,6 +154,24 @@ impl HostApi for HostApiScope<'_> {
 
     fn events_unsubscribe(&self, filters: Vec<String>) -> Result<u64, WireError> {
         Ok(self.shared.events.unsubscribe(self.plugin, &filters) as u64)
+    }
+
+    fn status_report(
+        &self,
+        state: String,
+        detail: String,
+        facts: Option<rmpv::Value>,
+    ) -> Result<bool, WireError> {
+        match self.session {
+            Some(session) => session.health.set(state, detail, facts.unwrap_or(rmpv::Value::Nil))?,
+            None => {
+                return Err(WireError::new(
+                    ErrorCode::BadArguments,
+                    "only a plugin with a session has a status to report",
+                ))
+            }
+        }
+        Ok(true)
     }
 }
 

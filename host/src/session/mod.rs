@@ -88,6 +88,8 @@ pub struct Session {
     /// Problems the plugin reported (ERROR without an id): logged within the
     /// same kind of budget, never a reason to cut it.
     pub reports: Mutex<Conduct>,
+    /// The plugin's last `status.report`.
+    pub health: crate::plugin::health::HealthSlot,
     /// What it may do (`None`: everything); see [`crate::permissions`].
     pub grants: Option<Arc<crate::permissions::Grants>>,
     calls: Mutex<Calls>,
@@ -171,6 +173,7 @@ impl Session {
                 conduct: Mutex::new(Conduct::default()),
                 forwarded: Mutex::new(CallIdMap::default()),
                 reports: Mutex::new(Conduct::default()),
+                health: Default::default(),
                 grants: opening.grants.clone(),
                 calls: Mutex::new(Calls {
                     closed: None,

@@ -1,0 +1,96 @@
+//! `[mqtt]` as a plugin: the bridge runs as a supervised plugin like any
+//! other (a broker client that fails is restarted, not the host), started
+//! from the config the host checked here, with exactly the grants its
+//! rules need.
+
+use std::path::{Path, PathBuf};
+
+use iglu_mqtt::MqttConfig;
+
+use super::PluginSpec;
+use crate::error::ConfigError;
+use crate::permissions::Grants;
+
+/// The bridge's executable, beside `iglu`'s.
+const BRIDGE_BINARY: &str = "iglu-plugin-mqtt-bridge";
+
+/// Checks `[mqtt]`, fills in what the host derives, and returns the
+/// bridge's plugin spec.
+pub fn bridge_spec(mqtt: &mut MqttConfig) -> Result<PluginSpec, ConfigError> {
+    mqtt.resolve(&machine_name())
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let command = mqtt.command.clone().unwrap_or_else(beside_iglu);
+    let mut spec = PluginSpec::new(&mqtt.plugin_id, command);
+    let json = serde_json::to_string(&*mqtt)
+        .map_err(|e| ConfigError::Invalid(format!("[mqtt]: {e}")))?;
+    spec.env.insert(iglu_mqtt::config::ENV.to_owned(), json);
+    spec.permissions = Some(grants(mqtt));
+    // It must reach the broker, and read the files it logs in with.
+    let files = [
+        &mqtt.password_file,
+        &mqtt.ca_file,
+        &mqtt.client_cert_file,
+        &mqtt.client_key_file,
+    ];
+    spec.sandbox = Some(crate::limits::sandbox::SandboxSpec {
+        enabled: None,
+        read: files.into_iter().flatten().cloned().collect(),
+        write: Vec::new(),
+        network: true,
+    });
+    Ok(spec)
+}
+
+/// What the bridge may do: publish where its imports go, subscribe where
+/// its exports come from, and use the event bus.
+fn grants(mqtt: &MqttConfig) -> Grants {
+    let mut publish: Vec<String> = mqtt.imports.iter().map(|r| r.to.clone()).collect();
+    let mut subscribe: Vec<String> = mqtt.exports.iter().map(|r| r.from.clone()).collect();
+    if let Some(z) = &mqtt.zigbee2mqtt {
+        publish.push(format!("{}/#", z.bus_prefix));
+        subscribe.push(z.command_filter());
+    }
+    if mqtt.homeassistant.as_ref().is_some_and(|h| h.discovery) {
+        subscribe.push("$iglu/plugins/+/state".to_owned());
+    }
+    Grants {
+        publish,
+        subscribe,
+        host_api: vec!["events.*".to_owned()],
+    }
+}
+
+/// Makes the bridge's relative file paths relative to the config file's
+/// directory (a bare `command` name is looked up in `PATH`, as for any plugin).
+pub fn resolve_relative_to(mqtt: &mut MqttConfig, base: &Path) {
+    let files = [
+        &mut mqtt.password_file,
+        &mut mqtt.ca_file,
+        &mut mqtt.client_cert_file,
+        &mut mqtt.client_key_file,
+    ];
+    for p in files.into_iter().flatten() {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    if let Some(c) = mqtt.command.as_mut() {
+        if c.is_relative() && c.components().count() > 1 {
+            *c = base.join(&*c);
+        }
+    }
+}
+
+fn beside_iglu() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(BRIDGE_BINARY)))
+        .unwrap_or_else(|| PathBuf::from(BRIDGE_BINARY))
+}
+
+/// The machine's host name (the default `host_id`).
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
