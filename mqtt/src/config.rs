@@ -311,10 +311,7 @@ impl MqttConfig {
         }
         let tls_files = self.ca_file.is_some() || self.client_cert_file.is_some();
         if tls_files && !broker.tls {
-            return Err(invalid(
-                "ca_file",
-                "TLS files need an mqtts:// url",
-            ));
+            return Err(invalid("ca_file", "TLS files need an mqtts:// url"));
         }
         if !(5..=65_535).contains(&self.keep_alive_s) {
             return Err(invalid("keep_alive_s", "must be 5-65535"));
@@ -337,8 +334,7 @@ impl MqttConfig {
         }
         for (i, rule) in self.imports.iter().enumerate() {
             let key = format!("import[{i}]");
-            TopicMap::new(&rule.from, &rule.to)
-                .map_err(|reason| invalid(key.clone(), reason))?;
+            TopicMap::new(&rule.from, &rule.to).map_err(|reason| invalid(key.clone(), reason))?;
             if rule.to.starts_with('$') {
                 return Err(invalid(
                     format!("{key}.to"),
@@ -351,8 +347,7 @@ impl MqttConfig {
         }
         for (i, rule) in self.exports.iter().enumerate() {
             let key = format!("export[{i}]");
-            TopicMap::new(&rule.from, &rule.to)
-                .map_err(|reason| invalid(key.clone(), reason))?;
+            TopicMap::new(&rule.from, &rule.to).map_err(|reason| invalid(key.clone(), reason))?;
             if rule.to.starts_with('$') {
                 return Err(invalid(
                     format!("{key}.to"),
@@ -368,7 +363,10 @@ impl MqttConfig {
                 iglu_bus::topic::validate_topic(level)
                     .map_err(|reason| invalid(format!("zigbee2mqtt.{key}"), reason))?;
                 if level.starts_with('$') {
-                    return Err(invalid(format!("zigbee2mqtt.{key}"), "may not start with '$'"));
+                    return Err(invalid(
+                        format!("zigbee2mqtt.{key}"),
+                        "may not start with '$'",
+                    ));
                 }
             }
         }
@@ -494,7 +492,10 @@ mod tests {
         let b = parse_url("mqtt://127.0.0.1:1884").expect("plain");
         assert_eq!((b.host.as_str(), b.port, b.tls), ("127.0.0.1", 1884, false));
         let b = parse_url("mqtts://broker.local").expect("tls");
-        assert_eq!((b.host.as_str(), b.port, b.tls), ("broker.local", 8883, true));
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls),
+            ("broker.local", 8883, true)
+        );
         let b = parse_url("mqtt://[::1]").expect("v6");
         assert_eq!((b.host.as_str(), b.port), ("::1", 1883));
         for bad in [

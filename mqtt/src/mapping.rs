@@ -29,7 +29,11 @@ impl TopicMap {
             return Err(format!(
                 "to {to:?} must have the wildcards of from {from:?} ({} '+', {}), or none",
                 shape(from).0,
-                if shape(from).1 { "a last '#'" } else { "no '#'" }
+                if shape(from).1 {
+                    "a last '#'"
+                } else {
+                    "no '#'"
+                }
             ));
         }
         Ok(TopicMap {
@@ -86,7 +90,10 @@ mod tests {
     #[test]
     fn wildcards_carry_over() {
         let m = TopicMap::new("zigbee2mqtt/+", "home/+/state").expect("valid");
-        assert_eq!(m.apply("zigbee2mqtt/lamp").as_deref(), Some("home/lamp/state"));
+        assert_eq!(
+            m.apply("zigbee2mqtt/lamp").as_deref(),
+            Some("home/lamp/state")
+        );
         assert_eq!(m.apply("zigbee2mqtt/lamp/set"), None);
         let m = TopicMap::new("sensors/+/+/#", "home/+/+/raw/#").expect("valid");
         assert_eq!(

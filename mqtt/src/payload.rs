@@ -115,7 +115,8 @@ mod tests {
 
     #[test]
     fn json_round_trip() {
-        let text = br#"{"state":"ON","brightness":254,"color":{"x":0.3,"y":0.4},"tags":[1,"a",null]}"#;
+        let text =
+            br#"{"state":"ON","brightness":254,"color":{"x":0.3,"y":0.4},"tags":[1,"a",null]}"#;
         let bus = to_bus(PayloadFormat::Json, text).expect("json");
         let back = to_mqtt(PayloadFormat::Json, &bus).expect("back");
         let a: serde_json::Value = serde_json::from_slice(text).expect("a");
@@ -135,11 +136,17 @@ mod tests {
         ));
         let s = to_bus(PayloadFormat::Text, b"online").expect("text");
         assert_eq!(to_mqtt(PayloadFormat::Text, &s).expect("text"), b"online");
-        assert_eq!(to_mqtt(PayloadFormat::Json, &s).expect("json"), b"\"online\"");
+        assert_eq!(
+            to_mqtt(PayloadFormat::Json, &s).expect("json"),
+            b"\"online\""
+        );
         let nil = to_bus(PayloadFormat::Json, b"").expect("empty");
         assert_eq!(nil, [0xc0]);
         assert!(to_mqtt(PayloadFormat::Json, &nil).expect("nil").is_empty());
         let raw = to_bus(PayloadFormat::Bytes, &[1, 2, 3]).expect("bytes");
-        assert_eq!(to_mqtt(PayloadFormat::Bytes, &raw).expect("bytes"), [1, 2, 3]);
+        assert_eq!(
+            to_mqtt(PayloadFormat::Bytes, &raw).expect("bytes"),
+            [1, 2, 3]
+        );
     }
 }

@@ -132,17 +132,26 @@ mod tests {
             z.classify("zigbee2mqtt/lamp/availability"),
             Incoming::Availability("lamp")
         );
-        assert_eq!(z.classify("zigbee2mqtt/bridge/state"), Incoming::BridgeState);
+        assert_eq!(
+            z.classify("zigbee2mqtt/bridge/state"),
+            Incoming::BridgeState
+        );
         assert_eq!(z.classify("zigbee2mqtt/bridge/devices"), Incoming::Other);
         assert_eq!(z.classify("zigbee2mqtt/lamp/set"), Incoming::Other);
-        assert_eq!(z.classify("zigbee2mqtt/lamp/set/brightness"), Incoming::Other);
+        assert_eq!(
+            z.classify("zigbee2mqtt/lamp/set/brightness"),
+            Incoming::Other
+        );
         assert_eq!(z.classify("zigbee2mqttx/lamp"), Incoming::Other);
         assert_eq!(z.state_topic("kitchen/light"), "home/kitchen/light/state");
         assert_eq!(
             z.command("home/kitchen/light/set").as_deref(),
             Some("zigbee2mqtt/kitchen/light/set")
         );
-        assert_eq!(z.command("home/lamp/get").as_deref(), Some("zigbee2mqtt/lamp/get"));
+        assert_eq!(
+            z.command("home/lamp/get").as_deref(),
+            Some("zigbee2mqtt/lamp/get")
+        );
         assert_eq!(z.command("home/lamp/state"), None);
         assert_eq!(z.command("home/set"), None);
         assert_eq!(z.command("elsewhere/lamp/set"), None);

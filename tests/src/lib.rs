@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod events;
+pub mod mosquitto;
 mod process;
 pub mod raw;
 

@@ -21,8 +21,8 @@ pub fn bridge_spec(mqtt: &mut MqttConfig) -> Result<PluginSpec, ConfigError> {
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let command = mqtt.command.clone().unwrap_or_else(beside_iglu);
     let mut spec = PluginSpec::new(&mqtt.plugin_id, command);
-    let json = serde_json::to_string(&*mqtt)
-        .map_err(|e| ConfigError::Invalid(format!("[mqtt]: {e}")))?;
+    let json =
+        serde_json::to_string(&*mqtt).map_err(|e| ConfigError::Invalid(format!("[mqtt]: {e}")))?;
     spec.env.insert(iglu_mqtt::config::ENV.to_owned(), json);
     spec.permissions = Some(grants(mqtt));
     // It must reach the broker, and read the files it logs in with.

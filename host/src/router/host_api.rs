@@ -163,7 +163,11 @@ impl HostApi for HostApiScope<'_> {
         facts: Option<rmpv::Value>,
     ) -> Result<bool, WireError> {
         match self.session {
-            Some(session) => session.health.set(state, detail, facts.unwrap_or(rmpv::Value::Nil))?,
+            Some(session) => {
+                session
+                    .health
+                    .set(state, detail, facts.unwrap_or(rmpv::Value::Nil))?
+            }
             None => {
                 return Err(WireError::new(
                     ErrorCode::BadArguments,

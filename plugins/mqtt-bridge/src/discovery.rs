@@ -63,7 +63,11 @@ impl Discovery {
 
     fn config_message(&self, component: &str, object: &str, body: serde_json::Value) -> Outgoing {
         Outgoing {
-            topic: format!("{}/{component}/{}/{object}/config", self.ha.prefix, self.node()),
+            topic: format!(
+                "{}/{component}/{}/{object}/config",
+                self.ha.prefix,
+                self.node()
+            ),
             payload: Bytes::from(body.to_string()),
             qos: 1,
             retain: true,

@@ -86,7 +86,13 @@ impl Exporter {
             if event.retained && !rule.retain {
                 continue;
             }
-            self.convert(event, topic, rule.payload, rule.qos.unwrap_or(self.qos), rule.retain);
+            self.convert(
+                event,
+                topic,
+                rule.payload,
+                rule.qos.unwrap_or(self.qos),
+                rule.retain,
+            );
         }
         if let Some(z) = &self.z2m {
             if let Some(topic) = z.command(&event.topic) {

@@ -64,7 +64,12 @@ impl Importer {
     fn skip(&mut self, topic: &str, why: &str) {
         Stats::bump(&self.stats.skipped);
         if let Some(held) = self.throttle.allow(Instant::now()) {
-            tracing::warn!(topic, reason = why, more_skipped = held, "skipping a broker message");
+            tracing::warn!(
+                topic,
+                reason = why,
+                more_skipped = held,
+                "skipping a broker message"
+            );
         }
     }
 
@@ -126,11 +131,17 @@ impl Importer {
             Incoming::Availability(name) => match availability(&raw.payload) {
                 Some(word) => out.push(state(z.availability_topic(name), word)),
                 None if raw.payload.is_empty() => {}
-                None => self.skip(&raw.topic, "availability is neither online/offline nor {\"state\": ...}"),
+                None => self.skip(
+                    &raw.topic,
+                    "availability is neither online/offline nor {\"state\": ...}",
+                ),
             },
             Incoming::BridgeState => match availability(&raw.payload) {
                 Some(word) => out.push(state(z.bridge_state_topic(), word)),
-                None => self.skip(&raw.topic, "bridge state is neither online/offline nor {\"state\": ...}"),
+                None => self.skip(
+                    &raw.topic,
+                    "bridge state is neither online/offline nor {\"state\": ...}",
+                ),
             },
             Incoming::Other => {}
         }
@@ -214,7 +225,11 @@ mod tests {
     #[test]
     fn zigbee2mqtt_state_availability_and_bridge() {
         let mut i = importer(serde_json::json!({"url": "mqtt://x", "zigbee2mqtt": {}}));
-        let p = i.map(&raw("zigbee2mqtt/kitchen/light", br#"{"state":"ON"}"#, false));
+        let p = i.map(&raw(
+            "zigbee2mqtt/kitchen/light",
+            br#"{"state":"ON"}"#,
+            false,
+        ));
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].topic, "home/kitchen/light/state");
         assert!(p[0].retain);
@@ -228,8 +243,13 @@ mod tests {
             assert_eq!(p[0].payload, online);
         }
         assert!(i.map(&raw("zigbee2mqtt/lamp/set", b"{}", false)).is_empty());
-        assert!(i.map(&raw("zigbee2mqtt/lamp", b"{broken", false)).is_empty());
-        assert_eq!(i.stats.skipped.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(i
+            .map(&raw("zigbee2mqtt/lamp", b"{broken", false))
+            .is_empty());
+        assert_eq!(
+            i.stats.skipped.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]

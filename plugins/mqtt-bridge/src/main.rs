@@ -48,8 +48,8 @@ fn load() -> Result<MqttConfig, String> {
             iglu_mqtt::config::ENV
         )
     })?;
-    let mut config: MqttConfig = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: {e}", iglu_mqtt::config::ENV))?;
+    let mut config: MqttConfig =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", iglu_mqtt::config::ENV))?;
     let host_id = config.host_id().to_owned();
     config.resolve(&host_id).map_err(|e| e.to_string())?;
     Ok(config)
@@ -124,7 +124,8 @@ fn main() -> ExitCode {
         plugin = plugin.subscribe(&f);
     }
     let on_event = exporter.clone();
-    let (status_stats, status_outbox, status_config) = (stats.clone(), outbox.clone(), config.clone());
+    let (status_stats, status_outbox, status_config) =
+        (stats.clone(), outbox.clone(), config.clone());
     let plugin = plugin
         .event_window(1024)
         .on_connect(move |ctx: Context| {

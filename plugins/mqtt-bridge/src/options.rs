@@ -57,7 +57,9 @@ pub fn build(config: &MqttConfig) -> Result<MqttOptions, OptionsError> {
     // Tells the broker (MQTT 5) not to send anything bigger: it skips
     // such a message for us instead of our cutting the link over it, which
     // a retained one would make happen again at every reconnect.
-    o.set_max_packet_size(Some(u32::try_from(config.max_packet_bytes).unwrap_or(u32::MAX)));
+    o.set_max_packet_size(Some(
+        u32::try_from(config.max_packet_bytes).unwrap_or(u32::MAX),
+    ));
     o.set_connection_timeout(10);
     if let Some(user) = &config.username {
         o.set_credentials(user.clone(), password(config)?);
