@@ -41,7 +41,9 @@ impl Mosquitto {
         Mosquitto::start_with(dir, "")
     }
 
-    /// The same, with more lines for its config (a TLS listener, say).
+    /// The same, with more lines for its config: another listener, with its
+    /// own settings (`per_listener_settings` is on; `allow_anonymous` is
+    /// false unless the listener says otherwise).
     pub fn start_with(dir: &Path, extra: &str) -> Mosquitto {
         let mut m = Mosquitto {
             port: free_port(),
@@ -62,7 +64,7 @@ impl Mosquitto {
     fn spawn(&mut self) {
         let config = self.dir.join("mosquitto.conf");
         let text = format!(
-            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nautosave_on_changes true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n{extra}\n",
+            "per_listener_settings true\nuser root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nautosave_on_changes true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlistener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n",
             port = self.port,
             dir = self.dir.display(),
             extra = self.extra,

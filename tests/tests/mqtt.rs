@@ -408,3 +408,157 @@ fn home_assistant_discovery_and_the_last_will() {
             .then_some(())
     });
 }
+
+/// A CA and a server certificate for `localhost`/127.0.0.1, with openssl.
+fn certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("openssl: {e}; the TLS test needs it: apt-get install openssl")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=iglu test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[test]
+fn the_bridge_connects_over_tls_trusting_the_configured_ca() {
+    let dir = fresh_dir("mqtt-tls");
+    certificates(&dir);
+    let tls_port = iglu_tests::free_port();
+    let listener = format!(
+        "listener {tls_port} 127.0.0.1\nallow_anonymous true\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+        d = dir.display()
+    );
+    let broker = Mosquitto::start_with(&dir, &listener);
+    let more = format!(
+        "ca_file = \"{}/ca.pem\"\n[mqtt.zigbee2mqtt]\n",
+        dir.display()
+    );
+    let host = TestHost::start_in(
+        &dir,
+        &mqtt(&format!("mqtts://localhost:{tls_port}"), &more),
+        &[plugin("history", "iglu-plugin-history", &[])],
+    );
+    connected(&host);
+    broker.publish("zigbee2mqtt/vault/door", r#"{"contact":true}"#, false);
+    let e = wait_recorded(
+        &host,
+        "home/vault/door/state",
+        "a device message over TLS",
+        |_| true,
+    );
+    assert_eq!(e["payload"], json!({"contact": true}));
+}
+
+#[test]
+fn the_bridge_logs_in_with_a_password_from_a_file() {
+    let dir = fresh_dir("mqtt-login");
+    let passwords = dir.join("passwords");
+    let out = std::process::Command::new(iglu_tests::mosquitto::program("mosquitto_passwd"))
+        .arg("-c")
+        .arg("-b")
+        .arg(&passwords)
+        .args(["iglu", "s3cret-for-the-test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = iglu_tests::free_port();
+    let listener = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+        passwords.display()
+    );
+    let broker = Mosquitto::start_with(&dir, &listener);
+    std::fs::write(dir.join("mqtt.password"), "s3cret-for-the-test\n").unwrap();
+    let login = "username = \"iglu\"\npassword_file = \"mqtt.password\"\n[mqtt.zigbee2mqtt]\n";
+    let host = TestHost::start_in(
+        &dir,
+        &mqtt(&format!("mqtt://127.0.0.1:{port}"), login),
+        &[plugin("history", "iglu-plugin-history", &[])],
+    );
+    connected(&host);
+    broker.publish("zigbee2mqtt/safe/lock", r#"{"locked":true}"#, false);
+    wait_recorded(
+        &host,
+        "home/safe/lock/state",
+        "a device message after logging in",
+        |_| true,
+    );
+
+    // A wrong password: refused, said so in status, retried (not a crash loop).
+    std::fs::write(dir.join("mqtt.password"), "wrong\n").unwrap();
+    host.cli(&["restart", BRIDGE]);
+    let p = host.wait_plugin(BRIDGE, "refused by the broker", |p| {
+        p["health"]["facts"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("refused"))
+    });
+    assert_eq!(p["state"], json!("running"), "{p}");
+}

@@ -141,6 +141,14 @@ fn stop_start_restart_through_the_cli() {
         json!(0),
         "a requested restart is not a crash"
     );
+    // And the new process stays: the old session's end, arriving late,
+    // is not taken for the new one's.
+    let pid3 = p["pid"].as_u64().unwrap();
+    let p = host.wait_plugin("echo", "up for 2 s after the restart", |p| {
+        p["uptime_ms"].as_u64().is_some_and(|u| u >= 2000) || p["pid"].as_u64() != Some(pid3)
+    });
+    assert_eq!(p["pid"].as_u64(), Some(pid3), "{p}");
+    assert_eq!(p["restarts"], json!(0), "{p}");
 
     let out = host.cli(&["stop", "nobody"]);
     assert!(!out.status.success());

@@ -354,6 +354,10 @@ impl<R: Runner> Supervisor<R> {
         let session = self.say_goodbye("the host is stopping this plugin");
         let how = self.runner.stop(self.s.stop_grace, session.is_some()).await;
         self.s.registry.close_session(&id, Loss::Stopping);
+        // Its session's end is dealt with here: the news of it, still on
+        // its way, must not be taken for the next launch's (a restart
+        // killed its own new process half a second after starting it).
+        self.seen = self.seen.max(self.s.registry.launch(&id));
         self.down(PluginState::Stopped, Some(how));
     }
 }
