@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of docker-compose.yml with real containers:
-#   1 up, every plugin Running
+#   1 up, every plugin Running; a simulated Zigbee2MQTT device's state
+#     reaches the history plugin over Mosquitto and the MQTT bridge
 #   2 crash a plugin container: Crashed, restarted by its policy
 #   3 pause: Crashed; unpause: Running
 #   4 network cut: Crashed, events queued meanwhile, back, delivered
@@ -58,7 +59,7 @@ wait_for() {
 }
 state_is() { [ "$(status "$1" state)" = "$2" ]; }
 state_is_not() { local s; s=$(status "$1" state); [ -n "$s" ] && [ "$s" != "$2" ]; }
-all_running() { for p in echo lights thermostat automation history; do state_is "$p" running || return 1; done; }
+all_running() { for p in echo lights thermostat automation history mqtt-bridge; do state_is "$p" running || return 1; done; }
 started_at() { docker inspect -f '{{.State.StartedAt}}' "$("${P[@]}" ps -q "$1")"; }
 
 step "0. stage the image from target/$profile and build it"
@@ -68,6 +69,12 @@ deploy/stage-rootfs.sh "$profile"
 step "1. up: every plugin Running"
 "${P[@]}" up -d >/dev/null 2>&1
 wait_for 60 "all plugins running" all_running
+
+step "1b. MQTT: the simulated Zigbee2MQTT's devices reach history through the broker and the bridge"
+device() { "${P[@]}" exec -T host iglu call history query '{"topic":"home/+/thermometer/state","limit":1}' 2>/dev/null | grep -q '"temperature"'; }
+wait_for 60 "a thermometer's state reached history" device
+bridged() { "${P[@]}" exec -T host iglu status 2>/dev/null | grep -q '^mqtt-bridge: connected'; }
+wait_for 30 "iglu status shows the bridge connected" bridged
 
 step "2. crash a plugin container"
 c=$("${P[@]}" ps -q thermostat)

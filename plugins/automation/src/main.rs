@@ -22,6 +22,9 @@ const LIGHTS: &str = "lights";
 
 #[derive(Deserialize)]
 struct Motion {
+    /// `occupancy` is what a Zigbee2MQTT motion sensor says (through the
+    /// MQTT bridge).
+    #[serde(alias = "occupancy")]
     detected: bool,
 }
 
