@@ -19,6 +19,7 @@ pub mod footprint;
 pub mod hops;
 pub mod lifecycle;
 pub mod measure;
+pub mod mqtt;
 pub mod neighbours;
 pub mod report;
 pub mod store;
@@ -43,11 +44,11 @@ pub struct Options {
     /// Print JSON (stable field names, see README) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Workloads to run: calls, payloads, plugins, hops, store, upgrade, events, neighbours, lifecycle, memory.
+    /// Workloads to run: calls, payloads, plugins, hops, store, upgrade, events, mqtt, neighbours, lifecycle, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "calls,payloads,plugins,hops,store,upgrade,events,neighbours,lifecycle,memory"
+        default_value = "calls,payloads,plugins,hops,store,upgrade,events,mqtt,neighbours,lifecycle,memory"
     )]
     pub workloads: Vec<String>,
     /// Calls in flight for the throughput workload.
@@ -215,7 +216,10 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     if wants("events") {
         steps += o.fanout.len() as u64;
     }
-    steps += u64::from(wants("hops")) + u64::from(wants("store")) + u64::from(wants("upgrade"));
+    steps += u64::from(wants("hops"))
+        + u64::from(wants("store"))
+        + u64::from(wants("upgrade"))
+        + u64::from(wants("mqtt"));
     steps += u64::from(wants("lifecycle"))
         + u64::from(wants("memory"))
         + u64::from(wants("neighbours"))
@@ -349,6 +353,17 @@ async fn workloads_in(
             report.events.push(workloads::fanout(b, n).await?);
             p.inc(1);
         }
+    }
+    if wants("mqtt") {
+        let n = if repeat >= 20 { 20_000 } else { 2_000 };
+        p.set_message(format!(
+            "{n} MQTT messages: broker -> bridge -> plugin, next to mosquitto_sub"
+        ));
+        match mqtt::mqtt(&b.dir, n).await {
+            Ok(rows) => report.mqtt = rows,
+            Err(e) => report.mqtt_skipped = Some(e),
+        }
+        p.inc(1);
     }
     if wants("neighbours") {
         p.set_message("calls next to a neighbour that floods and never reads");

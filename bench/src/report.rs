@@ -40,6 +40,11 @@ pub struct Report {
     pub store: Option<super::store::StoreReport>,
     /// Upgrades of an installed package under load.
     pub upgrade: Option<super::upgrade::UpgradeReport>,
+    /// Broker -> bridge -> plugin, next to `mosquitto_sub`.
+    pub mqtt: Vec<super::mqtt::MqttRow>,
+    /// Why the MQTT workload did not run (no Mosquitto here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_skipped: Option<String>,
     /// Memory.
     pub memory: Option<MemoryRow>,
     /// The targets of issue 4, evaluated on this run.
@@ -354,6 +359,49 @@ pub fn table(r: &Report) -> String {
                 e.latency.p99_us,
                 e.latency.p999_us,
                 e.latency.max_us
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if let Some(why) = &r.mqtt_skipped {
+        let _ = writeln!(out, "MQTT: not run: {why}\n");
+    }
+    if !r.mqtt.is_empty() {
+        let _ = writeln!(
+            out,
+            "MQTT (QoS 1 from one publisher; the broker's own client next to the bridge, same stream)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<26} {:>10} {:>10} {:>10} | {:>7} {:>7} {:>8}",
+            "path", "published", "received", "msgs/s", "p50us", "p99us", "max us"
+        );
+        for m in &r.mqtt {
+            let _ = writeln!(
+                out,
+                "{:<26} {:>10} {:>10} {:>10.0} | {:>7} {:>7} {:>8}",
+                m.path,
+                m.published,
+                m.received,
+                m.measure.per_s,
+                m.measure.p50_us,
+                m.measure.p99_us,
+                m.measure.max_us
+            );
+        }
+        if let [sub, bridge, paced_sub, paced_bridge] = &r.mqtt[..] {
+            let _ = writeln!(
+                out,
+                "bridge / mosquitto_sub: rate {:.2}x; paced p50 {:.2}x, p99 {:.2}x",
+                ratio(bridge.measure.per_s, sub.measure.per_s),
+                ratio(
+                    paced_bridge.measure.p50_us as f64,
+                    paced_sub.measure.p50_us as f64
+                ),
+                ratio(
+                    paced_bridge.measure.p99_us as f64,
+                    paced_sub.measure.p99_us as f64
+                )
             );
         }
         let _ = writeln!(out);

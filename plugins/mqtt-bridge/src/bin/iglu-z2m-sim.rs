@@ -51,12 +51,23 @@ async fn main() {
             let temperature = 19.0 + ((n * 7) % 50) as f64 / 10.0;
             let linkquality = 80 + (n % 100);
             let states = [
-                (format!("{room}/motion"), json!({"occupancy": occupancy, "battery": 97, "linkquality": linkquality})),
-                (format!("{room}/thermometer"), json!({"temperature": temperature, "humidity": 45, "linkquality": linkquality})),
+                (
+                    format!("{room}/motion"),
+                    json!({"occupancy": occupancy, "battery": 97, "linkquality": linkquality}),
+                ),
+                (
+                    format!("{room}/thermometer"),
+                    json!({"temperature": temperature, "humidity": 45, "linkquality": linkquality}),
+                ),
             ];
             for (device, state) in states {
                 let _ = publisher
-                    .publish(format!("{BASE}/{device}"), QoS::AtLeastOnce, true, state.to_string())
+                    .publish(
+                        format!("{BASE}/{device}"),
+                        QoS::AtLeastOnce,
+                        true,
+                        state.to_string(),
+                    )
                     .await;
             }
             n += 1;
@@ -68,21 +79,35 @@ async fn main() {
                 eprintln!("zigbee2mqtt-sim: connected");
                 let online = json!({"state": "online"}).to_string();
                 let _ = client
-                    .publish(format!("{BASE}/bridge/state"), QoS::AtLeastOnce, true, online.clone())
+                    .publish(
+                        format!("{BASE}/bridge/state"),
+                        QoS::AtLeastOnce,
+                        true,
+                        online.clone(),
+                    )
                     .await;
                 for room in &rooms {
                     for device in ["motion", "thermometer", "bulb"] {
                         let _ = client
-                            .publish(format!("{BASE}/{room}/{device}/availability"), QoS::AtLeastOnce, true, online.clone())
+                            .publish(
+                                format!("{BASE}/{room}/{device}/availability"),
+                                QoS::AtLeastOnce,
+                                true,
+                                online.clone(),
+                            )
                             .await;
                     }
                 }
-                let _ = client.subscribe(format!("{BASE}/+/bulb/set"), QoS::AtLeastOnce).await;
+                let _ = client
+                    .subscribe(format!("{BASE}/+/bulb/set"), QoS::AtLeastOnce)
+                    .await;
             }
             // A bulb does what it is told and says so, as Zigbee2MQTT does.
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = String::from_utf8_lossy(&p.topic).to_string();
-                let Some(bulb) = topic.strip_suffix("/set") else { continue };
+                let Some(bulb) = topic.strip_suffix("/set") else {
+                    continue;
+                };
                 let mut state: Value = serde_json::from_slice(&p.payload).unwrap_or(json!({}));
                 if let Some(map) = state.as_object_mut() {
                     map.insert("linkquality".into(), json!(120));
