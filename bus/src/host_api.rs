@@ -242,6 +242,14 @@ mod tests {
         fn events_unsubscribe(&self, f: Vec<String>) -> Result<u64, WireError> {
             Ok(f.len() as u64)
         }
+        fn status_report(
+            &self,
+            _: String,
+            _: String,
+            _: Option<rmpv::Value>,
+        ) -> Result<bool, WireError> {
+            Ok(true)
+        }
     }
 
     #[test]

@@ -94,3 +94,59 @@ fn machine_name() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    #[test]
+    fn mqtt_becomes_a_bridge_plugin_with_exactly_its_grants() {
+        let c = Config::parse(
+            r#"
+            [mqtt]
+            url = "mqtt://127.0.0.1:1883"
+            host_id = "hub"
+            username = "iglu"
+            password_file = "secrets/mqtt"
+            [mqtt.zigbee2mqtt]
+            [[mqtt.import]]
+            from = "sensors/+"
+            to = "home/+/reading"
+            [[mqtt.export]]
+            from = "home/+/light/state"
+            to = "hub/+/light"
+            "#,
+            Path::new("/etc/iglu/iglu.toml"),
+        )
+        .expect("valid");
+        let bridge = c
+            .plugins
+            .iter()
+            .find(|p| p.id == "mqtt-bridge")
+            .expect("added");
+        let g = bridge.permissions.as_ref().expect("grants");
+        assert_eq!(g.publish, ["home/+/reading", "home/#"]);
+        assert_eq!(g.subscribe, ["home/+/light/state", "home/#"]);
+        let sandbox = bridge.sandbox.as_ref().expect("sandbox");
+        assert!(sandbox.network);
+        assert_eq!(sandbox.read, [Path::new("/etc/iglu/secrets/mqtt")]);
+        let json = &bridge.env[iglu_mqtt::config::ENV];
+        assert!(json.contains("\"client_id\":\"iglu-hub\""), "{json}");
+    }
+
+    #[test]
+    fn bad_mqtt_is_refused_at_load_with_the_key() {
+        let e = Config::parse("[mqtt]\nurl = \"tcp://x\"\n", Path::new("/x.toml"))
+            .expect_err("not an mqtt url")
+            .to_string();
+        assert!(e.contains("[mqtt] url"), "{e}");
+        let e = Config::parse(
+            "[mqtt]\nurl = \"mqtt://x\"\n[[plugin]]\nid = \"mqtt-bridge\"\ncommand = \"/bin/true\"\n",
+            Path::new("/x.toml"),
+        )
+        .expect_err("the id is taken")
+        .to_string();
+        assert!(e.contains("twice"), "{e}");
+    }
+}

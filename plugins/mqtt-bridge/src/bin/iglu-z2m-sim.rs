@@ -47,7 +47,7 @@ async fn main() {
         loop {
             tick.tick().await;
             let room = &devices[(n as usize) % devices.len()];
-            let occupancy = n % 3 == 0;
+            let occupancy = n.is_multiple_of(3);
             let temperature = 19.0 + ((n * 7) % 50) as f64 / 10.0;
             let linkquality = 80 + (n % 100);
             let states = [
