@@ -277,8 +277,8 @@ mod tests {
             "routed apart"
         );
         assert!(HostApiInterface::serve(&Fixed, "kv.gte", &[0x80]).is_none());
-        assert_eq!(HostApiInterface::METHODS.len(), 11);
-        assert_eq!(HostApiInterface::info().methods.len(), 11);
+        assert_eq!(HostApiInterface::METHODS.len(), 12);
+        assert_eq!(HostApiInterface::info().methods.len(), 12);
         let _ = encode_result(&true).expect("encodes");
     }
 }

@@ -4,7 +4,7 @@
 //! - **cgroup v2** ([`v2`]), used by default wherever the host can write
 //!   its own cgroup's subtree (root, a systemd unit with `Delegate=yes`, a
 //!   container with a private cgroup namespace): the host makes
-//!   `<its cgroup>/iglu-<pid>/<plugin>.<n>/` for each launch, and the launch
+//!   `<its cgroup>/iglu-<pid>-<k>/<plugin>.<n>/` for each launch, and the launch
 //!   is born in it. Whatever the plugin forks stays in it, even a process
 //!   that leaves the plugin's process group: the host kills the whole
 //!   cgroup (`cgroup.kill`) after the plugin exits, and counts its processes
@@ -209,6 +209,16 @@ pub fn join(fd: std::os::fd::RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The name of a host's tree, `iglu-<pid>-<k>`: `k` counts the hosts this
+/// process started (a program that embeds the host, or a test binary, may
+/// run several at once; each must have its own tree, or one's clean-up
+/// removes the cgroups the other's next launch is to be born in).
+pub(crate) fn tree_name() -> String {
+    static HOSTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("iglu-{}-{k}", std::process::id())
+}
+
 /// Removes the directories `<root>/iglu-<pid>*` of hosts that are gone
 /// (killed, so they could not remove their own), children first; a cgroup
 /// with a process left in it stays.
@@ -221,8 +231,10 @@ pub(crate) fn clear_stale(root: &std::path::Path) {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("iglu-")) else {
             continue;
         };
-        let pid = rest.trim_start_matches("host-");
-        if !pid.bytes().all(|b| b.is_ascii_digit())
+        let rest = rest.trim_start_matches("host-");
+        let pid = rest.split('-').next().unwrap_or(rest);
+        if pid.is_empty()
+            || !pid.bytes().all(|b| b.is_ascii_digit())
             || std::path::Path::new("/proc").join(pid).exists()
         {
             continue;

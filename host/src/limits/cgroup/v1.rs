@@ -1,7 +1,7 @@
 //! A v1 pids cgroup per plugin, for machines whose pids controller is in a
 //! v1 hierarchy (opt-in: `[limits] pids_cgroup_v1 = true`).
 //!
-//! The host makes `<pids>/iglu-<host pid>/<plugin>/` with `pids.max`, and
+//! The host makes `<pids>/iglu-<host pid>-<k>/<plugin>/` with `pids.max`, and
 //! the plugin's process joins it between clone and exec, before it runs any
 //! code of its own: a fork bomb then gets EAGAIN at the limit, which counts
 //! threads too, and the machine never sees it.
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The v1 pids hierarchy's usual mount point.
 const V1_PIDS: &str = "/sys/fs/cgroup/pids";
 
-/// This host's pids cgroup, `<pids>/iglu-<host pid>`.
+/// This host's pids cgroup, `<pids>/iglu-<host pid>-<k>`.
 #[derive(Debug)]
 pub struct PidsTree {
     dir: PathBuf,
@@ -27,7 +27,7 @@ impl PidsTree {
             return Err(format!("no pids cgroup hierarchy at {}", root.display()));
         }
         super::clear_stale(root);
-        let dir = root.join(format!("iglu-{}", std::process::id()));
+        let dir = root.join(super::tree_name());
         match std::fs::create_dir(&dir) {
             Ok(()) => Ok(PidsTree { dir }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(PidsTree { dir }),

@@ -1,7 +1,7 @@
 //! A cgroup v2 per plugin, under the host's own cgroup.
 //!
 //! The host finds its cgroup in `/proc/self/cgroup` (`0::<path>`) and the
-//! v2 mount in `/proc/self/mountinfo`, and makes `iglu-<host pid>/` in it,
+//! v2 mount in `/proc/self/mountinfo`, and makes `iglu-<host pid>-<k>/` in it,
 //! one child per plugin. Controllers the host's cgroup offers (`memory`,
 //! `pids`, `cpu`) are enabled down the subtree; a cgroup with processes of
 //! its own cannot pass controllers down (the "no internal processes" rule),
@@ -29,7 +29,7 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// This host's v2 subtree.
 #[derive(Debug)]
 pub struct Tree {
-    /// `<host's cgroup>/iglu-<pid>`, in the file system.
+    /// `<host's cgroup>/iglu-<pid>-<k>`, in the file system.
     dir: PathBuf,
     /// The same, as `/proc/<pid>/cgroup` names it.
     path: String,
@@ -87,7 +87,7 @@ impl Tree {
                 Err(e) => missing.push(format!("{name}: {e}")),
             }
         }
-        let name = format!("iglu-{}", std::process::id());
+        let name = super::tree_name();
         let dir = base.join(&name);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
