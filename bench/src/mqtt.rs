@@ -223,9 +223,12 @@ async fn phase(
             tokio::time::sleep_until(next).await;
         }
         let payload = format!("{{\"t\":{}}}", now_ns());
-        publisher
-            .publish("bench/mqtt", QoS::AtLeastOnce, false, payload)
+        let sent = publisher.publish("bench/mqtt", QoS::AtLeastOnce, false, payload);
+        tokio::time::timeout(Duration::from_secs(10), sent)
             .await
+            .map_err(|_| {
+                "the bench's publisher stalled (its link to the broker is down?)".to_owned()
+            })?
             .map_err(|e| e.to_string())?;
     }
     // Both receivers have everything, or the deadline says what is missing.

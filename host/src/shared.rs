@@ -78,6 +78,7 @@ impl Shared {
             settings: settings.clone(),
             cgroups: cgroups.clone(),
             sandboxing: sandboxing.clone(),
+            secret_env: crate::config::mqtt::secret_env(config.mqtt.as_ref()),
         });
         events.retained.restore(store.take_restored());
         events.retained.persist_to(store.clone());

@@ -68,8 +68,9 @@ pub struct MqttConfig {
     /// `mqtts://`: the PEM private key of `client_cert_file`.
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-    /// Seconds between pings when nothing else is sent (default 30): how
-    /// soon a dead link is noticed, and the broker sends the last will.
+    /// Seconds between pings when nothing else is sent (default 30): a
+    /// dead link is noticed within about twice this, and the broker sends
+    /// the last will after one and a half.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
     /// Quality of service of subscriptions and publications without their
@@ -91,7 +92,9 @@ pub struct MqttConfig {
     #[serde(default = "default_offline_queue_bytes")]
     pub offline_queue_bytes: usize,
     /// Largest MQTT packet taken from or given to the broker (default
-    /// 1 MiB); a bigger message is logged and skipped.
+    /// 1 MiB): the broker is told (MQTT 5 maximum packet size) and skips
+    /// bigger messages for us; a bigger export is logged, counted and
+    /// skipped.
     #[serde(default = "default_max_packet")]
     pub max_packet_bytes: usize,
     /// The bridge plugin's id (default `mqtt-bridge`).

@@ -31,6 +31,7 @@ pub struct Mosquitto {
     pub port: u16,
     dir: PathBuf,
     extra: String,
+    persistent: bool,
     child: Option<Child>,
 }
 
@@ -45,10 +46,21 @@ impl Mosquitto {
     /// own settings (`per_listener_settings` is on; `allow_anonymous` is
     /// false unless the listener says otherwise).
     pub fn start_with(dir: &Path, extra: &str) -> Mosquitto {
+        Mosquitto::launch(dir, extra, true)
+    }
+
+    /// A broker that keeps nothing across a restart: no retained message,
+    /// no session (as Mosquitto runs by default).
+    pub fn start_volatile(dir: &Path) -> Mosquitto {
+        Mosquitto::launch(dir, "", false)
+    }
+
+    fn launch(dir: &Path, extra: &str, persistent: bool) -> Mosquitto {
         let mut m = Mosquitto {
             port: free_port(),
             dir: dir.join("mosquitto"),
             extra: extra.to_owned(),
+            persistent,
             child: None,
         };
         std::fs::create_dir_all(&m.dir).unwrap();
@@ -64,10 +76,11 @@ impl Mosquitto {
     fn spawn(&mut self) {
         let config = self.dir.join("mosquitto.conf");
         let text = format!(
-            "per_listener_settings true\nuser root\npersistence true\npersistence_location {dir}/\nautosave_interval 1\nautosave_on_changes true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlistener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n",
+            "per_listener_settings true\nuser root\npersistence {persistent}\npersistence_location {dir}/\nautosave_interval 1\nautosave_on_changes true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlistener {port} 127.0.0.1\nallow_anonymous true\n{extra}\n",
             port = self.port,
             dir = self.dir.display(),
             extra = self.extra,
+            persistent = self.persistent,
         );
         std::fs::write(&config, text).unwrap();
         let log = std::fs::OpenOptions::new()

@@ -164,6 +164,28 @@ fn device_messages_reach_plugins_and_commands_reach_the_broker() {
     let sent: Value = serde_json::from_str(&seen[0].1).unwrap();
     assert_eq!(sent, json!({"state": "OFF"}));
     assert!(!seen[0].0, "a command is not retained");
+
+    // A clean stop says offline itself and exits cleanly.
+    sub.clear();
+    assert!(host.cli(&["stop", BRIDGE]).status.success());
+    let p = host.wait_state(BRIDGE, "stopped");
+    assert_eq!(
+        p["last_exit"],
+        json!("stopped by the host; exited with code 0"),
+        "{p}"
+    );
+    assert!(
+        p["health"].is_null(),
+        "its report went with its session: {p}"
+    );
+    wait_seen(
+        &host,
+        &sub,
+        "iglu/test/status",
+        "offline on a clean stop",
+        1,
+    );
+    assert_eq!(sub.on("iglu/test/status")[0].1, "offline");
 }
 
 #[test]
@@ -273,9 +295,9 @@ fn nothing_echoes_between_the_bus_and_the_broker() {
 #[test]
 fn the_bridge_recovers_from_a_broker_restart_and_queues_while_it_is_down() {
     let dir = fresh_dir("mqtt-restart");
-    let mut broker = Mosquitto::start(&dir);
-    broker.publish("zigbee2mqtt/porch/light", r#"{"state":"ON"}"#, true);
-    let more = "offline_queue = 20\n[mqtt.zigbee2mqtt]\n[[mqtt.export]]\nfrom = \"home/outage/+\"\nto = \"outage/+\"\n";
+    // As Mosquitto runs by default: a restart forgets every session.
+    let mut broker = Mosquitto::start_volatile(&dir);
+    let more = "offline_queue = 20\n[mqtt.zigbee2mqtt]\n[[mqtt.export]]\nfrom = \"home/outage/+\"\nto = \"outage/+\"\nretain = true\n";
     let host = TestHost::start_in(
         &dir,
         &mqtt(&broker.url(), more),
@@ -285,12 +307,6 @@ fn the_bridge_recovers_from_a_broker_restart_and_queues_while_it_is_down() {
         ],
     );
     connected(&host);
-    wait_recorded(
-        &host,
-        "home/porch/light/state",
-        "the retained state",
-        |_| true,
-    );
 
     // Mid-stream: device messages flowing, then the broker dies.
     for n in 0..10 {
@@ -316,19 +332,38 @@ fn the_bridge_recovers_from_a_broker_restart_and_queues_while_it_is_down() {
         let s = bridge_stats(&host);
         (s["queued"] == json!(20) && s["dropped_offline"] == json!(30)).then_some(())
     });
-    let before = recorded(&host, "home/porch/light/state").len();
     broker.restart();
     let p = connected(&host);
     assert!(
         p["health"]["facts"]["connects"].as_u64().unwrap() >= 2,
         "{p}"
     );
-    // Resubscribed: the broker replays the retained state (it kept it on
-    // disk), and new device messages arrive.
-    host.eventually("the retained state again", || {
-        let all = recorded(&host, "home/porch/light/state");
-        (all.len() > before && all[0]["payload"] == json!({"state": "ON"})).then_some(())
+    host.eventually("the queue to drain to the broker", || {
+        let s = bridge_stats(&host);
+        (s["queued"] == json!(0) && s["exported"].as_u64().unwrap() >= 20).then_some(())
     });
+    // The newest 20, each once, as published (retained, so a subscriber
+    // that comes now sees exactly what reached the broker).
+    let sub = broker.subscribe(&["outage/#"]);
+    host.eventually("the queued exports on the broker", || {
+        (sub.lines().len() >= 20).then_some(())
+    });
+    let mut got: Vec<(String, String)> = sub
+        .lines()
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.splitn(3, '|').collect();
+            assert_eq!(parts[0], "1", "retained: {l}");
+            (parts[1].to_owned(), parts[2].to_owned())
+        })
+        .collect();
+    got.sort_by_key(|(t, _)| t.trim_start_matches("outage/").parse::<u32>().unwrap());
+    let want: Vec<(String, String)> = (30..50)
+        .map(|n| (format!("outage/{n}"), n.to_string()))
+        .collect();
+    assert_eq!(got, want);
+
+    // A new session has no subscriptions but those the bridge makes again.
     broker.publish("zigbee2mqtt/porch/light", r#"{"n":100}"#, false);
     wait_recorded(
         &host,
@@ -336,17 +371,44 @@ fn the_bridge_recovers_from_a_broker_restart_and_queues_while_it_is_down() {
         "a new message after the restart",
         |e| e["payload"]["n"] == json!(100),
     );
-    host.eventually("the queue to drain", || {
-        let s = bridge_stats(&host);
-        (s["queued"] == json!(0) && s["exported"].as_u64().unwrap() >= 20).then_some(())
-    });
-    // Nothing came back around: every import is one of the broker's own
-    // messages (the first retained one, ten, the replay, and the new one).
-    let after = recorded(&host, "home/porch/light/state").len();
-    assert_eq!(after, before + 2, "replay + the new message only");
     let s = bridge_stats(&host);
-    assert_eq!(s["imported"], json!(13), "{s}");
+    assert_eq!(s["imported"], json!(11), "{s}");
     assert_eq!(s["dropped_own"], json!(0), "{s}");
+}
+
+#[test]
+fn a_resumed_session_brings_no_duplicate_device_events() {
+    let dir = fresh_dir("mqtt-resume");
+    // Keeps sessions and retained messages across a restart.
+    let mut broker = Mosquitto::start(&dir);
+    broker.publish("zigbee2mqtt/porch/light", r#"{"state":"ON"}"#, true);
+    let host = TestHost::start_in(
+        &dir,
+        &mqtt(&broker.url(), "[mqtt.zigbee2mqtt]\n"),
+        &[plugin("history", "iglu-plugin-history", &[])],
+    );
+    connected(&host);
+    wait_recorded(
+        &host,
+        "home/porch/light/state",
+        "the retained state",
+        |_| true,
+    );
+    broker.restart();
+    host.wait_plugin(BRIDGE, "connected again", |p| {
+        p["health"]["state"] == json!("connected")
+            && p["health"]["facts"]["connects"].as_u64() >= Some(2)
+    });
+    broker.publish("zigbee2mqtt/porch/light", r#"{"state":"OFF"}"#, false);
+    wait_recorded(
+        &host,
+        "home/porch/light/state",
+        "a new message after the restart",
+        |e| e["payload"]["state"] == json!("OFF"),
+    );
+    // The retained state once (first connection), the new message once:
+    // the resumed session replayed nothing.
+    assert_eq!(recorded(&host, "home/porch/light/state").len(), 2);
 }
 
 #[test]
@@ -561,4 +623,10 @@ fn the_bridge_logs_in_with_a_password_from_a_file() {
             .is_some_and(|e| e.to_lowercase().contains("refused"))
     });
     assert_eq!(p["state"], json!("running"), "{p}");
+    // Retried by the bridge, not a crash loop: the same process, a while later.
+    let restarts = p["restarts"].clone();
+    let p = host.wait_plugin(BRIDGE, "still retrying 3 s later", |p| {
+        p["uptime_ms"].as_u64().is_some_and(|u| u >= 3000) || p["restarts"] != restarts
+    });
+    assert_eq!(p["restarts"], restarts, "{p}");
 }

@@ -14,6 +14,19 @@ use crate::permissions::Grants;
 /// The bridge's executable, beside `iglu`'s.
 const BRIDGE_BINARY: &str = "iglu-plugin-mqtt-bridge";
 
+/// Where the bridge finds a password the config took from the host's
+/// environment (`password_env`).
+pub const PASSWORD_ENV: &str = "IGLU_MQTT_PASSWORD";
+
+/// Variables of the host's environment no plugin inherits: the MQTT
+/// password's (the bridge gets its value under [`PASSWORD_ENV`]).
+pub fn secret_env(mqtt: Option<&MqttConfig>) -> Vec<String> {
+    mqtt.and_then(|m| m.password_env.clone())
+        .into_iter()
+        .chain([PASSWORD_ENV.to_owned()])
+        .collect()
+}
+
 /// Checks `[mqtt]`, fills in what the host derives, and returns the
 /// bridge's plugin spec.
 pub fn bridge_spec(mqtt: &mut MqttConfig) -> Result<PluginSpec, ConfigError> {
@@ -21,8 +34,21 @@ pub fn bridge_spec(mqtt: &mut MqttConfig) -> Result<PluginSpec, ConfigError> {
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let command = mqtt.command.clone().unwrap_or_else(beside_iglu);
     let mut spec = PluginSpec::new(&mqtt.plugin_id, command);
+    // A password in the host's environment reaches the bridge alone, under
+    // a name of its own: every other plugin's environment is scrubbed of
+    // the variable (see `secret_env`).
+    let mut handed = mqtt.clone();
+    if let Some(var) = &mqtt.password_env {
+        let password = std::env::var(var).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "[mqtt] password_env: the environment variable {var} is not set"
+            ))
+        })?;
+        spec.env.insert(PASSWORD_ENV.to_owned(), password);
+        handed.password_env = Some(PASSWORD_ENV.to_owned());
+    }
     let json =
-        serde_json::to_string(&*mqtt).map_err(|e| ConfigError::Invalid(format!("[mqtt]: {e}")))?;
+        serde_json::to_string(&handed).map_err(|e| ConfigError::Invalid(format!("[mqtt]: {e}")))?;
     spec.env.insert(iglu_mqtt::config::ENV.to_owned(), json);
     spec.permissions = Some(grants(mqtt));
     // It must reach the broker, and read the files it logs in with.
@@ -148,5 +174,43 @@ mod tests {
         .expect_err("the id is taken")
         .to_string();
         assert!(e.contains("twice"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    #[test]
+    fn a_password_from_the_environment_goes_to_the_bridge_alone() {
+        // A name no other test uses: tests run in parallel in one process.
+        std::env::set_var("IGLU_TEST_MQTT_PW_81", "s3cret");
+        let c = Config::parse(
+            "[mqtt]\nurl = \"mqtt://x\"\nusername = \"u\"\npassword_env = \"IGLU_TEST_MQTT_PW_81\"\n",
+            Path::new("/x.toml"),
+        )
+        .expect("valid");
+        let bridge = c
+            .plugins
+            .iter()
+            .find(|p| p.id == "mqtt-bridge")
+            .expect("added");
+        assert_eq!(bridge.env[super::PASSWORD_ENV], "s3cret");
+        assert!(
+            bridge.env[iglu_mqtt::config::ENV].contains("\"password_env\":\"IGLU_MQTT_PASSWORD\"")
+        );
+        let scrubbed = super::secret_env(c.mqtt.as_ref());
+        assert!(
+            scrubbed.iter().any(|v| v == "IGLU_TEST_MQTT_PW_81"),
+            "{scrubbed:?}"
+        );
+        let e = Config::parse(
+            "[mqtt]\nurl = \"mqtt://x\"\nusername = \"u\"\npassword_env = \"IGLU_TEST_MQTT_UNSET_82\"\n",
+            Path::new("/x.toml"),
+        )
+        .expect_err("unset")
+        .to_string();
+        assert!(e.contains("IGLU_TEST_MQTT_UNSET_82"), "{e}");
     }
 }

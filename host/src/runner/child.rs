@@ -46,6 +46,9 @@ pub struct Launching {
     pub cgroups: Arc<Cgroups>,
     /// The sandbox and niceness.
     pub sandboxing: Arc<Sandboxing>,
+    /// Variables of the host's environment no plugin inherits (secrets
+    /// the config named: the MQTT password's).
+    pub secret_env: Vec<String>,
 }
 
 /// Runs a configured plugin as a child process, one process per launch.
@@ -163,11 +166,13 @@ impl Runner for ChildRunner {
         if let Some((_, extra)) = &sandbox {
             env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         }
-        let scrub: &[&str] = if sandbox.is_some() {
-            &crate::limits::sandbox::SCRUBBED_ENV
+        let mut scrub: Vec<&str> = if sandbox.is_some() {
+            crate::limits::sandbox::SCRUBBED_ENV.to_vec()
         } else {
-            &[]
+            Vec::new()
         };
+        scrub.extend(self.host.secret_env.iter().map(String::as_str));
+        let scrub = &scrub[..];
         let confine = Confinement {
             cgroups: &cgroups,
             ruleset: sandbox.as_ref().map(|(r, _)| r),

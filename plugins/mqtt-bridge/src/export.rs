@@ -25,6 +25,9 @@ pub struct Exporter {
     rules: Vec<(ExportRule, TopicMap)>,
     z2m: Option<Zigbee2MqttConfig>,
     qos: u8,
+    /// Largest packet the broker was told of: a bigger publication would
+    /// fail in rumqttc and be sent again at every reconnect.
+    max_packet: usize,
     discovery: Option<Arc<Discovery>>,
     outbox: Arc<Outbox>,
     stats: Arc<Stats>,
@@ -47,6 +50,7 @@ impl Exporter {
                 .collect(),
             z2m: config.zigbee2mqtt.clone(),
             qos: config.qos,
+            max_packet: config.max_packet_bytes,
             discovery,
             outbox,
             stats,
@@ -124,6 +128,16 @@ impl Exporter {
     }
 
     fn queue(&self, m: Outgoing) {
+        // The PUBLISH header and our user property, generously.
+        let size = m.payload.len() + m.topic.len() + 128;
+        if size > self.max_packet {
+            Stats::bump(&self.stats.skipped);
+            let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(held) = t.allow(Instant::now()) {
+                tracing::warn!(topic = %m.topic, bytes = size, max_packet_bytes = self.max_packet, more_skipped = held, "not exporting a publication bigger than max_packet_bytes");
+            }
+            return;
+        }
         let dropped = self.outbox.push(m);
         if dropped > 0 {
             self.stats

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use iglu_mqtt::config::{ImportRule, PayloadFormat, RetainImport, Zigbee2MqttConfig};
 use iglu_mqtt::mapping::TopicMap;
 use iglu_mqtt::zigbee2mqtt::{availability, availability_payload, Incoming};
 use iglu_mqtt::{payload, MqttConfig};
-use iglu_sdk::HostClient;
+use iglu_sdk::{CallError, HostClient};
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +28,11 @@ pub struct Raw {
     pub topic: String,
     pub payload: Bytes,
     pub retain: bool,
+    /// The packet, to acknowledge once the message is on the bus.
+    pub ack: rumqttc::v5::mqttbytes::v5::Publish,
+    /// The connection it came on (`connects` then): an acknowledgement
+    /// belongs to that connection only.
+    pub connection: u64,
 }
 
 /// One bus publication.
@@ -149,33 +155,51 @@ impl Importer {
 }
 
 /// Publishes what comes from the broker, in order, until the link's
-/// sender is dropped.
+/// sender is dropped, and acknowledges each message to the broker once all
+/// it made is on the bus (MQTT wants acknowledgements in the order the
+/// messages came, so a message that made nothing waits its turn too).
 pub async fn run(
     mut importer: Importer,
     mut from_broker: mpsc::Receiver<Raw>,
     mut host: watch::Receiver<Option<HostClient>>,
+    client: rumqttc::v5::AsyncClient,
 ) {
+    type Ack = Option<(rumqttc::v5::mqttbytes::v5::Publish, u64)>;
+    type Done = BoxFuture<'static, (Result<bool, (String, CallError)>, Ack)>;
     let stats = importer.stats.clone();
-    let mut inflight = FuturesOrdered::new();
+    // Each: whether it published (or only waits to acknowledge), and the
+    // acknowledgement it carries.
+    let mut inflight: FuturesOrdered<Done> = FuturesOrdered::new();
     let mut throttle = Throttle::new(Duration::from_secs(10));
+    let done = |outcome: Result<bool, (String, CallError)>, ack: Ack, throttle: &mut Throttle| {
+        match outcome {
+            Ok(true) => Stats::bump(&stats.imported),
+            Ok(false) => {}
+            Err((topic, e)) => {
+                Stats::bump(&stats.skipped);
+                if let Some(held) = throttle.allow(Instant::now()) {
+                    tracing::warn!(%topic, error = %e, more_refused = held, "the host refused an imported event");
+                }
+            }
+        }
+        if let Some((publish, connection)) = ack {
+            if connection == stats.connects.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.try_ack(&publish);
+            }
+        }
+    };
     loop {
         tokio::select! {
             biased;
-            Some(done) = inflight.next(), if !inflight.is_empty() => {
-                match done {
-                    Ok(()) => Stats::bump(&stats.imported),
-                    Err((topic, e)) => {
-                        Stats::bump(&stats.skipped);
-                        if let Some(held) = throttle.allow(Instant::now()) {
-                            tracing::warn!(%topic, error = %e, more_refused = held, "the host refused an imported event");
-                        }
-                    }
-                }
+            Some((outcome, ack)) = inflight.next(), if !inflight.is_empty() => {
+                done(outcome, ack, &mut throttle);
             }
             raw = from_broker.recv(), if inflight.len() < IN_FLIGHT => {
                 let Some(raw) = raw else { break };
                 let publications = importer.map(&raw);
+                let ack: Ack = Some((raw.ack, raw.connection));
                 if publications.is_empty() {
+                    inflight.push_back(Box::pin(async move { (Ok(false), ack) }));
                     continue;
                 }
                 let client = match host.wait_for(Option::is_some).await {
@@ -183,24 +207,26 @@ pub async fn run(
                     Err(_) => break,
                 };
                 let Some(client) = client else { break };
-                for p in publications {
+                let last = publications.len() - 1;
+                let mut ack = ack;
+                for (i, p) in publications.into_iter().enumerate() {
                     let client = client.clone();
-                    inflight.push_back(async move {
-                        client
+                    let ack = if i == last { ack.take() } else { None };
+                    inflight.push_back(Box::pin(async move {
+                        let outcome = client
                             .api()
                             .events_publish(p.topic.clone(), ByteBuf::from(p.payload), p.retain)
                             .await
                             .map(|_| ())
-                            .map_err(|e| (p.topic, e))
-                    });
+                            .map_err(|e| (p.topic, e));
+                        (outcome.map(|()| true), ack)
+                    }));
                 }
             }
         }
     }
-    while let Some(done) = inflight.next().await {
-        if done.is_ok() {
-            Stats::bump(&stats.imported);
-        }
+    while let Some((outcome, ack)) = inflight.next().await {
+        done(outcome, ack, &mut throttle);
     }
 }
 
@@ -215,10 +241,18 @@ mod tests {
     }
 
     fn raw(topic: &str, payload: &[u8], retain: bool) -> Raw {
+        let payload = Bytes::copy_from_slice(payload);
         Raw {
             topic: topic.into(),
-            payload: Bytes::copy_from_slice(payload),
+            payload: payload.clone(),
             retain,
+            ack: rumqttc::v5::mqttbytes::v5::Publish::new(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                payload,
+                None,
+            ),
+            connection: 1,
         }
     }
 

@@ -1,13 +1,24 @@
-//! The link to the broker: connect, and on every CONNACK subscribe again
-//! (rumqttc does not restore subscriptions after a reconnect, and a broker
-//! that restarted has lost them), say `online`, publish the discovery
-//! configs; read what comes in; on an error wait (doubling, up to
-//! `reconnect_max_ms`) and try again. A second task publishes the outbox
-//! while the link is up. Both stop on `stop`, after saying `offline`.
+//! The link to the broker, one loop over rumqttc's event loop:
+//!
+//! - on every CONNACK: subscribe again (rumqttc does not restore
+//!   subscriptions, and a broker that restarted has lost them), with the
+//!   broker's retained messages sent again only on a new session (on a
+//!   resumed one they were delivered already, and a replay would look like
+//!   new device events); say `online`; queue the discovery configs;
+//! - publications from the outbox, at most [`WINDOW`] unacknowledged, each
+//!   kept until the broker's PUBACK: on a new session (a broker restarted
+//!   without persistence forgets what it had not acknowledged, and rumqttc
+//!   drops its pending copies) they go back to the front of the outbox;
+//! - what comes in goes to the importer, which acknowledges each message
+//!   once it is on the bus (manual acks: a message the bridge lost before
+//!   that is sent again by the broker);
+//! - on an error, wait (doubling, up to `reconnect_max_ms`) and try again;
+//! - on `stop`, `offline` and DISCONNECT, within a bounded time.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iglu_mqtt::loops::{is_own, HOST_PROPERTY};
 use iglu_mqtt::MqttConfig;
@@ -21,14 +32,26 @@ use crate::options::qos;
 use crate::outbox::{Outbox, Outgoing};
 use crate::stats::Stats;
 
-/// Requests (publications, subscriptions) queued inside rumqttc: small, the
-/// outbox is the real queue.
-const CLIENT_CHANNEL: usize = 256;
+/// Requests (publications, acknowledgements, subscriptions) queued inside
+/// rumqttc: the outbox is the real queue.
+pub const CLIENT_CHANNEL: usize = 512;
+
+/// Publications sent and not yet acknowledged by the broker.
+const WINDOW: usize = 64;
+
+/// A connection must stay up this long for the backoff to start again from
+/// its first step (two clients with one id throw each other off at once,
+/// and must not do it twice a second forever).
+const STABLE: Duration = Duration::from_secs(10);
+
+/// How long a clean stop may take to say `offline` and disconnect.
+const GOODBYE: Duration = Duration::from_secs(2);
 
 /// What the link needs.
 pub struct Link {
     pub config: Arc<MqttConfig>,
-    pub options: rumqttc::v5::MqttOptions,
+    pub client: AsyncClient,
+    pub events: EventLoop,
     pub outbox: Arc<Outbox>,
     pub stats: Arc<Stats>,
     pub discovery: Option<Arc<Discovery>>,
@@ -38,7 +61,7 @@ pub struct Link {
 /// The broker subscriptions: the preset's, every import rule's, Home
 /// Assistant's status; no-local (loop rule 1) and retain-as-published (so
 /// an import rule can tell live retained publications from others).
-fn filters(config: &MqttConfig, discovery: Option<&Discovery>) -> Vec<Filter> {
+fn filters(config: &MqttConfig, discovery: Option<&Discovery>, new_session: bool) -> Vec<Filter> {
     let mut wanted: Vec<(String, u8)> = config
         .imports
         .iter()
@@ -66,7 +89,11 @@ fn filters(config: &MqttConfig, discovery: Option<&Discovery>) -> Vec<Filter> {
             qos: qos(q),
             nolocal: true,
             preserve_retain: true,
-            retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+            retain_forward_rule: if new_session {
+                RetainForwardRule::OnEverySubscribe
+            } else {
+                RetainForwardRule::OnNewSubscribe
+            },
         })
         .collect()
 }
@@ -78,51 +105,142 @@ pub fn properties(host_id: &str) -> PublishProperties {
     }
 }
 
+/// A publication handed to rumqttc, until the broker has it.
+struct Unacked {
+    /// The packet id rumqttc gave it (`None` until it was written).
+    pkid: Option<u16>,
+    message: Outgoing,
+}
+
+/// The state of the loop.
+struct Flight {
+    unacked: VecDeque<Unacked>,
+}
+
+impl Flight {
+    /// rumqttc wrote a publication: the oldest not yet written is it
+    /// (rumqttc sends requests in order); a pkid already held is a resend.
+    fn written(&mut self, pkid: u16, stats: &Stats) {
+        if pkid != 0 && self.unacked.iter().any(|u| u.pkid == Some(pkid)) {
+            return;
+        }
+        if let Some(i) = self.unacked.iter().position(|u| u.pkid.is_none()) {
+            if pkid == 0 {
+                // QoS 0: written is all it gets.
+                self.unacked.remove(i);
+                Stats::bump(&stats.exported);
+            } else {
+                self.unacked[i].pkid = Some(pkid);
+            }
+        }
+    }
+
+    /// The broker has it.
+    fn acked(&mut self, pkid: u16, stats: &Stats) {
+        if let Some(i) = self.unacked.iter().position(|u| u.pkid == Some(pkid)) {
+            self.unacked.remove(i);
+            Stats::bump(&stats.exported);
+        }
+    }
+
+    /// A new session: nothing unacknowledged will be sent by rumqttc any
+    /// more; it all goes back to the front of the outbox, in order.
+    fn requeue(&mut self, outbox: &Outbox) {
+        while let Some(u) = self.unacked.pop_back() {
+            outbox.unpop(u.message);
+        }
+    }
+}
+
 impl Link {
     /// Runs until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let (client, mut events) = AsyncClient::new(self.options.clone(), CLIENT_CHANNEL);
-        let (connected_tx, connected) = watch::channel(false);
-        let publisher = tokio::spawn(publish(
-            client.clone(),
-            self.outbox.clone(),
-            self.stats.clone(),
-            self.config.host_id().to_owned(),
-            connected,
-        ));
-        let filters = filters(&self.config, self.discovery.as_deref());
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let client = self.client.clone();
         let host_id = self.config.host_id().to_owned();
-        let mut backoff = Duration::from_millis(self.config.reconnect_initial_ms);
+        let initial = Duration::from_millis(self.config.reconnect_initial_ms);
         let max_backoff = Duration::from_millis(self.config.reconnect_max_ms);
+        let mut backoff = initial;
         let mut failures: u64 = 0;
+        let mut connected_at: Option<Instant> = None;
+        let mut flight = Flight {
+            unacked: VecDeque::new(),
+        };
         loop {
+            let connected = self.stats.connected.load(Ordering::Relaxed);
+            let room = flight.unacked.len() < WINDOW;
             let event = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
-                e = events.poll() => e,
+                m = self.outbox.pop(), if connected && room => {
+                    if m.topic.is_empty() || m.topic.contains(['+', '#']) {
+                        Stats::bump(&self.stats.skipped);
+                        tracing::warn!(topic = %m.topic, "not a valid MQTT topic; not exported");
+                        continue;
+                    }
+                    let sent = client.try_publish_with_properties(
+                        m.topic.clone(),
+                        qos(m.qos),
+                        m.retain,
+                        m.payload.clone(),
+                        properties(&host_id),
+                    );
+                    match sent {
+                        Ok(()) => flight.unacked.push_back(Unacked { pkid: None, message: m }),
+                        Err(_) => {
+                            // rumqttc's channel is full (the topic was
+                            // checked): later, in order.
+                            self.outbox.unpop(m);
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    continue;
+                }
+                e = self.events.poll() => e,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    backoff = Duration::from_millis(self.config.reconnect_initial_ms);
+                    if connected_at.is_none_or(|t| t.elapsed() >= STABLE) || failures == 0 {
+                        backoff = initial;
+                    }
                     failures = 0;
+                    connected_at = Some(Instant::now());
                     Stats::bump(&self.stats.connects);
                     self.stats.set_error(None);
-                    self.stats.connected.store(true, Ordering::Relaxed);
-                    let _ = connected_tx.send(true);
+                    let new_session = !ack.session_present;
+                    if new_session {
+                        flight.requeue(&self.outbox);
+                    }
                     tracing::info!(
                         broker = %self.config.url,
                         session_present = ack.session_present,
                         "connected to the MQTT broker"
                     );
-                    // Asked for from a task of its own: the requests go
-                    // through rumqttc's channel, which only this loop drains.
-                    tokio::spawn(on_connected(
-                        client.clone(),
-                        filters.clone(),
-                        self.config.clone(),
-                        self.discovery.clone(),
-                        self.outbox.clone(),
-                    ));
+                    let subscriptions =
+                        filters(&self.config, self.discovery.as_deref(), new_session);
+                    if !subscriptions.is_empty() {
+                        if let Err(e) = client.try_subscribe_many(subscriptions) {
+                            tracing::warn!(error = %e, "could not subscribe");
+                        }
+                    }
+                    // `online` first, then the discovery configs, through
+                    // the outbox like everything else (so acknowledged).
+                    if let Some(d) = &self.discovery {
+                        for m in d.all().into_iter().rev() {
+                            self.outbox.unpop(m);
+                        }
+                    }
+                    self.outbox.unpop(Outgoing {
+                        topic: self.config.status_topic(),
+                        payload: bytes::Bytes::from_static(b"online"),
+                        qos: 1,
+                        retain: true,
+                    });
+                    self.stats.connected.store(true, Ordering::Relaxed);
                 }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                    flight.written(pkid, &self.stats)
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => flight.acked(ack.pkid, &self.stats),
+                Ok(Event::Incoming(Packet::PubComp(comp))) => flight.acked(comp.pkid, &self.stats),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let own = p
                         .properties
@@ -130,10 +248,12 @@ impl Link {
                         .is_some_and(|props| is_own(&props.user_properties, &host_id));
                     if own {
                         Stats::bump(&self.stats.dropped_own);
+                        let _ = client.try_ack(&p);
                         continue;
                     }
                     let Ok(topic) = String::from_utf8(p.topic.to_vec()) else {
                         Stats::bump(&self.stats.skipped);
+                        let _ = client.try_ack(&p);
                         continue;
                     };
                     if let Some(d) = &self.discovery {
@@ -146,13 +266,17 @@ impl Link {
                     }
                     let raw = Raw {
                         topic,
-                        payload: p.payload,
+                        payload: p.payload.clone(),
                         retain: p.retain,
+                        ack: p,
+                        connection: self.stats.connects.load(Ordering::Relaxed),
                     };
-                    // Waits when the bus is slower than the broker: the
-                    // broker then holds back (receive maximum), bounded.
-                    if self.to_importer.send(raw).await.is_err() {
-                        break;
+                    // Waits when the bus is slower than the broker (bounded
+                    // by the broker's flow control and TCP's), but never
+                    // past a stop.
+                    tokio::select! {
+                        sent = self.to_importer.send(raw) => if sent.is_err() { break },
+                        _ = stop.wait_for(|s| *s) => break,
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -172,10 +296,9 @@ impl Link {
                 Ok(_) => {}
                 Err(e) => {
                     self.stats.connected.store(false, Ordering::Relaxed);
-                    let _ = connected_tx.send(false);
                     self.stats.set_error(Some(e.to_string()));
                     failures += 1;
-                    // The first failure of an outage, then one line a minute or so.
+                    // The first failure of an outage, then fewer and fewer.
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(broker = %self.config.url, error = %e, attempt = failures, retry_in_ms = backoff.as_millis() as u64, "MQTT broker unreachable; retrying");
                     }
@@ -187,105 +310,30 @@ impl Link {
                 }
             }
         }
-        publisher.abort();
         if self.stats.connected.load(Ordering::Relaxed) {
-            goodbye(&client, &mut events, &self.config).await;
+            let _ = tokio::time::timeout(GOODBYE, goodbye(&client, &mut self.events, &self.config))
+                .await;
         }
     }
 }
 
-/// What every new connection needs: subscriptions, `online`, discovery.
-async fn on_connected(
-    client: AsyncClient,
-    filters: Vec<Filter>,
-    config: Arc<MqttConfig>,
-    discovery: Option<Arc<Discovery>>,
-    outbox: Arc<Outbox>,
-) {
-    if !filters.is_empty() {
-        if let Err(e) = client.subscribe_many(filters).await {
-            tracing::warn!(error = %e, "could not subscribe");
-        }
-    }
-    let online = client
-        .publish_with_properties(
-            config.status_topic(),
-            qos(1),
-            true,
-            "online",
-            properties(config.host_id()),
-        )
-        .await;
-    if let Err(e) = online {
-        tracing::warn!(error = %e, "could not say online");
-    }
-    if let Some(d) = discovery {
-        for m in d.all() {
-            outbox.push(m);
-        }
-    }
-}
-
-/// Publishes the outbox while connected.
-async fn publish(
-    client: AsyncClient,
-    outbox: Arc<Outbox>,
-    stats: Arc<Stats>,
-    host_id: String,
-    mut connected: watch::Receiver<bool>,
-) {
-    loop {
-        if connected.wait_for(|c| *c).await.is_err() {
-            return;
-        }
-        let m: Outgoing = tokio::select! {
-            m = outbox.pop() => m,
-            _ = connected.wait_for(|c| !*c) => continue,
-        };
-        if !*connected.borrow() {
-            outbox.unpop(m);
-            continue;
-        }
-        let sent = client
-            .publish_with_properties(
-                m.topic.clone(),
-                qos(m.qos),
-                m.retain,
-                m.payload.clone(),
-                properties(&host_id),
-            )
-            .await;
-        match sent {
-            Ok(()) => Stats::bump(&stats.exported),
-            Err(rumqttc::v5::ClientError::Request(_)) => {
-                Stats::bump(&stats.skipped);
-                tracing::warn!(topic = %m.topic, "not a valid MQTT topic; not exported");
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// A clean end: `offline` (retained), then DISCONNECT, within a second or two.
+/// A clean end: `offline` (retained), then DISCONNECT. Requests go in
+/// without waiting (a full channel loses the goodbye, not the stop), and
+/// the event loop is driven until the DISCONNECT is out.
 async fn goodbye(client: &AsyncClient, events: &mut EventLoop, config: &MqttConfig) {
-    let _ = client
-        .publish_with_properties(
-            config.status_topic(),
-            qos(1),
-            true,
-            "offline",
-            properties(config.host_id()),
-        )
-        .await;
-    let _ = client.disconnect().await;
-    let drain = async {
-        loop {
-            match events.poll().await {
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                Ok(_) => {}
-            }
+    let _ = client.try_publish_with_properties(
+        config.status_topic(),
+        qos(1),
+        true,
+        "offline",
+        properties(config.host_id()),
+    );
+    let _ = client.try_disconnect();
+    loop {
+        match events.poll().await {
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+            Ok(_) => {}
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
     tracing::info!("disconnected from the MQTT broker");
 }

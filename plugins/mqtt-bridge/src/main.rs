@@ -167,8 +167,14 @@ async fn run_mqtt(
     stop: watch::Receiver<bool>,
 ) {
     let (to_importer, from_broker) = mpsc::channel(IMPORT_QUEUE);
+    let (client, events) = rumqttc::v5::AsyncClient::new(options, link::CLIENT_CHANNEL);
     let importer = import::Importer::new(&config, stats.clone());
-    let importing = tokio::spawn(import::run(importer, from_broker, host.clone()));
+    let importing = tokio::spawn(import::run(
+        importer,
+        from_broker,
+        host.clone(),
+        client.clone(),
+    ));
     let reporting = tokio::spawn(report(
         config.clone(),
         stats.clone(),
@@ -178,7 +184,8 @@ async fn run_mqtt(
     ));
     link::Link {
         config,
-        options,
+        client,
+        events,
         outbox,
         stats,
         discovery,

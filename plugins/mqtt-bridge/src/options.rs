@@ -61,6 +61,9 @@ pub fn build(config: &MqttConfig) -> Result<MqttOptions, OptionsError> {
         u32::try_from(config.max_packet_bytes).unwrap_or(u32::MAX),
     ));
     o.set_connection_timeout(10);
+    // A message is acknowledged once it is on the bus (see `import`), so
+    // one the bridge loses before that is sent again.
+    o.set_manual_acks(true);
     if let Some(user) = &config.username {
         o.set_credentials(user.clone(), password(config)?);
     }

@@ -14,7 +14,8 @@ pub struct Stats {
     pub connects: AtomicU64,
     /// Broker messages that became bus events.
     pub imported: AtomicU64,
-    /// Bus events published on the broker.
+    /// Publications the broker acknowledged (QoS 1-2) or that were written
+    /// to it (QoS 0).
     pub exported: AtomicU64,
     /// Broker messages skipped: a payload that does not fit its rule, a
     /// topic the bus refuses.
