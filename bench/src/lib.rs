@@ -19,6 +19,7 @@ pub mod footprint;
 pub mod hops;
 pub mod lifecycle;
 pub mod measure;
+pub mod metrics_cost;
 pub mod mqtt;
 pub mod neighbours;
 pub mod report;
@@ -44,11 +45,11 @@ pub struct Options {
     /// Print JSON (stable field names, see README) instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Workloads to run: calls, payloads, plugins, hops, store, upgrade, events, mqtt, neighbours, lifecycle, memory.
+    /// Workloads to run: calls, metrics, payloads, plugins, hops, store, upgrade, events, mqtt, neighbours, lifecycle, memory.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "calls,payloads,plugins,hops,store,upgrade,events,mqtt,neighbours,lifecycle,memory"
+        default_value = "calls,metrics,payloads,plugins,hops,store,upgrade,events,mqtt,neighbours,lifecycle,memory"
     )]
     pub workloads: Vec<String>,
     /// Calls in flight for the throughput workload.
@@ -219,7 +220,8 @@ async fn run_in(o: &Options, dir: &std::path::Path) -> Result<Report, String> {
     steps += u64::from(wants("hops"))
         + u64::from(wants("store"))
         + u64::from(wants("upgrade"))
-        + u64::from(wants("mqtt"));
+        + u64::from(wants("mqtt"))
+        + 2 * u64::from(wants("metrics"));
     steps += u64::from(wants("lifecycle"))
         + u64::from(wants("memory"))
         + u64::from(wants("neighbours"))
@@ -306,6 +308,15 @@ async fn workloads_in(
             report
                 .calls
                 .push(workloads::call_row(b, "throughput", k, 64, 1).await?);
+            p.inc(1);
+        }
+    }
+    if wants("metrics") {
+        for k in [1, 64] {
+            p.set_message(format!("metrics recording on vs off, {k} in flight"));
+            report
+                .metrics_cost
+                .push(metrics_cost::metrics_cost(b, k).await?);
             p.inc(1);
         }
     }

@@ -40,6 +40,8 @@ pub struct Report {
     pub store: Option<super::store::StoreReport>,
     /// Upgrades of an installed package under load.
     pub upgrade: Option<super::upgrade::UpgradeReport>,
+    /// What recording calls' metrics costs.
+    pub metrics_cost: Vec<super::metrics_cost::MetricsCostRow>,
     /// Broker -> bridge -> plugin, next to `mosquitto_sub`.
     pub mqtt: Vec<super::mqtt::MqttRow>,
     /// Why the MQTT workload did not run (no Mosquitto here).
@@ -359,6 +361,20 @@ pub fn table(r: &Report) -> String {
                 e.latency.p99_us,
                 e.latency.p999_us,
                 e.latency.max_us
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !r.metrics_cost.is_empty() {
+        let _ = writeln!(
+            out,
+            "METRICS COST (64 B calls, per-call metrics recorded vs not, in turns)"
+        );
+        for m in &r.metrics_cost {
+            let _ = writeln!(
+                out,
+                "{:>3} in flight: on {:>9.0}/s p50 {:>5} us | off {:>9.0}/s p50 {:>5} us | rate {:.3}x, p50 {:.3}x",
+                m.in_flight, m.on.per_s, m.on.p50_us, m.off.per_s, m.off.p50_us, m.rate_ratio, m.p50_ratio
             );
         }
         let _ = writeln!(out);

@@ -84,7 +84,7 @@ const SLICE_MIN: Duration = Duration::from_millis(125);
 const MAX_SLICES: u32 = 8;
 /// Not counted at the start of every slice after the first (which uses the
 /// full warm-up): enough to fill the pipeline again.
-const SLICE_WARMUP: Duration = Duration::from_millis(30);
+pub(crate) const SLICE_WARMUP: Duration = Duration::from_millis(30);
 
 /// One call row: Iglu and the floors with the same K and payload, in
 /// alternating slices.

@@ -43,6 +43,12 @@ pub mod topic;
 pub mod transport;
 
 pub use batch::{Batch, MAX_FRAMES_PER_MESSAGE};
+
+/// The reserved method a plugin built on the Rust SDK serves to change its
+/// log filter at run time (`iglu log-level`): `{"filter": str}` ->
+/// `{"filter": str, "previous": str}`. Declared in HELLO like any method,
+/// so a plugin without it is told so before anything is sent.
+pub const LOG_LEVEL_METHOD: &str = "iglu.log_level";
 pub use codec::{decode, decode_shared, encode, DEFAULT_MAX_MESSAGE_BYTES};
 pub use error::{BusError, ErrorCode, RejectCode, WireError};
 pub use fold_hash::{CallIdMap, FoldMap, FoldSet};

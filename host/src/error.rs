@@ -61,6 +61,16 @@ pub enum HostError {
         /// Why.
         source: iglu_bus::BusError,
     },
+    /// An HTTP endpoint (metrics, dashboard) could not be bound.
+    #[error("cannot serve {what} on {bind}: {source}")]
+    HttpBind {
+        /// Which endpoint.
+        what: &'static str,
+        /// The address.
+        bind: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The TCP endpoint for external plugins could not be bound.
     #[error("cannot listen for external plugins on {bind}: {source}")]
     TcpBind {

@@ -62,6 +62,17 @@ impl Host {
             )?),
             None => None,
         };
+        let metrics_listener =
+            match &config.metrics.bind {
+                Some(bind) => Some(tokio::net::TcpListener::bind(bind).await.map_err(
+                    |source| HostError::HttpBind {
+                        what: "metrics",
+                        bind: bind.clone(),
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         let store = Arc::new(Store::open(&config.data_dir())?);
         tracing::info!(file = %store.path().map(|p| p.display().to_string()).unwrap_or_default(), plugins = store.plugins().len(), "store open");
         let settings = Arc::new(Settings::load(
@@ -133,6 +144,15 @@ impl Host {
                 tcp,
                 plugin_socket.clone(),
             )));
+        }
+        if let Some(listener) = metrics_listener {
+            tracing::info!(bind = ?shared.config.metrics.bind, "serving Prometheus metrics on /metrics");
+            let (metrics, shutdown) = (shared.metrics.clone(), shared.shutdown.clone());
+            services.push(tokio::spawn(async move {
+                if let Err(e) = crate::metrics::serve::serve(listener, metrics, shutdown).await {
+                    tracing::warn!(error = %e, "the metrics endpoint stopped");
+                }
+            }));
         }
         services.push(tokio::spawn(crate::limits::watchdog::run(
             shared.registry.clone(),

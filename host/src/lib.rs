@@ -79,6 +79,8 @@ pub mod host;
 pub mod install;
 pub mod json_msgpack;
 pub mod limits;
+pub mod logs;
+pub mod metrics;
 pub mod package;
 pub mod permissions;
 pub mod plugin;

@@ -16,6 +16,7 @@ use iglu_host::runtime_dir::CONTROL_SOCKET;
 use iglu_host::{Config, Host, PluginStatus};
 
 mod cli_install;
+mod cli_logs;
 
 /// Iglu: a plugin host that a plugin cannot take down.
 #[derive(Parser)]
@@ -126,6 +127,10 @@ enum Cmd {
     Stop(PluginRequest),
     /// Stop a plugin and start it again.
     Restart(PluginRequest),
+    /// A plugin's recent log lines (kept by the host, across restarts).
+    Logs(iglu_host::control::LogsRequest),
+    /// Change a running plugin's log filter, without a restart.
+    LogLevel(iglu_host::control::LogLevelRequest),
 }
 
 fn main() -> ExitCode {
@@ -274,6 +279,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Start(p) => lifecycle(&runtime, &config, Request::Start(p)),
         Cmd::Stop(p) => lifecycle(&runtime, &config, Request::Stop(p)),
         Cmd::Restart(p) => lifecycle(&runtime, &config, Request::Restart(p)),
+        Cmd::Logs(r) => runtime.block_on(cli_logs::logs(&config, r)),
+        Cmd::LogLevel(r) => runtime.block_on(cli_logs::log_level(&config, r)),
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Shared {
     pub sandboxing: Arc<crate::limits::sandbox::Sandboxing>,
     /// What every managed plugin's launch is given (see `runner::child`).
     pub launching: Arc<crate::runner::child::Launching>,
+    /// Plugins' recent log lines.
+    pub logs: Arc<crate::logs::LogBook>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Held by each install, upgrade and uninstall: one at a time, so two
     /// never race on one package's files or id.
     pub packages: tokio::sync::Mutex<()>,
@@ -65,6 +69,7 @@ impl Shared {
         cgroups: Arc<crate::limits::cgroup::Cgroups>,
     ) -> Arc<Shared> {
         let events = EventHub::new(config.event_queue, config.event_queue_bytes);
+        let logs = Arc::new(crate::logs::LogBook::default());
         let sandboxing = Arc::new(crate::limits::sandbox::Sandboxing {
             default_on: config.sandbox.enabled,
             abi: crate::limits::sandbox::abi(),
@@ -79,11 +84,21 @@ impl Shared {
             cgroups: cgroups.clone(),
             sandboxing: sandboxing.clone(),
             secret_env: crate::config::mqtt::secret_env(config.mqtt.as_ref()),
+            logs: logs.clone(),
         });
         events.retained.restore(store.take_restored());
         events.retained.persist_to(store.clone());
+        let registry = Arc::new(Registry::new(events.clone()));
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            crate::metrics::plugins::Source {
+                registry: registry.clone(),
+                events: events.clone(),
+                started: std::time::Instant::now(),
+            },
+        ));
         Arc::new(Shared {
-            registry: Arc::new(Registry::new(events.clone())),
+            registry,
+            metrics,
             handles: Handles::default(),
             store,
             settings,
@@ -91,6 +106,7 @@ impl Shared {
             cgroups,
             sandboxing,
             launching,
+            logs,
             events,
             config,
             endpoint,

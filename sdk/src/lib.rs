@@ -59,6 +59,7 @@ pub mod host;
 pub mod interface;
 pub mod launch;
 mod link;
+pub mod logging;
 mod on_connect;
 mod outgoing;
 pub mod plugin;

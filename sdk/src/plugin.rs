@@ -190,20 +190,25 @@ impl Plugin {
     /// Like [`Plugin::serve`], but hands the error back instead of printing it.
     pub fn run(self) -> Result<(), SdkError> {
         let launch = Launch::from_env(&self.manifest.id)?;
-        init_logging();
+        crate::logging::init();
+        let mut plugin = self;
+        if !plugin.handlers.contains_key(iglu_bus::LOG_LEVEL_METHOD) {
+            plugin = plugin.method(iglu_bus::LOG_LEVEL_METHOD, crate::logging::set_filter);
+        }
+        let this = plugin;
         // With inline handlers nothing runs here: a thread-less runtime keeps
         // the start-up (and the spawn-to-first-call time) short.
-        let handler_runtime = if self.inline_handlers {
+        let handler_runtime = if this.inline_handlers {
             tokio::runtime::Builder::new_current_thread().build()?
         } else {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.enable_all().thread_name("iglu-handler");
-            if let Some(n) = self.handler_threads {
+            if let Some(n) = this.handler_threads {
                 builder.worker_threads(n);
             }
             builder.build()?
         };
-        let service = self.into_service(&launch, handler_runtime.handle().clone());
+        let service = this.into_service(&launch, handler_runtime.handle().clone());
         // The I/O loop gets this thread and a single-threaded runtime of its
         // own: heartbeats must never wait behind a busy handler (handlers run
         // on the handler runtime's threads unless `inline_handlers`).
@@ -248,18 +253,4 @@ impl Plugin {
             inline_handlers: self.inline_handlers,
         })
     }
-}
-
-/// Logs go to stderr, which the host reads line by line and re-logs under
-/// the plugin's id. `RUST_LOG` works as usual; the default is `info`.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .with_ansi(false)
-        .try_init();
 }

@@ -123,8 +123,22 @@ impl TestHost {
         TestHost::start_in(&fresh_dir("host"), settings, plugins)
     }
 
+    /// The same, with variables of the host's environment (`RUST_LOG`, say).
+    pub fn start_with_env(settings: &str, plugins: &[String], env: &[(&str, &str)]) -> TestHost {
+        TestHost::start_full(&fresh_dir("host"), settings, plugins, env)
+    }
+
     /// The same in a directory of the caller's (its `data/` is the store's).
     pub fn start_in(dir: &Path, settings: &str, plugins: &[String]) -> TestHost {
+        TestHost::start_full(dir, settings, plugins, &[])
+    }
+
+    fn start_full(
+        dir: &Path,
+        settings: &str,
+        plugins: &[String],
+        env: &[(&str, &str)],
+    ) -> TestHost {
         let dir = dir.to_owned();
         let config = dir.join("iglu.toml");
         let text = format!(
@@ -135,6 +149,7 @@ impl TestHost {
         std::fs::write(&config, text).unwrap();
         let mut command = Command::new(bin("iglu"));
         command.arg("--config").arg(&config).arg("run");
+        command.envs(env.iter().copied());
         let rt = dir.join("rt");
         TestHost::launch(dir, config, rt, command)
     }
@@ -380,8 +395,10 @@ impl TestHost {
 
 /// Starts the host's process with its output in `log`.
 fn spawn_logged(mut command: Command, log: std::fs::File) -> Child {
+    if !command.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        command.env("RUST_LOG", "info,iglu_host=debug");
+    }
     command
-        .env("RUST_LOG", "info,iglu_host=debug")
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())

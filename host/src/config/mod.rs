@@ -15,8 +15,8 @@ pub mod mqtt;
 pub mod plugin_dir;
 mod sections;
 pub use sections::{
-    ExternalSpec, HeartbeatConfig, PackagesConfig, PluginSpec, RestartConfig, SimulatorConfig,
-    StoreConfig, TcpConfig,
+    ExternalSpec, HeartbeatConfig, MetricsConfig, PackagesConfig, PluginSpec, RestartConfig,
+    SimulatorConfig, StoreConfig, TcpConfig,
 };
 
 /// Environment variable naming the runtime directory when the config does not.
@@ -101,6 +101,8 @@ pub struct Config {
     pub watch_plugin_dir: Option<bool>,
     /// The bridge to an MQTT broker (run as the plugin `mqtt-bridge`).
     pub mqtt: Option<iglu_mqtt::MqttConfig>,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 impl Config {

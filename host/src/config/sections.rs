@@ -289,3 +289,11 @@ pub struct PackagesConfig {
     /// --allow-unsigned` allows one at a time).
     pub allow_unsigned: bool,
 }
+
+/// The Prometheus endpoint (`[metrics]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics`, e.g. `127.0.0.1:9464` (default: off).
+    pub bind: Option<String>,
+}

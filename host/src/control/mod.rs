@@ -8,6 +8,7 @@
 pub mod client;
 pub mod cookie;
 pub mod kv;
+pub mod logs;
 pub mod packages;
 pub mod server;
 
@@ -48,6 +49,54 @@ pub enum Request {
     Plugins,
     /// A plugin's settings.
     Settings(packages::SettingsRequest),
+    /// A plugin's recent log lines.
+    Logs(LogsRequest),
+    /// Change a running plugin's log filter.
+    LogLevel(LogLevelRequest),
+}
+
+/// `logs`: a plugin's recent log lines (the newest that match, oldest first).
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct LogsRequest {
+    /// Plugin id.
+    pub plugin: String,
+    /// Keep printing lines as they come (Ctrl-C to stop).
+    #[arg(short, long)]
+    #[serde(default)]
+    pub follow: bool,
+    /// Only lines at least this severe: error, warn, info, debug or trace.
+    #[arg(long)]
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Only lines from the last 30s, 5m, 2h, 1d (or a number of seconds).
+    #[arg(long)]
+    #[serde(default)]
+    pub since: Option<String>,
+    /// At most this many lines (at most 1,000).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    #[serde(default = "hundred")]
+    pub lines: usize,
+    /// Only lines numbered after this (what --follow asks for next).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub after: u64,
+    /// Print each line as JSON.
+    #[arg(long)]
+    #[serde(default)]
+    pub json: bool,
+}
+
+fn hundred() -> usize {
+    100
+}
+
+/// `log-level`: a running plugin's new log filter.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+pub struct LogLevelRequest {
+    /// Plugin id.
+    pub plugin: String,
+    /// A `RUST_LOG`-style filter: `debug`, `warn,mymodule=trace`.
+    pub filter: String,
 }
 
 /// `call`: a plugin's method with JSON arguments.
@@ -135,9 +184,11 @@ impl Request {
             "uninstall" => Request::Uninstall(serde_json::from_str(text)?),
             "plugins" => Request::Plugins,
             "settings" => Request::Settings(settings_from_json(text)?),
+            "logs" => Request::Logs(serde_json::from_str(text)?),
+            "log_level" => Request::LogLevel(serde_json::from_str(text)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
-                    "unknown cmd {other:?} (status, call, publish, start, stop, restart, kv, plan, install, upgrade, uninstall, plugins, settings)"
+                    "unknown cmd {other:?} (status, call, publish, start, stop, restart, kv, plan, install, upgrade, uninstall, plugins, settings, logs, log_level)"
                 )))
             }
         })

@@ -369,6 +369,8 @@ async fn handle(shared: &Arc<Shared>, request: Request) -> Response {
         Request::Uninstall(r) => packages::uninstall(shared, r).await,
         Request::Plugins => packages::plugins(shared),
         Request::Settings(r) => packages::settings(shared, r).await,
+        Request::Logs(r) => super::logs::logs(shared, r),
+        Request::LogLevel(r) => super::logs::log_level(shared, r).await,
     }
 }
 

@@ -93,6 +93,11 @@ fn check(
             news,
             events,
             grants: kind.grants().map(Arc::new),
+            call_metrics: Some(Arc::new(crate::metrics::PluginCalls::new(
+                shared.metrics.calls.clone(),
+                id,
+                &hello.methods,
+            ))),
         },
         shared.outbound.clone(),
         &shared.clock,

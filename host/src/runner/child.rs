@@ -49,6 +49,8 @@ pub struct Launching {
     /// Variables of the host's environment no plugin inherits (secrets
     /// the config named: the MQTT password's).
     pub secret_env: Vec<String>,
+    /// Where plugins' log lines are kept.
+    pub logs: Arc<crate::logs::LogBook>,
 }
 
 /// Runs a configured plugin as a child process, one process per launch.
@@ -153,6 +155,7 @@ impl Runner for ChildRunner {
             (launch::TOKEN, token.to_owned()),
             (launch::PLUGIN_ID, self.spec.id.clone()),
             (launch::MODE, "managed".to_owned()),
+            (crate::logs::FORMAT_ENV, "json".to_owned()),
             (launch::HOST_PID, std::process::id().to_string()),
             (
                 launch::HANDSHAKE_TIMEOUT_MS,
@@ -163,6 +166,13 @@ impl Runner for ChildRunner {
         let cgroups = self.host.cgroups.prepare(&self.spec.id, &limits);
         let sandbox = self.sandbox()?;
         let mut env = env.to_vec();
+        // A plugin logs at `info` unless its own `env` says otherwise (its
+        // lines are kept for `iglu logs` whatever the host's own filter;
+        // `iglu log-level` changes it while it runs): the host's RUST_LOG
+        // is the host's.
+        if !self.spec.env.contains_key("RUST_LOG") {
+            env.push(("RUST_LOG", "info".to_owned()));
+        }
         if let Some((_, extra)) = &sandbox {
             env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         }
@@ -178,6 +188,7 @@ impl Runner for ChildRunner {
             ruleset: sandbox.as_ref().map(|(r, _)| r),
             nice: self.host.sandboxing.nice,
             scrub,
+            logs: &self.host.logs,
         };
         match spawn(&self.spec, &env, confine) {
             Ok(mut process) => {
@@ -293,6 +304,8 @@ pub struct Confinement<'a> {
     pub nice: i32,
     /// Variables of the host's environment it does not inherit.
     pub scrub: &'a [&'a str],
+    /// Where its output lines are kept.
+    pub logs: &'a Arc<crate::logs::LogBook>,
 }
 
 /// Starts `spec` with the launch environment `env` (endpoint, cookie, token),
@@ -347,11 +360,13 @@ pub fn spawn(
         id.clone(),
         "stdout",
         Receiver::from_owned_fd(stdout)?,
+        confine.logs.clone(),
     ));
     tokio::spawn(forward_lines(
         id,
         "stderr",
         Receiver::from_owned_fd(stderr)?,
+        confine.logs.clone(),
     ));
     Ok(PluginProcess {
         process,

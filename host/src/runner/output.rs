@@ -1,4 +1,5 @@
-//! A plugin's stdout and stderr, line by line into the host's log.
+//! A plugin's stdout and stderr, line by line into the host's log and the
+//! plugin's ring of recent lines (see `logs`).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ pub(crate) async fn forward_lines<R: AsyncRead + Unpin>(
     plugin: Arc<str>,
     stream: &'static str,
     reader: R,
+    logs: Arc<crate::logs::LogBook>,
 ) {
     let mut reader = BufReader::with_capacity(MAX_LOG_LINE, reader);
     let mut line: Vec<u8> = Vec::with_capacity(256);
@@ -28,15 +30,15 @@ pub(crate) async fn forward_lines<R: AsyncRead + Unpin>(
         line.extend_from_slice(&chunk[..chunk.len().min(room)]);
         reader.consume(consumed);
         if complete {
-            emit(&plugin, stream, &line);
+            emit(&logs, &plugin, stream, &line);
             line.clear();
         }
     }
     if !line.is_empty() {
-        emit(&plugin, stream, &line);
+        emit(&logs, &plugin, stream, &line);
     }
 }
 
-fn emit(plugin: &str, stream: &'static str, line: &[u8]) {
-    tracing::info!(target: "iglu::plugin", plugin, stream, "{}", String::from_utf8_lossy(line).trim_end());
+fn emit(logs: &crate::logs::LogBook, plugin: &str, stream: &'static str, line: &[u8]) {
+    crate::logs::line(logs, plugin, stream, &String::from_utf8_lossy(line));
 }

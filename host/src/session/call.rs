@@ -133,6 +133,7 @@ impl Session {
         args: Bytes,
         deadline: Duration,
     ) -> Result<Bytes, WireError> {
+        let started = std::time::Instant::now();
         let id = CallId::new_v4();
         let (frame, _slot, _bytes) = self.prepare(id, method, args, deadline)?;
         let (tx, rx) = oneshot::channel();
@@ -146,7 +147,7 @@ impl Session {
         let outcome = rx.await;
         // Whoever answered, expired the call or closed the session took the entry out.
         guard.answered = true;
-        match outcome {
+        let answer = match outcome {
             Ok(Outcome::Answer(answer)) => answer,
             Ok(Outcome::Expired) => Err(self.expired(method, deadline)),
             Err(_) if !sent => Err(WireError::new(
@@ -157,6 +158,21 @@ impl Session {
                 ErrorCode::PluginCrashed,
                 format!("plugin {} went away before answering", self.plugin_id),
             )),
+        };
+        self.count_call(method, &answer, started);
+        answer
+    }
+
+    /// Counts and times a finished call (see `metrics::calls`).
+    fn count_call(
+        &self,
+        method: &str,
+        answer: &Result<Bytes, WireError>,
+        started: std::time::Instant,
+    ) {
+        if let Some(m) = &self.call_metrics {
+            let error = answer.as_ref().err().map(|e| e.code.as_str());
+            m.record(method, error, started.elapsed());
         }
     }
 
@@ -182,12 +198,20 @@ impl Session {
             bytes: bytes.keep(),
         };
         let expired = self.expired(method, deadline);
+        let started = std::time::Instant::now();
+        let metrics = self.call_metrics.clone();
+        let counted = method.to_owned();
         let waiter = Waiter::Callback(Box::new(move |outcome| {
             drop(held);
-            done(match outcome {
+            let answer = match outcome {
                 Outcome::Answer(answer) => answer,
                 Outcome::Expired => Err(expired),
-            })
+            };
+            if let Some(m) = &metrics {
+                let error = answer.as_ref().err().map(|e| e.code.as_str());
+                m.record(&counted, error, started.elapsed());
+            }
+            done(answer)
         }));
         self.register(id, waiter, deadline)?;
         self.dispatch(frame);

@@ -90,6 +90,8 @@ pub struct Session {
     pub reports: Mutex<Conduct>,
     /// The plugin's last `status.report`.
     pub health: crate::plugin::health::HealthSlot,
+    /// Where its calls are counted and timed.
+    pub call_metrics: Option<Arc<crate::metrics::PluginCalls>>,
     /// What it may do (`None`: everything); see [`crate::permissions`].
     pub grants: Option<Arc<crate::permissions::Grants>>,
     calls: Mutex<Calls>,
@@ -128,6 +130,8 @@ pub struct Opening {
     pub news: mpsc::Sender<SessionNews>,
     /// What it may do (`None`: everything).
     pub grants: Option<Arc<crate::permissions::Grants>>,
+    /// Where its calls are counted and timed (`None`: nowhere).
+    pub call_metrics: Option<Arc<crate::metrics::PluginCalls>>,
 }
 
 impl Session {
@@ -174,6 +178,7 @@ impl Session {
                 forwarded: Mutex::new(CallIdMap::default()),
                 reports: Mutex::new(Conduct::default()),
                 health: Default::default(),
+                call_metrics: opening.call_metrics.clone(),
                 grants: opening.grants.clone(),
                 calls: Mutex::new(Calls {
                     closed: None,

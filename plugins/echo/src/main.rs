@@ -45,6 +45,16 @@ struct Message {
     message: String,
 }
 
+/// `log`: one record at `level`, under the target `echo::probe`, with a
+/// field `door`.
+#[derive(Deserialize)]
+struct LogLine {
+    level: String,
+    message: String,
+    #[serde(default)]
+    door: String,
+}
+
 #[derive(Deserialize)]
 struct Code {
     code: i32,
@@ -324,6 +334,17 @@ fn main() -> ExitCode {
         })
         .method("cancelled", |_ctx: Context, _: IgnoredAny| async move {
             Ok::<_, HandlerError>(CANCELLED.load(Ordering::Relaxed))
+        })
+        .method("log", |_ctx: Context, args: LogLine| async move {
+            let (m, door) = (args.message, args.door);
+            match args.level.as_str() {
+                "error" => tracing::error!(target: "echo::probe", %door, "{m}"),
+                "warn" => tracing::warn!(target: "echo::probe", %door, "{m}"),
+                "info" => tracing::info!(target: "echo::probe", %door, "{m}"),
+                "debug" => tracing::debug!(target: "echo::probe", %door, "{m}"),
+                _ => tracing::trace!(target: "echo::probe", %door, "{m}"),
+            }
+            Ok::<_, HandlerError>(true)
         })
         .method("fail", |_ctx: Context, args: Message| async move {
             Err::<(), _>(HandlerError::msg(args.message))

@@ -1,0 +1,165 @@
+//! Calls' metrics. The call path pays two atomic additions and a bucket
+//! search: each session resolves its declared methods' handles once (at
+//! the handshake), so no label set is hashed per call; errors (rare) and
+//! methods the plugin did not declare go through the families.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iglu_bus::FoldMap;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The label value for a method the plugin did not declare.
+const UNDECLARED: &str = "(undeclared)";
+
+/// Buckets of call durations, in seconds: 50 µs (a local call on an idle
+/// host) to 10 s (the default deadline).
+const BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    plugin: String,
+    method: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    plugin: String,
+    method: String,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The families.
+pub struct CallMetrics {
+    calls: Family<CallLabels, Counter>,
+    durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    /// Whether calls are recorded (on; `iglu bench` turns it off in turns
+    /// to measure what recording costs).
+    enabled: std::sync::atomic::AtomicBool,
+}
+
+impl Default for CallMetrics {
+    fn default() -> Self {
+        CallMetrics {
+            calls: Family::default(),
+            durations: Family::new_with_constructor(histogram),
+            enabled: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+impl CallMetrics {
+    /// Turns recording on or off.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "iglu_calls",
+            "Calls the host made to plugins, by outcome (ok or an error code)",
+            self.calls.clone(),
+        );
+        registry.register(
+            "iglu_call_duration_seconds",
+            "Time from a call's sending to its answer",
+            self.durations.clone(),
+        );
+    }
+
+    fn handles(&self, plugin: &str, method: &str) -> Handles {
+        Handles {
+            ok: self
+                .calls
+                .get_or_create(&CallLabels {
+                    plugin: plugin.to_owned(),
+                    method: method.to_owned(),
+                    outcome: "ok".to_owned(),
+                })
+                .clone(),
+            duration: self
+                .durations
+                .get_or_create(&MethodLabels {
+                    plugin: plugin.to_owned(),
+                    method: method.to_owned(),
+                })
+                .clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Handles {
+    ok: Counter,
+    duration: Histogram,
+}
+
+/// One session's handles: its declared methods', resolved once.
+pub struct PluginCalls {
+    plugin: String,
+    metrics: Arc<CallMetrics>,
+    methods: FoldMap<String, Handles>,
+    undeclared: Handles,
+}
+
+impl PluginCalls {
+    /// For `plugin`'s session with its declared `methods`.
+    pub fn new<'a>(
+        metrics: Arc<CallMetrics>,
+        plugin: &str,
+        methods: impl IntoIterator<Item = &'a String>,
+    ) -> PluginCalls {
+        let methods = methods
+            .into_iter()
+            .map(|m| (m.clone(), metrics.handles(plugin, m)))
+            .collect();
+        PluginCalls {
+            undeclared: metrics.handles(plugin, UNDECLARED),
+            plugin: plugin.to_owned(),
+            metrics,
+            methods,
+        }
+    }
+
+    /// Records one call to `method` that took `elapsed` and ended with
+    /// `error` (an error code's name) or fine.
+    pub fn record(&self, method: &str, error: Option<&'static str>, elapsed: Duration) {
+        if !self
+            .metrics
+            .enabled
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let (label, handles) = match self.methods.get(method) {
+            Some(h) => (method, h),
+            None => (UNDECLARED, &self.undeclared),
+        };
+        handles.duration.observe(elapsed.as_secs_f64());
+        match error {
+            None => {
+                handles.ok.inc();
+            }
+            Some(code) => {
+                self.metrics
+                    .calls
+                    .get_or_create(&CallLabels {
+                        plugin: self.plugin.clone(),
+                        method: label.to_owned(),
+                        outcome: code.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}
