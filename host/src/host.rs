@@ -73,6 +73,31 @@ impl Host {
                 )?),
                 None => None,
             };
+        let web = match &config.web.bind {
+            Some(bind) => match tokio::net::TcpListener::bind(bind).await {
+                Ok(l) => {
+                    let token = crate::web::auth::token(&dir, config.web.token_file.as_deref())
+                        .map_err(|source| HostError::HttpBind {
+                            what: "the dashboard (its token)",
+                            bind: bind.clone(),
+                            source,
+                        })?;
+                    Some((l, token))
+                }
+                Err(source) if config.web.optional => {
+                    tracing::warn!(%bind, error = %source, "no dashboard: its address is taken");
+                    None
+                }
+                Err(source) => {
+                    return Err(HostError::HttpBind {
+                        what: "the dashboard",
+                        bind: bind.clone(),
+                        source,
+                    })
+                }
+            },
+            None => None,
+        };
         let store = Arc::new(Store::open(&config.data_dir())?);
         tracing::info!(file = %store.path().map(|p| p.display().to_string()).unwrap_or_default(), plugins = store.plugins().len(), "store open");
         let settings = Arc::new(Settings::load(
@@ -145,6 +170,14 @@ impl Host {
                 plugin_socket.clone(),
             )));
         }
+        if let Some((listener, token)) = web {
+            tracing::info!(bind = ?shared.config.web.bind, "serving the dashboard (iglu dashboard prints its address)");
+            services.push(tokio::spawn(crate::web::serve(
+                shared.clone(),
+                listener,
+                token,
+            )));
+        }
         if let Some(listener) = metrics_listener {
             tracing::info!(bind = ?shared.config.metrics.bind, "serving Prometheus metrics on /metrics");
             let (metrics, shutdown) = (shared.metrics.clone(), shared.shutdown.clone());
@@ -181,6 +214,7 @@ impl Host {
                 plugin_socket,
                 control_socket,
                 dir.join(control::cookie::FILE),
+                dir.join(crate::web::auth::FILE),
             ],
             clock,
         })

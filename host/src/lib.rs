@@ -97,6 +97,7 @@ pub mod tcp_guard;
 #[cfg(test)]
 mod testing;
 pub mod watch;
+pub mod web;
 
 pub use call::error::CallError;
 pub use call::options::CallOptions;

@@ -131,6 +131,8 @@ enum Cmd {
     Logs(iglu_host::control::LogsRequest),
     /// Change a running plugin's log filter, without a restart.
     LogLevel(iglu_host::control::LogLevelRequest),
+    /// Print the dashboard's address, with its token (open it in a browser).
+    Dashboard,
 }
 
 fn main() -> ExitCode {
@@ -281,6 +283,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Restart(p) => lifecycle(&runtime, &config, Request::Restart(p)),
         Cmd::Logs(r) => runtime.block_on(cli_logs::logs(&config, r)),
         Cmd::LogLevel(r) => runtime.block_on(cli_logs::log_level(&config, r)),
+        Cmd::Dashboard => {
+            let Some(bind) = &config.web.bind else {
+                bail!("this host's config has no [web] bind: the dashboard is off");
+            };
+            let file =
+                iglu_host::web::auth::path(&config.runtime_dir(), config.web.token_file.as_deref());
+            let token = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "cannot read the dashboard's token from {} (is the host running?)",
+                    file.display()
+                )
+            })?;
+            println!("http://{bind}/?token={}", token.trim());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! Waiting is always polling for a state with a generous deadline.
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod events;
 pub mod mosquitto;
 mod process;

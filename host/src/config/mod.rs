@@ -103,6 +103,8 @@ pub struct Config {
     pub mqtt: Option<iglu_mqtt::MqttConfig>,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The dashboard.
+    pub web: crate::web::WebConfig,
 }
 
 impl Config {
@@ -179,6 +181,13 @@ impl Config {
                 plugin("history", "iglu-plugin-history"),
             ],
             simulator,
+            // The dashboard, on this machine only; a second host here
+            // starts without it.
+            web: crate::web::WebConfig {
+                bind: Some("127.0.0.1:7900".to_owned()),
+                token_file: None,
+                optional: true,
+            },
             ..Config::default()
         };
         config.fill_defaults();
@@ -213,6 +222,11 @@ impl Config {
         for dir in &mut self.sandbox.read {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
+            }
+        }
+        if let Some(t) = self.web.token_file.as_mut() {
+            if t.is_relative() {
+                *t = base.join(&*t);
             }
         }
         for key in &mut self.packages.trusted_keys {

@@ -39,8 +39,65 @@ fn histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
 
+/// One plugin's calls in all, for the dashboard's rate and p99 (the
+/// families are for Prometheus, which keeps the history itself).
+#[derive(Default)]
+pub struct PluginTotals {
+    /// Calls finished.
+    pub calls: std::sync::atomic::AtomicU64,
+    /// Calls finished by duration bucket ([`BUCKETS`], and one past the last).
+    pub buckets: [std::sync::atomic::AtomicU64; BUCKETS.len() + 1],
+}
+
+impl PluginTotals {
+    fn record(&self, elapsed: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.calls.fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile of the
+    /// calls counted between `before` and `now` (bucket counts), in seconds.
+    pub fn quantile(before: &[u64], now: &[u64], q: f64) -> Option<f64> {
+        let deltas: Vec<u64> = now
+            .iter()
+            .zip(before)
+            .map(|(n, b)| n.saturating_sub(*b))
+            .collect();
+        let total: u64 = deltas.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (total as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, d) in deltas.iter().enumerate() {
+            seen += d;
+            if seen >= want {
+                return Some(BUCKETS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        None
+    }
+
+    /// The bucket counts now.
+    pub fn snapshot(&self) -> (u64, Vec<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.calls.load(Relaxed),
+            self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+        )
+    }
+}
+
 /// The families.
 pub struct CallMetrics {
+    /// Each plugin's totals, by id (bounded by the plugins the host has had).
+    totals: std::sync::Mutex<std::collections::HashMap<String, Arc<PluginTotals>>>,
     calls: Family<CallLabels, Counter>,
     durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
     /// Whether calls are recorded (on; `iglu bench` turns it off in turns
@@ -54,11 +111,18 @@ impl Default for CallMetrics {
             calls: Family::default(),
             durations: Family::new_with_constructor(histogram),
             enabled: std::sync::atomic::AtomicBool::new(true),
+            totals: Default::default(),
         }
     }
 }
 
 impl CallMetrics {
+    /// Plugin `id`'s totals (made on first use).
+    pub fn totals(&self, id: &str) -> Arc<PluginTotals> {
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        t.entry(id.to_owned()).or_default().clone()
+    }
+
     /// Turns recording on or off.
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, std::sync::atomic::Ordering::Relaxed);
@@ -110,6 +174,7 @@ pub struct PluginCalls {
     metrics: Arc<CallMetrics>,
     methods: FoldMap<String, Handles>,
     undeclared: Handles,
+    totals: Arc<PluginTotals>,
 }
 
 impl PluginCalls {
@@ -125,6 +190,7 @@ impl PluginCalls {
             .collect();
         PluginCalls {
             undeclared: metrics.handles(plugin, UNDECLARED),
+            totals: metrics.totals(plugin),
             plugin: plugin.to_owned(),
             metrics,
             methods,
@@ -146,6 +212,7 @@ impl PluginCalls {
             None => (UNDECLARED, &self.undeclared),
         };
         handles.duration.observe(elapsed.as_secs_f64());
+        self.totals.record(elapsed);
         match error {
             None => {
                 handles.ok.inc();

@@ -63,6 +63,8 @@ pub struct Facts {
     restarts: u32,
     /// Refusals for lack of a permission, since the host started.
     denied: u64,
+    /// Restarts asked for (`iglu restart`, the dashboard), since the host started.
+    restarts_requested: u32,
     last_exit: Option<String>,
     manifest: Option<Manifest>,
     methods: Vec<String>,
@@ -106,6 +108,10 @@ impl Facts {
     /// Refusals for lack of a permission.
     pub fn denied(&self) -> u64 {
         self.denied
+    }
+    /// Restarts asked for.
+    pub fn restarts_requested(&self) -> u32 {
+        self.restarts_requested
     }
     /// How the last process ended, in words.
     pub fn last_exit(&self) -> Option<&str> {
@@ -201,6 +207,7 @@ impl Registry {
                 pid: None,
                 restarts: 0,
                 denied: 0,
+                restarts_requested: 0,
                 last_exit: None,
                 manifest: None,
                 methods: Vec::new(),
@@ -281,6 +288,13 @@ impl Registry {
     pub fn count_denial(&self, id: &str) {
         if let Some(e) = self.lock().get_mut(id) {
             e.denied += 1;
+        }
+    }
+
+    /// Counts a restart asked for (not a crash).
+    pub fn count_requested_restart(&self, id: &str) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.restarts_requested = e.restarts_requested.saturating_add(1);
         }
     }
 

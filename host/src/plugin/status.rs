@@ -26,6 +26,9 @@ pub struct PluginStatus {
     pub pid: Option<u32>,
     /// Restarts after crashes.
     pub restarts: u32,
+    /// Restarts asked for (`iglu restart`, the dashboard).
+    #[serde(default)]
+    pub restarts_requested: u32,
     /// How the last process ended.
     pub last_exit: Option<String>,
     /// Milliseconds since the plugin last sent anything; `null` without a session.
@@ -115,6 +118,7 @@ impl PluginStatus {
             state: e.state(),
             pid: e.pid(),
             restarts: e.restarts(),
+            restarts_requested: e.restarts_requested(),
             permission_denied: e.denied(),
             last_exit: e.last_exit().map(str::to_owned),
             last_heartbeat_ms_ago: live.map(|s| millis(s.silent_for())),

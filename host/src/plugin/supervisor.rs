@@ -101,6 +101,7 @@ pub async fn supervise<R: Runner>(s: Supervision, runner: R, autostart: bool, in
                 Next::Idle
             }
             Next::Restart(done) => {
+                sup.s.registry.count_requested_restart(&sup.s.id);
                 sup.stop().await;
                 let _ = done.send(());
                 Next::Launch { after_crash: false }
