@@ -31,6 +31,8 @@ fn result(response: Response) -> anyhow::Result<serde_json::Value> {
 /// Prints the lines that match, then (with `--follow`) new ones as they come.
 pub async fn logs(config: &Config, mut r: LogsRequest) -> anyhow::Result<ExitCode> {
     let json = r.json;
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
     loop {
         let answer = result(exchange(config, Request::Logs(r.clone())).await?)?;
         let lines = answer["lines"].as_array().cloned().unwrap_or_default();
@@ -51,7 +53,7 @@ pub async fn logs(config: &Config, mut r: LogsRequest) -> anyhow::Result<ExitCod
         r.lines = 1000;
         tokio::select! {
             _ = tokio::time::sleep(FOLLOW_EVERY) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
         }
     }
 }
@@ -73,7 +75,10 @@ fn human(line: &serde_json::Value) -> String {
             }
         }
     }
-    out
+    // A plugin's text must not drive the terminal (escape sequences).
+    out.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// Milliseconds since the epoch as an ISO 8601 UTC time.

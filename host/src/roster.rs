@@ -106,6 +106,7 @@ pub async fn remove(shared: &Shared, id: &str) -> Result<(), HostError> {
     shared.events.subscriptions.remove_plugin(id);
     shared.registry.remove(id);
     shared.cgroups.forget(id);
+    shared.logs.forget(id);
     tracing::info!(plugin = %id, "plugin removed");
     Ok(())
 }

@@ -70,7 +70,7 @@ pub struct Record {
     pub target: String,
     /// The message.
     pub message: String,
-    /// Its fields, in order, as text.
+    /// Its fields, as text, sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, String)>,
 }

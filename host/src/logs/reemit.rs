@@ -21,9 +21,16 @@ use tracing_core::{Event, Interest, Metadata};
 use super::record::{Level, Record};
 
 /// Callsites made at most: a plugin's distinct targets and field sets are
-/// a handful each; this bounds what a plugin inventing new field names
+/// a handful each; this bounds what plugins inventing new field names
 /// could make the host keep.
 pub const MAX_SITES: usize = 1024;
+
+/// Callsites one plugin may have made: one plugin inventing names cannot
+/// take the others' share.
+pub const MAX_SITES_PER_PLUGIN: usize = 64;
+
+/// Longest target given a callsite of its own.
+const MAX_TARGET: usize = 128;
 
 /// Fields every re-emitted record has before its own.
 const OWN: [&str; 3] = ["message", "plugin", "stream"];
@@ -61,8 +68,15 @@ impl Callsite for Site {
 
 type Key = (Level, String, Vec<String>);
 
-fn sites() -> &'static Mutex<HashMap<Key, &'static Site>> {
-    static SITES: OnceLock<Mutex<HashMap<Key, &'static Site>>> = OnceLock::new();
+#[derive(Default)]
+struct Sites {
+    by_key: HashMap<Key, &'static Site>,
+    /// Callsites made for each plugin.
+    made: HashMap<String, usize>,
+}
+
+fn sites() -> &'static Mutex<Sites> {
+    static SITES: OnceLock<Mutex<Sites>> = OnceLock::new();
     SITES.get_or_init(Mutex::default)
 }
 
@@ -70,20 +84,26 @@ fn leak(s: &str) -> &'static str {
     Box::leak(s.to_owned().into_boxed_str())
 }
 
-/// The callsite of this shape, made if new and there is room.
-fn site(level: Level, target: &str, names: &[&str]) -> Option<&'static Site> {
+/// The callsite of this shape, made if new and there is room (overall,
+/// and in `plugin`'s share).
+fn site(plugin: &str, level: Level, target: &str, names: &[&str]) -> Option<&'static Site> {
+    if target.len() > MAX_TARGET {
+        return None;
+    }
     let key = (
         level,
         target.to_owned(),
         names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
     );
     let mut sites = sites().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(s) = sites.get(&key) {
+    if let Some(s) = sites.by_key.get(&key) {
         return Some(s);
     }
-    if sites.len() >= MAX_SITES {
+    let made = sites.made.get(plugin).copied().unwrap_or(0);
+    if sites.by_key.len() >= MAX_SITES || made >= MAX_SITES_PER_PLUGIN {
         return None;
     }
+    sites.made.insert(plugin.to_owned(), made + 1);
     let site: &'static Site = Box::leak(Box::new(Site {
         meta: OnceLock::new(),
     }));
@@ -106,7 +126,7 @@ fn site(level: Level, target: &str, names: &[&str]) -> Option<&'static Site> {
         Kind::EVENT,
     ));
     tracing_core::callsite::register(site);
-    sites.insert(key, site);
+    sites.by_key.insert(key, site);
     Some(site)
 }
 
@@ -139,7 +159,12 @@ pub fn emit(plugin: &str, stream: &str, record: &Record) {
         let mut seen = std::collections::HashSet::new();
         names.iter().all(|n| seen.insert(*n))
     };
-    match site(record.level, target, &names).filter(|_| unique) {
+    let made = if unique {
+        site(plugin, record.level, target, &names)
+    } else {
+        None
+    };
+    match made {
         Some(site) => dispatch(site, &texts),
         None => {
             let fields: Vec<String> = record

@@ -13,8 +13,20 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The label value for a method the plugin did not declare.
+/// The label value for a method the plugin did not declare (and for one
+/// past [`MAX_METHODS`], or with a character a label value should not hold).
 const UNDECLARED: &str = "(undeclared)";
+
+/// Methods of one plugin that get series of their own: the label set stays
+/// bounded however many a plugin declares.
+pub const MAX_METHODS: usize = 64;
+
+/// Whether a method name may be a label value as it is (prometheus-client
+/// writes label values unescaped).
+fn plain_label(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b'/'))
+}
 
 /// Buckets of call durations, in seconds: 50 µs (a local call on an idle
 /// host) to 10 s (the default deadline).
@@ -186,6 +198,8 @@ impl PluginCalls {
     ) -> PluginCalls {
         let methods = methods
             .into_iter()
+            .filter(|m| plain_label(m))
+            .take(MAX_METHODS)
             .map(|m| (m.clone(), metrics.handles(plugin, m)))
             .collect();
         PluginCalls {
@@ -228,5 +242,31 @@ impl PluginCalls {
                     .inc();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_or_too_many_methods_share_the_undeclared_series() {
+        let metrics = Arc::new(CallMetrics::default());
+        let mut methods: Vec<String> = vec!["ok.name".into(), "a\"b".into(), "x\\".into()];
+        methods.extend((0..100).map(|i| format!("m{i}")));
+        let calls = PluginCalls::new(metrics.clone(), "p", &methods);
+        assert!(calls.methods.contains_key("ok.name"));
+        assert!(!calls.methods.contains_key("a\"b") && !calls.methods.contains_key("x\\"));
+        assert_eq!(calls.methods.len(), MAX_METHODS);
+        calls.record("a\"b", None, Duration::from_micros(80));
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(!text.contains("a\"b"), "{text}");
+        assert!(
+            text.contains(r#"iglu_calls_total{plugin="p",method="(undeclared)",outcome="ok"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -52,7 +52,11 @@ const STATES: [PluginState; 7] = [
 
 /// The host's own resident memory, in bytes.
 fn host_rss_bytes() -> u64 {
-    let page = 4096;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(4096);
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -47,6 +47,17 @@ pub(super) fn start(shared: &Arc<Shared>, caller: &Arc<Session>, call: Call) {
         shared.registry.count_denial(&caller.plugin_id);
         return answer(caller, id, Err(e));
     }
+    // A plugin's log filter is the host's to change.
+    if request.method == iglu_bus::LOG_LEVEL_METHOD {
+        let e = crate::permissions::denied(
+            &caller.plugin_id,
+            &format!("method {:?}", request.method),
+            "a call to a method reserved for the host",
+        );
+        caller.log_denial(&e);
+        shared.registry.count_denial(&caller.plugin_id);
+        return answer(caller, id, Err(e));
+    }
     if caller.forwarding(&id) {
         let e = WireError::new(
             ErrorCode::BadMessage,

@@ -22,6 +22,8 @@ pub const MAX_STREAMS: usize = 16;
 pub const EVENTS_PER_SECOND: u32 = 50;
 /// Events waiting for one page; past it they are dropped for that page.
 const TAP_CAPACITY: usize = 256;
+/// Lifecycle changes closer together than this share one status.
+const LIFECYCLE_COALESCE: Duration = Duration::from_millis(200);
 /// An event's payload shown at most this long (JSON text).
 const PAYLOAD_CHARS: usize = 512;
 
@@ -54,10 +56,14 @@ pub async fn index(
     if !allowed(&web, q.token.as_deref(), &headers) {
         return refused();
     }
-    if let Some(token) = q.token {
+    if q.token.is_some() {
+        if !auth::allowed(&web.token, q.token.as_deref(), &HeaderMap::new()) {
+            return refused();
+        }
         let cookie = format!(
-            "{}={token}; Path=/; HttpOnly; SameSite=Strict",
-            auth::COOKIE
+            "{}={}; Path=/; HttpOnly; SameSite=Strict",
+            auth::COOKIE,
+            web.token
         );
         return (
             StatusCode::SEE_OTHER,
@@ -167,6 +173,7 @@ struct Stream {
     tick: tokio::time::Interval,
     budget: u32,
     skipped: u64,
+    last_status: std::time::Instant,
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
@@ -204,43 +211,53 @@ pub async fn stream(
         tick,
         budget: EVENTS_PER_SECOND,
         skipped: 0,
+        last_status: std::time::Instant::now(),
         _slot: slot,
     };
+    enum Wake {
+        Tick,
+        Lifecycle,
+        Event(crate::events::Event),
+    }
     let events = futures::stream::unfold(state, |mut s| async move {
         loop {
-            let event = match s.tap.as_mut() {
+            let wake = match s.tap.as_mut() {
                 Some(tap) => tokio::select! {
-                    _ = s.tick.tick() => None,
+                    _ = s.tick.tick() => Wake::Tick,
                     r = s.lifecycle.recv() => {
                         if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
                             return None;
                         }
-                        None
+                        Wake::Lifecycle
                     }
-                    e = tap.recv() => match e { Some(e) => Some(e), None => { s.tap = None; continue; } },
+                    e = tap.recv() => match e { Some(e) => Wake::Event(e), None => { s.tap = None; continue; } },
                 },
                 None => tokio::select! {
-                    _ = s.tick.tick() => None,
+                    _ = s.tick.tick() => Wake::Tick,
                     r = s.lifecycle.recv() => {
                         if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
                             return None;
                         }
-                        None
+                        Wake::Lifecycle
                     }
                 },
             };
-            match event {
-                None => {
-                    s.budget = EVENTS_PER_SECOND;
+            match wake {
+                Wake::Lifecycle if s.last_status.elapsed() < LIFECYCLE_COALESCE => {}
+                Wake::Tick | Wake::Lifecycle => {
+                    if matches!(wake, Wake::Tick) {
+                        s.budget = EVENTS_PER_SECOND;
+                    }
+                    s.last_status = std::time::Instant::now();
                     let body =
                         serde_json::json!({ "plugins": rows(&s.web), "skipped_events": s.skipped });
                     let sse = SseEvent::default().event("status").data(body.to_string());
                     return Some((Ok::<_, Infallible>(sse), s));
                 }
-                Some(_) if s.budget == 0 => {
+                Wake::Event(_) if s.budget == 0 => {
                     s.skipped += 1;
                 }
-                Some(e) => {
+                Wake::Event(e) => {
                     s.budget -= 1;
                     let mut payload = crate::json_msgpack::to_json(&e.payload)
                         .map(|j| j.to_string())

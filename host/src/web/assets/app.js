@@ -148,8 +148,14 @@ function select(id) {
   pollLogs();
 }
 
+let polling = false;
 async function pollLogs() {
-  if (!selected) return;
+  if (!selected || polling) return;
+  polling = true;
+  try { await readLogs(); } finally { polling = false; }
+}
+
+async function readLogs() {
   const id = selected;
   const r = await fetch(`/api/plugins/${encodeURIComponent(id)}/logs?after=${lastLog}`);
   if (!r.ok || id !== selected) return;
