@@ -57,3 +57,22 @@ pub async fn metrics_cost(b: &Bench, k: usize) -> Result<MetricsCostRow, String>
         off,
     })
 }
+
+/// The rows as a table for people.
+pub fn table(out: &mut String, rows: &[MetricsCostRow]) {
+    use std::fmt::Write as _;
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "METRICS COST (64 B calls, per-call metrics recorded vs not, in turns)"
+        );
+        for m in rows {
+            let _ = writeln!(
+                out,
+                "{:>3} in flight: on {:>9.0}/s p50 {:>5} us | off {:>9.0}/s p50 {:>5} us | rate {:.3}x, p50 {:.3}x",
+                m.in_flight, m.on.per_s, m.on.p50_us, m.off.per_s, m.off.p50_us, m.rate_ratio, m.p50_ratio
+            );
+        }
+        let _ = writeln!(out);
+    }
+}

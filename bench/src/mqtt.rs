@@ -283,3 +283,52 @@ async fn phase(
         },
     ])
 }
+
+/// The rows (or why there are none) as a table for people.
+pub fn table(out: &mut String, rows: &[MqttRow], skipped: Option<&str>) {
+    use std::fmt::Write as _;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    if let Some(why) = skipped {
+        let _ = writeln!(out, "MQTT: not run: {why}\n");
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "MQTT (QoS 1 from one publisher; the broker's own client next to the bridge, same stream)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<26} {:>10} {:>10} {:>10} | {:>7} {:>7} {:>8}",
+            "path", "published", "received", "msgs/s", "p50us", "p99us", "max us"
+        );
+        for m in rows {
+            let _ = writeln!(
+                out,
+                "{:<26} {:>10} {:>10} {:>10.0} | {:>7} {:>7} {:>8}",
+                m.path,
+                m.published,
+                m.received,
+                m.measure.per_s,
+                m.measure.p50_us,
+                m.measure.p99_us,
+                m.measure.max_us
+            );
+        }
+        if let [sub, bridge, paced_sub, paced_bridge] = rows {
+            let _ = writeln!(
+                out,
+                "bridge / mosquitto_sub: rate {:.2}x; paced p50 {:.2}x, p99 {:.2}x",
+                ratio(bridge.measure.per_s, sub.measure.per_s),
+                ratio(
+                    paced_bridge.measure.p50_us as f64,
+                    paced_sub.measure.p50_us as f64
+                ),
+                ratio(
+                    paced_bridge.measure.p99_us as f64,
+                    paced_sub.measure.p99_us as f64
+                )
+            );
+        }
+        let _ = writeln!(out);
+    }
+}

@@ -365,63 +365,8 @@ pub fn table(r: &Report) -> String {
         }
         let _ = writeln!(out);
     }
-    if !r.metrics_cost.is_empty() {
-        let _ = writeln!(
-            out,
-            "METRICS COST (64 B calls, per-call metrics recorded vs not, in turns)"
-        );
-        for m in &r.metrics_cost {
-            let _ = writeln!(
-                out,
-                "{:>3} in flight: on {:>9.0}/s p50 {:>5} us | off {:>9.0}/s p50 {:>5} us | rate {:.3}x, p50 {:.3}x",
-                m.in_flight, m.on.per_s, m.on.p50_us, m.off.per_s, m.off.p50_us, m.rate_ratio, m.p50_ratio
-            );
-        }
-        let _ = writeln!(out);
-    }
-    if let Some(why) = &r.mqtt_skipped {
-        let _ = writeln!(out, "MQTT: not run: {why}\n");
-    }
-    if !r.mqtt.is_empty() {
-        let _ = writeln!(
-            out,
-            "MQTT (QoS 1 from one publisher; the broker's own client next to the bridge, same stream)"
-        );
-        let _ = writeln!(
-            out,
-            "{:<26} {:>10} {:>10} {:>10} | {:>7} {:>7} {:>8}",
-            "path", "published", "received", "msgs/s", "p50us", "p99us", "max us"
-        );
-        for m in &r.mqtt {
-            let _ = writeln!(
-                out,
-                "{:<26} {:>10} {:>10} {:>10.0} | {:>7} {:>7} {:>8}",
-                m.path,
-                m.published,
-                m.received,
-                m.measure.per_s,
-                m.measure.p50_us,
-                m.measure.p99_us,
-                m.measure.max_us
-            );
-        }
-        if let [sub, bridge, paced_sub, paced_bridge] = &r.mqtt[..] {
-            let _ = writeln!(
-                out,
-                "bridge / mosquitto_sub: rate {:.2}x; paced p50 {:.2}x, p99 {:.2}x",
-                ratio(bridge.measure.per_s, sub.measure.per_s),
-                ratio(
-                    paced_bridge.measure.p50_us as f64,
-                    paced_sub.measure.p50_us as f64
-                ),
-                ratio(
-                    paced_bridge.measure.p99_us as f64,
-                    paced_sub.measure.p99_us as f64
-                )
-            );
-        }
-        let _ = writeln!(out);
-    }
+    super::metrics_cost::table(&mut out, &r.metrics_cost);
+    super::mqtt::table(&mut out, &r.mqtt, r.mqtt_skipped.as_deref());
     if !r.lifecycle.is_empty() {
         let _ = writeln!(out, "LIFECYCLE");
         for l in &r.lifecycle {

@@ -5,6 +5,7 @@
 //! [`config::ENV`]; the bridge follows the same types, so what the host
 //! accepted is what runs. A message crosses the bridge through:
 //!
+//! - [`broker`]: the broker's URL;
 //! - [`mapping`]: a rule's topic filter and its target, with wildcards
 //!   carried over (`zigbee2mqtt/+` -> `home/+/state`);
 //! - [`zigbee2mqtt`]: the Zigbee2MQTT preset's topics (device state,
@@ -14,6 +15,7 @@
 //!   message, so a bridge never takes back its own.
 #![deny(missing_docs)]
 
+pub mod broker;
 pub mod config;
 pub mod loops;
 pub mod mapping;

@@ -16,7 +16,7 @@ pub mod plugin_dir;
 mod sections;
 pub use sections::{
     ExternalSpec, HeartbeatConfig, MetricsConfig, PackagesConfig, PluginSpec, RestartConfig,
-    SimulatorConfig, StoreConfig, TcpConfig,
+    SimulatorConfig, StoreConfig, TcpConfig, WebConfig,
 };
 
 /// Environment variable naming the runtime directory when the config does not.
@@ -104,7 +104,7 @@ pub struct Config {
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// The dashboard.
-    pub web: crate::web::WebConfig,
+    pub web: WebConfig,
 }
 
 impl Config {
@@ -183,7 +183,7 @@ impl Config {
             simulator,
             // The dashboard, on this machine only; a second host here
             // starts without it.
-            web: crate::web::WebConfig {
+            web: WebConfig {
                 bind: Some("127.0.0.1:7900".to_owned()),
                 token_file: None,
                 optional: true,

@@ -297,3 +297,19 @@ pub struct MetricsConfig {
     /// Where to serve `GET /metrics`, e.g. `127.0.0.1:9464` (default: off).
     pub bind: Option<String>,
 }
+
+/// `[web]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Where to serve the dashboard, e.g. `127.0.0.1:7900` (default: off
+    /// in a config file; the built-in config serves it there).
+    pub bind: Option<String>,
+    /// A file holding the token (default: a new one at every start, in
+    /// `<runtime_dir>/web.token`).
+    pub token_file: Option<std::path::PathBuf>,
+    /// Whether failing to bind is a warning rather than an error (the
+    /// built-in config's: a second host on one machine still starts).
+    #[serde(skip)]
+    pub optional: bool,
+}
