@@ -243,24 +243,8 @@ async fn phase(
     };
     let bridge_done = now_ns();
     pump.abort();
-    #[derive(serde::Deserialize)]
-    struct Buckets {
-        values: Vec<(u64, u64)>,
-    }
-    let r = client
-        .call_with(
-            "mqtt-sink",
-            "latency",
-            Bytes::from_static(&[0xc0]),
-            CallOptions::new(Duration::from_secs(10)),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let buckets: Buckets = rmp_serde::from_slice(&r).map_err(|e| e.to_string())?;
     let mut h = histogram();
-    for (v, c) in buckets.values {
-        let _ = h.record_n(v.max(1), c);
-    }
+    crate::workloads::merge_latency(&client, "mqtt-sink", &mut h).await?;
     drop(sub);
     let _ = reader.join();
     let (sub_h, sub_got, sub_last) = {

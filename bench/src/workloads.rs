@@ -185,6 +185,29 @@ struct Buckets {
     values: Vec<(u64, u64)>,
 }
 
+/// Adds bench plugin `plugin`'s event latency histogram (its `latency`
+/// method) to `h`.
+pub(crate) async fn merge_latency(
+    host: &iglu_host::HostClient,
+    plugin: &str,
+    h: &mut hdrhistogram::Histogram<u64>,
+) -> Result<(), String> {
+    let r = host
+        .call_with(
+            plugin,
+            "latency",
+            Bytes::from_static(&[0xc0]),
+            CallOptions::new(Duration::from_secs(10)),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let buckets: Buckets = rmp_serde::from_slice(&r).map_err(|e| e.to_string())?;
+    for (v, c) in buckets.values {
+        let _ = h.record_n(v.max(1), c);
+    }
+    Ok(())
+}
+
 /// Publishes 64 B events reaching `n` bench plugins as fast as they keep up.
 pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
     let host = &b.host;
@@ -256,19 +279,7 @@ pub async fn fanout(b: &Bench, n: usize) -> Result<EventRow, String> {
     let (d1, x1, _, _) = stats(host);
     let mut h = histogram();
     for s in &subs {
-        let r = host
-            .call_with(
-                s,
-                "latency",
-                Bytes::from_static(&[0xc0]),
-                CallOptions::new(Duration::from_secs(10)),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let buckets: Buckets = rmp_serde::from_slice(&r).map_err(|e| e.to_string())?;
-        for (v, c) in buckets.values {
-            let _ = h.record_n(v.max(1), c);
-        }
+        merge_latency(&host.client(), s, &mut h).await?;
     }
     let delivered = d1 - d0;
     Ok(EventRow {

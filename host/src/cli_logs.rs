@@ -3,29 +3,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
-use iglu_host::control::client;
-use iglu_host::control::{LogLevelRequest, LogsRequest, Request, Response};
-use iglu_host::runtime_dir::CONTROL_SOCKET;
+use iglu_host::control::{LogLevelRequest, LogsRequest, Request};
 use iglu_host::Config;
 
 /// How often `--follow` asks for new lines.
 const FOLLOW_EVERY: Duration = Duration::from_millis(300);
 
-async fn exchange(config: &Config, request: Request) -> anyhow::Result<Response> {
-    let socket = config.runtime_dir().join(CONTROL_SOCKET);
-    Ok(client::request(&socket, &request, Duration::from_secs(10)).await?)
-}
-
-fn result(response: Response) -> anyhow::Result<serde_json::Value> {
-    if !response.ok {
-        bail!(
-            "{}: {}",
-            response.code.unwrap_or_default(),
-            response.message.unwrap_or_default()
-        );
-    }
-    Ok(response.result.unwrap_or_default())
+/// A request to the host, with its answer's result.
+async fn result(config: &Config, request: Request) -> anyhow::Result<serde_json::Value> {
+    crate::ask(config, request, Duration::from_secs(10)).await
 }
 
 /// Prints the lines that match, then (with `--follow`) new ones as they come.
@@ -34,7 +20,7 @@ pub async fn logs(config: &Config, mut r: LogsRequest) -> anyhow::Result<ExitCod
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
-        let answer = result(exchange(config, Request::Logs(r.clone())).await?)?;
+        let answer = result(config, Request::Logs(r.clone())).await?;
         let lines = answer["lines"].as_array().cloned().unwrap_or_default();
         for line in &lines {
             if json {
@@ -106,7 +92,7 @@ fn utc(ms: u64) -> String {
 
 /// Sets a running plugin's log filter.
 pub async fn log_level(config: &Config, r: LogLevelRequest) -> anyhow::Result<ExitCode> {
-    let answer = result(exchange(config, Request::LogLevel(r.clone())).await?)?;
+    let answer = result(config, Request::LogLevel(r.clone())).await?;
     println!(
         "{}: log filter {} (was {})",
         r.plugin,
